@@ -1,0 +1,400 @@
+//! The builder: everything that makes a socketioxide namespace session-aware, in one place.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_sessions::cookie::Key;
+use tower_sessions::{Expiry, SessionStore};
+
+use crate::error::{ConfigError, InvalidReason};
+use crate::id::{CookieConfig, CookieKey};
+use crate::middleware::SessionMiddleware;
+use crate::origin::{MissingOrigin, OriginLayer, OriginPolicy};
+use crate::registry::Registry;
+use crate::store::StoreHandle;
+
+/// When the socket side loads and saves the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Load once at connect; save at disconnect if modified (sooner with
+    /// [`with_write_behind`](SocketSessionsBuilder::with_write_behind)). Cheapest; the socket sees
+    /// HTTP-side changes only when it reconnects.
+    PerConnection,
+    /// Reload before each message handler and save after it if modified, one handler at a time
+    /// per session on this node. The socket always sees the current session.
+    #[default]
+    PerMessage,
+}
+
+/// What the `sinvalid` hook is told about a refused connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InvalidSession {
+    /// Why the session was refused.
+    pub reason: InvalidReason,
+    /// The namespace the client tried to join.
+    pub namespace: String,
+    /// The Socket.IO id of the refused socket.
+    pub socket_id: String,
+}
+
+type InvalidHook = Arc<dyn Fn(&InvalidSession) + Send + Sync>;
+
+/// Configuration shared by the middleware, the extractors and every live session.
+pub(crate) struct Shared {
+    pub(crate) store: StoreHandle,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) use_cookie: bool,
+    pub(crate) auth_sid: bool,
+    pub(crate) mode: Mode,
+    pub(crate) write_behind: Option<Duration>,
+    pub(crate) on_invalid: Option<InvalidHook>,
+    pub(crate) require_origin_layer: bool,
+    pub(crate) salt: [u8; 16],
+    pub(crate) registry: Registry,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .field("cookie", &self.cookie)
+            .field("use_cookie", &self.use_cookie)
+            .field("auth_sid", &self.auth_sid)
+            .field("mode", &self.mode)
+            .field("write_behind", &self.write_behind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Session support for a socketioxide app: built once with [`SocketSessions::builder`], then
+/// installed with [`origin_layer`](SocketSessions::origin_layer) (HTTP side) and
+/// [`middleware`](SocketSessions::middleware) (each namespace).
+///
+/// ```no_run
+/// use axum::Router;
+/// use socketio_sessions::{Mode, SocketSession, SocketSessions};
+/// use socketioxide::{SocketIo, extract::{AckSender, SocketRef}, handler::ConnectHandler};
+/// use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryStore::default();
+/// let expiry = Expiry::OnInactivity(time::Duration::hours(1));
+/// let sessions = SocketSessions::builder(store.clone())
+///     .with_expiry(expiry)                       // the same as the HTTP layer's
+///     .with_mode(Mode::PerMessage)
+///     .with_allowed_origins(["https://app.example.com"])
+///     .build()?;
+///
+/// let (sio_layer, io) = SocketIo::new_layer();
+/// io.ns("/", (async |socket: SocketRef, session: SocketSession| {
+///     let user: Option<String> = session.get("user").await.ok().flatten();
+///     tracing::info!(?user, "connected");
+///     socket.on("incr", async |session: SocketSession, ack: AckSender| {
+///         let n: u64 = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await.unwrap();
+///         session.save().await.unwrap();
+///         ack.send(&n).ok();
+///     });
+/// }).with(sessions.middleware()));
+///
+/// let app: Router = Router::new()
+///     .layer(sio_layer)
+///     .layer(sessions.origin_layer())
+///     .layer(SessionManagerLayer::new(store).with_expiry(expiry));
+/// # let _ = app; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SocketSessions {
+    shared: Arc<Shared>,
+    origin: Arc<OriginPolicy>,
+    path: Arc<str>,
+}
+
+impl fmt::Debug for SocketSessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketSessions")
+            .field("shared", &self.shared)
+            .field("origin", &self.origin)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SocketSessions {
+    /// Starts a configuration over any tower-sessions store: give it the store (or a clone of
+    /// it) that the app's `SessionManagerLayer` uses.
+    ///
+    /// # Examples
+    /// ```
+    /// let sessions = socketio_sessions::SocketSessions::builder(tower_sessions::MemoryStore::default())
+    ///     .with_allowed_origins(["http://localhost:3000"])
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn builder<S: SessionStore>(store: S) -> SocketSessionsBuilder {
+        SocketSessionsBuilder {
+            store: Arc::new(store),
+            cookie_name: "id".into(),
+            cookie_key: CookieKey::Plain,
+            cookies: true,
+            auth_sid: false,
+            mode: Mode::default(),
+            expiry: None,
+            origins: None,
+            missing_origin: MissingOrigin::default(),
+            store_timeout: Duration::from_secs(2),
+            write_behind: None,
+            on_invalid: None,
+            path: "/socket.io/".into(),
+            max_cookie_bytes: 8 * 1024,
+            require_origin_layer: true,
+        }
+    }
+
+    /// The tower layer that checks the `Origin` of every Engine.IO request. Add it around the
+    /// Socket.IO layer (`.layer(sio_layer).layer(sessions.origin_layer())`).
+    pub fn origin_layer(&self) -> OriginLayer {
+        OriginLayer::new(self.origin.clone(), self.path.clone())
+    }
+
+    /// The connect middleware that loads the session (or refuses the connection with
+    /// `session_invalid` / `session_unavailable`). Install it on each namespace with
+    /// `io.ns("/", on_connect.with(sessions.middleware()))`.
+    pub fn middleware(&self) -> SessionMiddleware {
+        SessionMiddleware::new(self.shared.clone())
+    }
+
+    /// The mode sessions are served in.
+    pub fn mode(&self) -> Mode {
+        self.shared.mode
+    }
+
+    /// How many sessions have sockets on this node right now.
+    pub fn live_sessions(&self) -> usize {
+        self.shared.registry.len()
+    }
+}
+
+/// Builder for [`SocketSessions`]; every `with_*` method consumes and returns it.
+pub struct SocketSessionsBuilder {
+    store: Arc<dyn SessionStore>,
+    cookie_name: Cow<'static, str>,
+    cookie_key: CookieKey,
+    cookies: bool,
+    auth_sid: bool,
+    mode: Mode,
+    expiry: Option<Expiry>,
+    origins: Option<Result<OriginPolicy, ConfigError>>,
+    missing_origin: MissingOrigin,
+    store_timeout: Duration,
+    write_behind: Option<Duration>,
+    on_invalid: Option<InvalidHook>,
+    path: Cow<'static, str>,
+    max_cookie_bytes: usize,
+    require_origin_layer: bool,
+}
+
+impl fmt::Debug for SocketSessionsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketSessionsBuilder")
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_key", &self.cookie_key)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketSessionsBuilder {
+    /// The session cookie's name; the same as `SessionManagerLayer::with_name` (default `id`).
+    pub fn with_cookie_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.cookie_name = name.into();
+        self
+    }
+
+    /// Reads signed cookies, as written by `SessionManagerLayer::with_signed(key)`.
+    pub fn with_signed(mut self, key: Key) -> Self {
+        self.cookie_key = CookieKey::Signed(key);
+        self
+    }
+
+    /// Reads private (encrypted) cookies, as written by `SessionManagerLayer::with_private(key)`.
+    pub fn with_private(mut self, key: Key) -> Self {
+        self.cookie_key = CookieKey::Private(key);
+        self
+    }
+
+    /// Turns cookie sessions off: only the `auth` sid (see
+    /// [`with_auth_sid`](Self::with_auth_sid)) identifies a session.
+    pub fn without_cookies(mut self) -> Self {
+        self.cookies = false;
+        self
+    }
+
+    /// Also accepts the session id in the Socket.IO `auth` payload, `{"sid": "<cookie value>"}`
+    /// (the seed's client model), for clients that cannot send cookies. The value is checked
+    /// exactly as the cookie would be (signature or decryption included). Off by default.
+    pub fn with_auth_sid(mut self, enabled: bool) -> Self {
+        self.auth_sid = enabled;
+        self
+    }
+
+    /// Per-connection or per-message (default) loading and saving.
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The session expiry, exactly as given to `SessionManagerLayer::with_expiry`, so that saves
+    /// from sockets date the record as the HTTP side would.
+    pub fn with_expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+
+    /// The browser origins allowed to open sockets, as `scheme://host[:port]`, optionally
+    /// `scheme://*.domain` for subdomains. See [`OriginPolicy`].
+    pub fn with_allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.origins = Some(OriginPolicy::allow_list(origins));
+        self
+    }
+
+    /// Allows every origin: a deliberate opt-out of the cross-site WebSocket hijacking check.
+    pub fn with_any_origin(mut self) -> Self {
+        self.origins = Some(Ok(OriginPolicy::any()));
+        self
+    }
+
+    /// What to do with requests that carry no `Origin` header (default: allow).
+    pub fn with_missing_origin(mut self, missing: MissingOrigin) -> Self {
+        self.missing_origin = missing;
+        self
+    }
+
+    /// How long a store call may take before the connection is refused with
+    /// `session_unavailable` or the handler gets [`SessionError::Timeout`](crate::SessionError)
+    /// (default 2 s).
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Per-connection mode: save changes within `delay` of the first unsaved change, so a
+    /// crash loses at most `delay` of writes (default: save at disconnect only).
+    pub fn with_write_behind(mut self, delay: Duration) -> Self {
+        self.write_behind = Some(delay);
+        self
+    }
+
+    /// Calls `hook` for every refused connection (the seed's `sinvalid`).
+    pub fn on_invalid(mut self, hook: impl Fn(&InvalidSession) + Send + Sync + 'static) -> Self {
+        self.on_invalid = Some(Arc::new(hook));
+        self
+    }
+
+    /// The Engine.IO path the origin layer guards (default `/socket.io/`, socketioxide's).
+    pub fn with_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The largest `Cookie` header (all values together) that is parsed (default 8 KiB);
+    /// larger ones are refused as malformed without being parsed.
+    pub fn with_max_cookie_bytes(mut self, bytes: usize) -> Self {
+        self.max_cookie_bytes = bytes;
+        self
+    }
+
+    /// Whether the middleware refuses handshakes that did not pass through the
+    /// [`OriginLayer`] (default: yes, so a forgotten layer fails closed and says so).
+    pub fn with_origin_layer_required(mut self, required: bool) -> Self {
+        self.require_origin_layer = required;
+        self
+    }
+
+    /// Checks the configuration and builds it.
+    pub fn build(self) -> Result<SocketSessions, ConfigError> {
+        if self.store_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.write_behind.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::ZeroWriteBehind);
+        }
+        let origin = match self.origins {
+            Some(policy) => policy?,
+            None if self.cookies => return Err(ConfigError::NoOriginPolicy),
+            None => OriginPolicy::any(),
+        }
+        .with_missing(self.missing_origin);
+        let cookie = CookieConfig {
+            name: self.cookie_name,
+            key: self.cookie_key,
+            max_header_bytes: self.max_cookie_bytes,
+        };
+        let shared = Shared {
+            store: StoreHandle::new(self.store, self.store_timeout, self.expiry),
+            auth_sid: self.auth_sid || !self.cookies,
+            cookie,
+            use_cookie: self.cookies,
+            mode: self.mode,
+            write_behind: self.write_behind,
+            on_invalid: self.on_invalid,
+            require_origin_layer: self.require_origin_layer,
+            salt: tower_sessions::session::Id::default().0.to_le_bytes(),
+            registry: Registry::default(),
+        };
+        Ok(SocketSessions {
+            shared: Arc::new(shared),
+            origin: Arc::new(origin),
+            path: Arc::from(self.path.as_ref()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_sessions::MemoryStore;
+
+    #[test]
+    fn cookie_mode_needs_an_origin_decision() {
+        let err = SocketSessions::builder(MemoryStore::default())
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::NoOriginPolicy));
+        assert!(err.to_string().contains("with_allowed_origins"));
+        SocketSessions::builder(MemoryStore::default())
+            .with_any_origin()
+            .build()
+            .unwrap();
+        SocketSessions::builder(MemoryStore::default())
+            .without_cookies()
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let b = || SocketSessions::builder(MemoryStore::default()).with_any_origin();
+        assert!(matches!(
+            b().with_store_timeout(Duration::ZERO).build(),
+            Err(ConfigError::ZeroTimeout)
+        ));
+        assert!(matches!(
+            b().with_write_behind(Duration::ZERO).build(),
+            Err(ConfigError::ZeroWriteBehind)
+        ));
+        assert!(matches!(
+            SocketSessions::builder(MemoryStore::default())
+                .with_allowed_origins(["localhost:3000"])
+                .build(),
+            Err(ConfigError::InvalidOrigin { .. })
+        ));
+    }
+}

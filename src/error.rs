@@ -1,0 +1,134 @@
+//! Error types: one enum per surface, each variant says how to fix the problem.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The builder was given a configuration that cannot be served safely.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Cookie sessions were enabled without deciding which browser origins may open sockets.
+    #[error(
+        "cookie sessions need an origin policy (cross-site WebSocket hijacking): call \
+         `with_allowed_origins([\"https://app.example.com\"])`, or `with_any_origin()` if you \
+         accept the risk"
+    )]
+    NoOriginPolicy,
+    /// An entry of the origin allowlist could not be parsed.
+    #[error(
+        "invalid allowed origin `{origin}`: {why}; expected `scheme://host[:port]`, e.g. \
+         `https://app.example.com`, `http://localhost:3000` or `https://*.example.com`"
+    )]
+    InvalidOrigin {
+        /// The entry as given.
+        origin: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The store timeout was zero, which would refuse every connection.
+    #[error("the store timeout must be greater than zero; the default is 2 s")]
+    ZeroTimeout,
+    /// The write-behind delay was zero; use per-message mode to save after every change.
+    #[error("the write-behind delay must be greater than zero; use `Mode::PerMessage` to save after every message")]
+    ZeroWriteBehind,
+}
+
+/// Why a Socket.IO connection was refused its session (the seed's `sinvalid`).
+///
+/// The client sees only [`InvalidReason::client_message`]: `session_invalid` or
+/// `session_unavailable`. The finer reason is for the server's hook and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InvalidReason {
+    /// No session cookie on the handshake (and no `auth` sid where that is enabled).
+    Missing,
+    /// A session cookie or `auth` sid that this app did not issue: bad signature, failed
+    /// decryption, not a session id, or too large to parse.
+    Malformed,
+    /// A well-formed id that the store does not know, or whose record has expired.
+    Unknown,
+    /// The store answered with an error.
+    StoreError,
+    /// The store did not answer within the configured timeout.
+    StoreTimeout,
+    /// The handshake did not pass through the [`OriginLayer`](crate::OriginLayer): add
+    /// `.layer(sessions.origin_layer())` around the Socket.IO layer.
+    OriginNotChecked,
+}
+
+impl InvalidReason {
+    /// The `connect_error` message the client receives: `session_invalid` when a new login is
+    /// needed, `session_unavailable` when retrying later may succeed.
+    pub fn client_message(self) -> &'static str {
+        if self.is_retryable() {
+            SESSION_UNAVAILABLE
+        } else {
+            SESSION_INVALID
+        }
+    }
+
+    /// Whether the client may retry the same session later (store trouble, not a bad session).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            InvalidReason::StoreError | InvalidReason::StoreTimeout | InvalidReason::OriginNotChecked
+        )
+    }
+}
+
+/// The `connect_error` message for a missing, forged, unknown or expired session.
+pub const SESSION_INVALID: &str = "session_invalid";
+/// The `connect_error` message when the store failed or timed out; the client may retry.
+pub const SESSION_UNAVAILABLE: &str = "session_unavailable";
+
+/// The error a refused connection carries; its `Display` is exactly the client's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectRejection(pub InvalidReason);
+
+impl fmt::Display for ConnectRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.client_message())
+    }
+}
+
+impl std::error::Error for ConnectRejection {}
+
+/// An operation on a socket's session failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The session no longer exists in the store (logged out, expired or rotated); writes are
+    /// refused so that a deleted session is never brought back. The client must log in again.
+    #[error("the session no longer exists (logged out, expired or rotated); the client must log in again")]
+    Gone,
+    /// The session store answered with an error.
+    #[error("session store error: {0}")]
+    Store(String),
+    /// The session store did not answer within the configured timeout.
+    #[error("the session store did not answer within {0:?}; is it running and reachable?")]
+    Timeout(Duration),
+    /// A value could not be converted to or from JSON.
+    #[error("session key `{key}` could not be converted to or from JSON: {source}")]
+    Serde {
+        /// The session key concerned.
+        key: String,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The socket has no session: the connect middleware was not installed on its namespace.
+    #[error(
+        "this socket has no session: install the middleware with \
+         `io.ns(\"/\", on_connect.with(sessions.middleware()))`"
+    )]
+    NotEnabled,
+}
+
+impl SessionError {
+    pub(crate) fn serde(key: &str, source: serde_json::Error) -> Self {
+        SessionError::Serde {
+            key: key.to_owned(),
+            source,
+        }
+    }
+}

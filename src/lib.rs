@@ -1,0 +1,59 @@
+//! # socketio-sessions
+//!
+//! Socket.IO handlers served by [socketioxide] get the HTTP session that the axum app keeps
+//! with [tower-sessions], as the Node library socket.io-sessions did for Connect:
+//!
+//! - **One place to enable it:** [`SocketSessions::builder`] takes the store, the cookie's name
+//!   and key (plain, signed or private, as the app's `SessionManagerLayer`), the
+//!   [`Mode`], the expiry, the origin allowlist and the store timeout.
+//! - **Handlers get the session** through the [`SocketSession`] extractor (connect and message
+//!   handlers) and [`MaybeSocketSession`] (disconnect handlers), typed through serde.
+//! - **Per-connection mode** loads once at connect and saves at disconnect (optionally within
+//!   N ms of a change); **per-message mode** reloads before each handler and saves after it,
+//!   one handler at a time per session on this node.
+//! - **`sinvalid`:** a missing, forged, unknown or expired session refuses the connection with
+//!   the `connect_error` message `session_invalid`; a failing or slow store with
+//!   `session_unavailable`, within the store timeout. [`SocketSessionsBuilder::on_invalid`]
+//!   observes both.
+//! - **Secure defaults:** the [`OriginLayer`] refuses disallowed origins with 403 before any
+//!   cookie is parsed or store called; cookie sessions do not build without an origin policy;
+//!   session ids never appear in logs (a salted [`SessionTag`] does).
+//!
+//! ## How it fits together
+//!
+//! ```text
+//! Engine.IO request ─► OriginLayer ─► SessionMiddleware ─────────────► handlers ─► save
+//!                      (403 or pass)  (cookie/auth sid → store.load     (SocketSession
+//!                                      → one LiveSession per id)         extractor)
+//! ```
+//!
+//! See [`SocketSessions`] for a complete axum example.
+//!
+//! [socketioxide]: https://docs.rs/socketioxide
+//! [tower-sessions]: https://docs.rs/tower-sessions
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod error;
+mod extract;
+mod id;
+mod middleware;
+mod origin;
+mod registry;
+mod session;
+mod store;
+mod tag;
+
+pub use config::{InvalidSession, Mode, SocketSessions, SocketSessionsBuilder};
+pub use error::{
+    ConfigError, ConnectRejection, InvalidReason, SESSION_INVALID, SESSION_UNAVAILABLE,
+    SessionError,
+};
+pub use extract::MaybeSocketSession;
+pub use id::CookieKey;
+pub use middleware::SessionMiddleware;
+pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};
+pub use session::SocketSession;
+pub use tag::SessionTag;

@@ -1,0 +1,391 @@
+//! The live session and the handle that socket handlers use.
+//!
+//! A [`LiveSession`] is the one in-memory copy of a session on this node. In per-connection
+//! mode, handles lock it briefly per operation and changes are saved when a socket disconnects
+//! (or sooner with write-behind). In per-message mode, a handle takes the lock at its first
+//! operation, reloads the record, and keeps the lock until the handler is done and its changes
+//! are saved: reload → handler → save runs one at a time per session on this node.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tower_sessions::session::{Id, Record};
+
+use crate::config::{Mode, Shared};
+use crate::error::SessionError;
+use crate::store::{Changes, StoreFailure};
+use crate::tag::SessionTag;
+
+/// The session's state as this node knows it.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// The record with local changes applied; `None` once the session is known to be gone.
+    record: Option<Record>,
+    /// Keys changed locally and not saved yet.
+    changes: Changes,
+    /// Loaded by the connect middleware and not yet handed to a handler: the connect handler
+    /// may use it without another reload.
+    fresh: bool,
+}
+
+/// The one in-memory copy of a session on this node.
+pub(crate) struct LiveSession {
+    pub(crate) id: Id,
+    pub(crate) tag: SessionTag,
+    shared: Arc<Shared>,
+    state: Arc<Mutex<State>>,
+    write_behind_pending: AtomicBool,
+}
+
+impl fmt::Debug for LiveSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveSession").field("tag", &self.tag).finish()
+    }
+}
+
+impl LiveSession {
+    pub(crate) fn new(shared: Arc<Shared>, id: Id) -> Self {
+        LiveSession {
+            tag: SessionTag::new(&shared.salt, &id),
+            id,
+            shared,
+            state: Arc::default(),
+            write_behind_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Saves pending changes (if any), then loads the record. Used at connect: `Ok(false)` when
+    /// the session does not exist.
+    pub(crate) async fn load_for_connect(&self) -> Result<bool, StoreFailure> {
+        let mut st = self.state.lock().await;
+        if !st.changes.is_empty() {
+            // Another socket's unsaved changes: merge them first so the reload keeps them.
+            if let Err(e) = self.persist(&mut st).await {
+                tracing::warn!(session = %self.tag, error = %e, "could not save pending session changes");
+            }
+        }
+        let record = self.shared.store.load(&self.id).await?;
+        let exists = record.is_some();
+        st.record = record;
+        st.changes.clear();
+        st.fresh = exists;
+        Ok(exists)
+    }
+
+    /// Brings `st` up to date with the store, saving pending changes first.
+    async fn refresh(&self, st: &mut State) -> Result<(), SessionError> {
+        if st.changes.is_empty() {
+            st.record = self.shared.store.load(&self.id).await?;
+            Ok(())
+        } else {
+            match self.persist(st).await {
+                Ok(()) | Err(SessionError::Gone) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// Saves pending changes, merged into the record as stored now.
+    async fn persist(&self, st: &mut State) -> Result<(), SessionError> {
+        if st.changes.is_empty() {
+            return Ok(());
+        }
+        match self.shared.store.merge_save(&self.id, &st.changes).await {
+            Ok(record) => {
+                st.record = Some(record);
+                st.changes.clear();
+                Ok(())
+            }
+            Err(SessionError::Gone) => {
+                tracing::debug!(session = %self.tag, "session gone: socket changes discarded");
+                st.record = None;
+                st.changes.clear();
+                Err(SessionError::Gone)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves pending changes now (per-connection mode: at disconnect and write-behind).
+    pub(crate) async fn flush(&self) {
+        let mut st = self.state.lock().await;
+        match self.persist(&mut st).await {
+            Ok(()) | Err(SessionError::Gone) => {}
+            Err(e) => {
+                tracing::warn!(session = %self.tag, error = %e, "could not save the session")
+            }
+        }
+    }
+
+    fn schedule_write_behind(self: &Arc<Self>) {
+        let Some(delay) = self.shared.write_behind else {
+            return;
+        };
+        if self.write_behind_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let live = self.clone();
+        spawn_detached(async move {
+            tokio::time::sleep(delay).await;
+            live.write_behind_pending.store(false, Ordering::Release);
+            live.flush().await;
+        });
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        self.shared.registry.forget(&self.id);
+    }
+}
+
+/// Spawns on the current runtime, if there still is one (drops may run during shutdown).
+pub(crate) fn spawn_detached(fut: impl Future<Output = ()> + Send + 'static) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(fut);
+    }
+}
+
+/// A socket's tie to its live session, kept in the socket's extensions. In per-connection mode,
+/// dropping it (when the socket is gone) saves what the socket changed.
+#[derive(Clone, Debug)]
+pub(crate) struct Binding(Arc<BindingInner>);
+
+#[derive(Debug)]
+struct BindingInner {
+    live: Arc<LiveSession>,
+}
+
+impl Binding {
+    pub(crate) fn new(live: Arc<LiveSession>) -> Self {
+        Binding(Arc::new(BindingInner { live }))
+    }
+
+    pub(crate) fn handle(&self, may_use_fresh: bool) -> SocketSession {
+        SocketSession {
+            inner: Arc::new(Handle {
+                live: self.0.live.clone(),
+                held: Mutex::new(None),
+                may_use_fresh,
+            }),
+        }
+    }
+}
+
+impl Drop for BindingInner {
+    fn drop(&mut self) {
+        if self.live.shared.mode == Mode::PerConnection {
+            let live = self.live.clone();
+            spawn_detached(async move { live.flush().await });
+        }
+    }
+}
+
+/// The session of a socket, as handlers see it (the seed's `session` argument).
+///
+/// Extract it in connect and message handlers; in disconnect handlers use
+/// [`MaybeSocketSession`](crate::MaybeSocketSession). Values are stored as JSON in the same
+/// record the HTTP side reads, so `session.get::<String>("user")` sees what an axum handler
+/// inserted with `session.insert("user", ..)`.
+///
+/// In per-message mode the first operation of a handler reloads the session and locks it for
+/// this session on this node until the handler returns; changes are then saved. Call
+/// [`save`](SocketSession::save) before acknowledging when the client must be able to read the
+/// change over HTTP as soon as it gets the ack.
+#[derive(Clone)]
+pub struct SocketSession {
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    live: Arc<LiveSession>,
+    /// Per-message mode: the session lock, held from the first operation to the end.
+    held: Mutex<Option<OwnedMutexGuard<State>>>,
+    may_use_fresh: bool,
+}
+
+impl fmt::Debug for SocketSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketSession")
+            .field("tag", &self.inner.live.tag)
+            .finish()
+    }
+}
+
+impl SocketSession {
+    /// Runs `f` on the up-to-date state, under the session lock.
+    async fn with_state<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        let live = &self.inner.live;
+        match live.shared.mode {
+            Mode::PerConnection => {
+                let mut st = live.state.lock().await;
+                let was_clean = st.changes.is_empty();
+                let out = f(&mut st);
+                if was_clean && !st.changes.is_empty() {
+                    live.schedule_write_behind();
+                }
+                out
+            }
+            Mode::PerMessage => {
+                let mut held = self.inner.held.lock().await;
+                let st = match &mut *held {
+                    Some(st) => st,
+                    slot @ None => {
+                        let mut st = live.state.clone().lock_owned().await;
+                        if !(self.inner.may_use_fresh && st.fresh) {
+                            live.refresh(&mut st).await?;
+                        }
+                        st.fresh = false;
+                        slot.insert(st)
+                    }
+                };
+                f(st)
+            }
+        }
+    }
+
+    /// Whether the session still exists (in per-message mode: in the store, as of this
+    /// handler's reload). Writes to a session that no longer exists fail with
+    /// [`SessionError::Gone`].
+    pub async fn exists(&self) -> Result<bool, SessionError> {
+        self.with_state(|st| Ok(st.record.is_some())).await
+    }
+
+    /// The value under `key`, deserialized; `None` if absent or if the session is gone.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.get_value(key).await? {
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| SessionError::serde(key, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The JSON value under `key`.
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        self.with_state(|st| Ok(st.record.as_ref().and_then(|r| r.data.get(key).cloned())))
+            .await
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(|e| SessionError::serde(key, e))?;
+        self.with_state(|st| {
+            set(st, key, Some(value))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes `key`, returning its old value.
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let old = self.with_state(|st| set(st, key, None)).await?;
+        match old {
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| SessionError::serde(key, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the value under `key` with `f(old)` in one step under the session lock, and
+    /// returns the new value: no other handler of this session on this node runs in between.
+    ///
+    /// ```no_run
+    /// # async fn f(session: socketio_sessions::SocketSession) -> Result<(), socketio_sessions::SessionError> {
+    /// let count: u64 = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Option<T>) -> T,
+    {
+        self.with_state(|st| {
+            let record = st.record.as_ref().ok_or(SessionError::Gone)?;
+            let old = match record.data.get(key) {
+                Some(v) => Some(
+                    serde_json::from_value(v.clone()).map_err(|e| SessionError::serde(key, e))?,
+                ),
+                None => None,
+            };
+            let new = f(old);
+            let value = serde_json::to_value(&new).map_err(|e| SessionError::serde(key, e))?;
+            set(st, key, Some(value))?;
+            Ok(new)
+        })
+        .await
+    }
+
+    /// Saves the changes made so far now, rather than after the handler (per-message mode) or
+    /// at disconnect (per-connection mode).
+    pub async fn save(&self) -> Result<(), SessionError> {
+        let live = &self.inner.live;
+        match live.shared.mode {
+            Mode::PerConnection => {
+                let mut st = live.state.lock().await;
+                live.persist(&mut st).await
+            }
+            Mode::PerMessage => match &mut *self.inner.held.lock().await {
+                Some(st) => live.persist(st).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// The session's tag for logs: a salted hash, never the id itself.
+    pub fn tag(&self) -> &SessionTag {
+        &self.inner.live.tag
+    }
+}
+
+/// Writes or removes one key; refuses when the session is gone.
+fn set(st: &mut State, key: &str, value: Option<Value>) -> Result<Option<Value>, SessionError> {
+    let record = st.record.as_mut().ok_or(SessionError::Gone)?;
+    let old = match &value {
+        Some(v) if record.data.get(key) == Some(v) => return Ok(Some(v.clone())),
+        Some(v) => record.data.insert(key.to_owned(), v.clone()),
+        None => match record.data.remove(key) {
+            Some(old) => Some(old),
+            None => return Ok(None),
+        },
+    };
+    st.changes.insert(key.to_owned(), value);
+    Ok(old)
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let Some(mut st) = self.held.get_mut().take() else {
+            return;
+        };
+        if st.changes.is_empty() {
+            return;
+        }
+        if std::thread::panicking() {
+            // A handler that panicked half-way must not persist half its changes.
+            st.changes.clear();
+            st.record = None;
+            return;
+        }
+        let live = self.live.clone();
+        spawn_detached(async move {
+            match live.persist(&mut st).await {
+                Ok(()) | Err(SessionError::Gone) => {}
+                Err(e) => tracing::warn!(
+                    session = %live.tag,
+                    error = %e,
+                    "could not save the session after a message; will retry before the next one"
+                ),
+            }
+        });
+    }
+}
