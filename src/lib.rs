@@ -57,3 +57,15 @@ pub use middleware::SessionMiddleware;
 pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};
 pub use session::SocketSession;
 pub use tag::SessionTag;
+
+/// The Redis store (`tower-sessions-redis-store`, with `fred`), re-exported so that its version
+/// always matches this crate's tower-sessions.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use tower_sessions_redis_store as redis_store;
+
+/// The SQLite store (`tower-sessions-sqlx-store`, with `sqlx`), re-exported so that its version
+/// always matches this crate's tower-sessions.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use tower_sessions_sqlx_store as sqlx_store;

@@ -341,6 +341,11 @@ impl SocketSession {
         }
     }
 
+    /// The mode this session is served in.
+    pub fn mode(&self) -> crate::Mode {
+        self.inner.live.shared.mode
+    }
+
     /// The session's tag for logs: a salted hash, never the id itself.
     pub fn tag(&self) -> &SessionTag {
         &self.inner.live.tag

@@ -1,1 +1,86 @@
-fn main(){}
+//! The socketio-sessions demo: log in over HTTP, then count and chat over Socket.IO with the
+//! same session. Run with `cargo run --example demo` and open http://127.0.0.1:3000.
+//!
+//! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `DEMO_STORE` (`memory`,
+//! `sqlite://PATH`, `redis://HOST:PORT`), `DEMO_MODE` (`per-message`, `per-connection`),
+//! `DEMO_SESSION_TTL_SECS` (default 3600), `DEMO_ALLOWED_ORIGINS` (comma-separated; default the
+//! demo's own origin), `DEMO_SIGNING_SECRET` (32+ bytes: sign the session cookie).
+
+mod app;
+mod store;
+
+use std::time::Duration;
+
+use socketio_sessions::Mode;
+use tower_sessions::cookie::Key;
+use tracing_subscriber::EnvFilter;
+
+use app::DemoOptions;
+use store::DemoStore;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn fail(msg: String) -> ! {
+    eprintln!("demo: {msg}");
+    std::process::exit(2);
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let addr = env("DEMO_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .unwrap_or_else(|e| fail(format!("cannot listen on {addr}: {e}")));
+    let local = listener.local_addr().expect("bound socket has an address");
+
+    let mut opts = DemoOptions::new(app::own_origins(local));
+    if let Some(mode) = env("DEMO_MODE") {
+        opts.mode = match mode.as_str() {
+            "per-message" => Mode::PerMessage,
+            "per-connection" => Mode::PerConnection,
+            other => fail(format!(
+                "unknown DEMO_MODE `{other}`: use `per-message` or `per-connection`"
+            )),
+        };
+    }
+    if let Some(ttl) = env("DEMO_SESSION_TTL_SECS") {
+        let secs: u64 = ttl
+            .parse()
+            .ok()
+            .filter(|s| *s > 0)
+            .unwrap_or_else(|| fail(format!("DEMO_SESSION_TTL_SECS must be a positive whole number, not `{ttl}`")));
+        opts.ttl = Duration::from_secs(secs);
+    }
+    if let Some(origins) = env("DEMO_ALLOWED_ORIGINS") {
+        opts.allowed_origins = origins.split(',').map(|o| o.trim().to_owned()).collect();
+    }
+    if let Some(secret) = env("DEMO_SIGNING_SECRET") {
+        if secret.len() < 32 {
+            fail("DEMO_SIGNING_SECRET must be at least 32 bytes".into());
+        }
+        opts.signing_key = Some(Key::derive_from(secret.as_bytes()));
+    }
+    let store_url = env("DEMO_STORE").unwrap_or_else(|| "memory".into());
+    let store = DemoStore::open(&store_url).await.unwrap_or_else(|e| fail(e));
+    let app = app::app(store, &opts).unwrap_or_else(|e| fail(e.to_string()));
+
+    tracing::info!(
+        "demo on http://{local} (store: {}, mode: {:?})",
+        store_url.split("://").next().unwrap_or("memory"),
+        opts.mode
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            tokio::signal::ctrl_c().await.ok();
+        })
+        .await
+        .unwrap_or_else(|e| fail(format!("server error: {e}")));
+}

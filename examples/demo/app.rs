@@ -1,0 +1,230 @@
+//! The demo app: HTTP login with tower-sessions, and Socket.IO handlers that share the session.
+//! Kept apart from `main.rs` so that the integration tests drive this exact app.
+
+use std::time::Duration;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketio_sessions::{ConfigError, Mode, SocketSession, SocketSessions};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::handler::ConnectHandler;
+use tower_sessions::cookie::Key;
+use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const SOCKET_IO_JS: &str = include_str!("assets/vendor/socket.io.esm.min.js");
+
+/// The longest user name and chat message the demo accepts.
+const MAX_NAME: usize = 64;
+const MAX_CHAT: usize = 500;
+
+/// How the demo is configured; `main.rs` fills it from `DEMO_*` variables.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Per-message (default) or per-connection sessions on the sockets.
+    pub mode: Mode,
+    /// Inactivity expiry of a session.
+    pub ttl: Duration,
+    /// Origins allowed to open sockets.
+    pub allowed_origins: Vec<String>,
+    /// Sign the session cookie with this key (plain cookie when `None`).
+    pub signing_key: Option<Key>,
+    /// Store timeout for the socket side.
+    pub store_timeout: Duration,
+}
+
+impl DemoOptions {
+    /// The defaults, with the demo's own origin allowed.
+    pub fn new(own_origins: Vec<String>) -> Self {
+        DemoOptions {
+            mode: Mode::PerMessage,
+            ttl: Duration::from_secs(3600),
+            allowed_origins: own_origins,
+            signing_key: None,
+            store_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Builds the whole demo app over `store`.
+pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Router, ConfigError> {
+    let expiry = Expiry::OnInactivity(time::Duration::try_from(opts.ttl).unwrap_or(time::Duration::HOUR));
+    let mut sessions = SocketSessions::builder(store.clone())
+        .with_mode(opts.mode)
+        .with_expiry(expiry)
+        .with_allowed_origins(&opts.allowed_origins)
+        .with_store_timeout(opts.store_timeout);
+    if let Some(key) = &opts.signing_key {
+        sessions = sessions.with_signed(key.clone());
+    }
+    let sessions = sessions.build()?;
+
+    let (sio_layer, io) = SocketIo::builder().max_buffer_size(1024).build_layer();
+    io.ns("/", on_connect.with(sessions.middleware()));
+
+    let http_sessions = SessionManagerLayer::new(store)
+        .with_secure(false)
+        .with_expiry(expiry);
+    let router = Router::new()
+        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
+        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], APP_JS) }))
+        .route(
+            "/vendor/socket.io.esm.min.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SOCKET_IO_JS) }),
+        )
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/api/session", get(session_info))
+        .layer(sio_layer)
+        .layer(sessions.origin_layer());
+    Ok(match opts.signing_key.clone() {
+        Some(key) => router.layer(http_sessions.with_signed(key)),
+        None => router.layer(http_sessions),
+    })
+}
+
+async fn on_connect(socket: SocketRef) {
+    socket.on("whoami", whoami);
+    socket.on("incr", incr);
+    socket.on("chat", chat);
+}
+
+/// Acks `{"error": ...}` so that the client learns why, instead of timing out.
+fn ack_error(ack: AckSender, e: &socketio_sessions::SessionError) {
+    tracing::debug!(error = %e, "socket session operation failed");
+    let code = match e {
+        socketio_sessions::SessionError::Gone => "session_invalid",
+        _ => "session_unavailable",
+    };
+    ack.send(&json!({ "error": code })).ok();
+}
+
+async fn whoami(session: SocketSession, ack: AckSender) {
+    match session.get::<String>("user").await {
+        Ok(user) => ack.send(&json!({ "user": user })).ok(),
+        Err(e) => return ack_error(ack, &e),
+    };
+}
+
+async fn incr(session: SocketSession, ack: AckSender) {
+    let result = async {
+        let n = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+        if session.mode() == Mode::PerMessage {
+            // Persist before the ack, so the client can read it over HTTP at once.
+            session.save().await?;
+        }
+        Ok::<_, socketio_sessions::SessionError>(n)
+    }
+    .await;
+    match result {
+        Ok(n) => ack.send(&n).ok(),
+        Err(e) => return ack_error(ack, &e),
+    };
+}
+
+#[derive(Deserialize)]
+struct ChatIn {
+    text: String,
+}
+
+async fn chat(socket: SocketRef, session: SocketSession, Data(msg): Data<ChatIn>) {
+    let text: String = msg.text.chars().take(MAX_CHAT).collect();
+    if text.trim().is_empty() {
+        return;
+    }
+    let user = session.get::<String>("user").await.ok().flatten();
+    let out = json!({ "user": user, "text": text });
+    socket.emit("chat", &out).ok();
+    socket.broadcast().emit("chat", &out).await.ok();
+}
+
+#[derive(Deserialize)]
+struct LoginIn {
+    name: String,
+}
+
+/// `POST /login` with a JSON body or a form: `{"name": ...}`.
+async fn login(session: Session, req: Request) -> Response {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let name = if is_json {
+        Json::<LoginIn>::from_request(req, &()).await.map(|Json(l)| l.name).map_err(|e| e.into_response())
+    } else {
+        Form::<LoginIn>::from_request(req, &()).await.map(|Form(l)| l.name).map_err(|e| e.into_response())
+    };
+    let name = match name {
+        Ok(n) => n.trim().to_owned(),
+        Err(res) => return res,
+    };
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("`name` must be 1 to {MAX_NAME} characters") }))).into_response();
+    }
+    // A new id at login defeats session fixation.
+    let stored = async {
+        session.cycle_id().await?;
+        session.insert("user", &name).await
+    };
+    if let Err(e) = stored.await {
+        tracing::warn!(error = %e, "login could not store the session");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "session store unavailable" }))).into_response();
+    }
+    if is_json {
+        Json(json!({ "user": name })).into_response()
+    } else {
+        Redirect::to("/").into_response()
+    }
+}
+
+/// `POST /logout`: deletes the session.
+async fn logout(session: Session) -> StatusCode {
+    match session.flush().await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(e) => {
+            tracing::warn!(error = %e, "logout could not delete the session");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// `GET /api/session`: `{"user", "count"}`, or 401 without a valid session.
+async fn session_info(session: Session) -> Response {
+    let read = async {
+        let user: Option<Value> = session.get("user").await?;
+        let count: Option<u64> = session.get("count").await?;
+        Ok::<_, tower_sessions::session::Error>((user, count))
+    };
+    match read.await {
+        Ok((Some(user), count)) if session.id().is_some() => {
+            Json(json!({ "user": user, "count": count.unwrap_or(0) })).into_response()
+        }
+        Ok(_) => (StatusCode::UNAUTHORIZED, Json(json!({ "error": "no valid session; POST /login first" }))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the session");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "session store unavailable" }))).into_response()
+        }
+    }
+}
+
+/// The demo's own origins for an address it listens on (both names of the loopback host).
+pub fn own_origins(addr: std::net::SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{port}"));
+    }
+    if addr.ip().is_unspecified() {
+        origins.push(format!("http://127.0.0.1:{port}"));
+        origins.push(format!("http://localhost:{port}"));
+    }
+    origins
+}

@@ -1,0 +1,101 @@
+//! The demo's store, chosen by `DEMO_STORE`: `memory`, `sqlite://PATH` or `redis://HOST:PORT`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use socketio_sessions::redis_store::RedisStore;
+use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
+use socketio_sessions::sqlx_store::SqliteStore;
+use socketio_sessions::sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::{ExpiredDeletion, MemoryStore};
+
+/// One of the three stores the demo can run on.
+#[derive(Debug, Clone)]
+pub enum DemoStore {
+    /// In-process memory (the default).
+    Memory(MemoryStore),
+    /// A SQLite file.
+    Sqlite(SqliteStore),
+    /// A Redis server.
+    Redis(RedisStore<Pool>),
+}
+
+impl DemoStore {
+    /// Opens the store named by a `DEMO_STORE` value.
+    pub async fn open(url: &str) -> Result<Self, String> {
+        if url == "memory" {
+            return Ok(DemoStore::Memory(MemoryStore::default()));
+        }
+        if url.starts_with("sqlite://") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| format!("bad SQLite URL: {e}"))?
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .map_err(|e| format!("cannot open the SQLite file: {e}"))?;
+            let store = SqliteStore::new(pool);
+            store
+                .migrate()
+                .await
+                .map_err(|e| format!("cannot create the sessions table: {e}"))?;
+            tokio::spawn(
+                store
+                    .clone()
+                    .continuously_delete_expired(Duration::from_secs(60)),
+            );
+            return Ok(DemoStore::Sqlite(store));
+        }
+        if url.starts_with("redis://") {
+            let config = Config::from_url(url).map_err(|e| format!("bad Redis URL: {e}"))?;
+            // Keep reconnecting forever: the socket side answers `session_unavailable` meanwhile.
+            let policy = ReconnectPolicy::new_constant(0, 200);
+            let pool = Pool::new(config, None, None, Some(policy), 4)
+                .map_err(|e| format!("cannot create the Redis pool: {e}"))?;
+            pool.connect_pool();
+            tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect())
+                .await
+                .map_err(|_| format!("Redis at {url} did not answer within 5 s"))?
+                .map_err(|e| format!("cannot connect to Redis: {e}"))?;
+            return Ok(DemoStore::Redis(RedisStore::new(pool)));
+        }
+        Err(format!(
+            "unknown DEMO_STORE `{url}`: use `memory`, `sqlite://PATH` or `redis://HOST:PORT`"
+        ))
+    }
+}
+
+#[async_trait]
+impl SessionStore for DemoStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match self {
+            DemoStore::Memory(s) => s.create(record).await,
+            DemoStore::Sqlite(s) => s.create(record).await,
+            DemoStore::Redis(s) => s.create(record).await,
+        }
+    }
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match self {
+            DemoStore::Memory(s) => s.save(record).await,
+            DemoStore::Sqlite(s) => s.save(record).await,
+            DemoStore::Redis(s) => s.save(record).await,
+        }
+    }
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match self {
+            DemoStore::Memory(s) => s.load(id).await,
+            DemoStore::Sqlite(s) => s.load(id).await,
+            DemoStore::Redis(s) => s.load(id).await,
+        }
+    }
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        match self {
+            DemoStore::Memory(s) => s.delete(id).await,
+            DemoStore::Sqlite(s) => s.delete(id).await,
+            DemoStore::Redis(s) => s.delete(id).await,
+        }
+    }
+}
