@@ -29,7 +29,9 @@ pub enum ConfigError {
     #[error("the store timeout must be greater than zero; the default is 2 s")]
     ZeroTimeout,
     /// The write-behind delay was zero; use per-message mode to save after every change.
-    #[error("the write-behind delay must be greater than zero; use `Mode::PerMessage` to save after every message")]
+    #[error(
+        "the write-behind delay must be greater than zero; use `Mode::PerMessage` to save after every message"
+    )]
     ZeroWriteBehind,
 }
 
@@ -71,7 +73,9 @@ impl InvalidReason {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            InvalidReason::StoreError | InvalidReason::StoreTimeout | InvalidReason::OriginNotChecked
+            InvalidReason::StoreError
+                | InvalidReason::StoreTimeout
+                | InvalidReason::OriginNotChecked
         )
     }
 }
@@ -99,7 +103,9 @@ impl std::error::Error for ConnectRejection {}
 pub enum SessionError {
     /// The session no longer exists in the store (logged out, expired or rotated); writes are
     /// refused so that a deleted session is never brought back. The client must log in again.
-    #[error("the session no longer exists (logged out, expired or rotated); the client must log in again")]
+    #[error(
+        "the session no longer exists (logged out, expired or rotated); the client must log in again"
+    )]
     Gone,
     /// The session store answered with an error.
     #[error("session store error: {0}")]

@@ -12,9 +12,7 @@ use crate::error::SessionError;
 use crate::session::{Binding, SocketSession};
 
 fn handle<A: Adapter>(s: &Arc<Socket<A>>, at_connect: bool) -> Option<SocketSession> {
-    s.extensions
-        .get::<Binding>()
-        .map(|b| b.handle(at_connect))
+    s.extensions.get::<Binding>().map(|b| b.handle(at_connect))
 }
 
 impl<A: Adapter> FromConnectParts<A> for SocketSession {

@@ -34,10 +34,10 @@ impl SessionMiddleware {
         auth: &Option<Value>,
     ) -> Result<Id, InvalidReason> {
         let shared = &self.shared;
-        if shared.auth_sid {
-            if let Some(sid) = auth_sid(s, auth) {
-                return shared.cookie.id_from_value(&sid);
-            }
+        if shared.auth_sid
+            && let Some(sid) = auth_sid(s, auth)
+        {
+            return shared.cookie.id_from_value(&sid);
         }
         if shared.use_cookie {
             return shared.cookie.id_from_headers(&s.req_parts().headers);
@@ -76,12 +76,12 @@ impl SessionMiddleware {
 }
 
 impl<A: Adapter> ConnectMiddleware<A, SessionMiddleware> for SessionMiddleware {
-    fn call<'a>(
+    async fn call<'a>(
         &'a self,
         s: Arc<Socket<A>>,
         auth: &'a Option<Value>,
-    ) -> impl Future<Output = Result<(), Box<dyn Display + Send>>> + Send {
-        async move {
+    ) -> Result<(), Box<dyn Display + Send>> {
+        {
             match self.bind(&s, auth).await {
                 Ok(binding) => {
                     s.extensions.insert(binding);

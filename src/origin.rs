@@ -73,7 +73,11 @@ fn parse_origin(s: &str, allow_wildcard: bool) -> Result<(String, String, u16), 
             "" => None,
             p => Some(p.strip_prefix(':').ok_or("junk after `]`")?),
         };
-        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if addr.is_empty()
+            || !addr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return Err("invalid IPv6 address");
         }
         (format!("[{}]", addr.to_ascii_lowercase()), port)
@@ -99,7 +103,10 @@ fn parse_origin(s: &str, allow_wildcard: bool) -> Result<(String, String, u16), 
         if name.is_empty() || name.ends_with('.') || name.starts_with('.') || name.contains("..") {
             return Err("empty label in host (a trailing dot is not accepted)");
         }
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
             return Err("invalid character in host");
         }
     }

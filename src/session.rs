@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -44,7 +45,9 @@ pub(crate) struct LiveSession {
 
 impl fmt::Debug for LiveSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LiveSession").field("tag", &self.tag).finish()
+        f.debug_struct("LiveSession")
+            .field("tag", &self.tag)
+            .finish()
     }
 }
 
@@ -122,6 +125,8 @@ impl LiveSession {
         }
     }
 
+    /// Per-connection write-behind: saves within `delay` of the first unsaved change, and keeps
+    /// retrying (backing off to 5 s) while the store fails.
     fn schedule_write_behind(self: &Arc<Self>) {
         let Some(delay) = self.shared.write_behind else {
             return;
@@ -131,9 +136,22 @@ impl LiveSession {
         }
         let live = self.clone();
         spawn_detached(async move {
-            tokio::time::sleep(delay).await;
-            live.write_behind_pending.store(false, Ordering::Release);
-            live.flush().await;
+            let mut wait = delay;
+            loop {
+                tokio::time::sleep(wait).await;
+                let mut st = live.state.lock().await;
+                match live.persist(&mut st).await {
+                    Ok(()) | Err(SessionError::Gone) => {
+                        // Cleared under the lock: the next change schedules a new save.
+                        live.write_behind_pending.store(false, Ordering::Release);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %live.tag, error = %e, "write-behind save failed; retrying");
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
         });
     }
 }
@@ -227,9 +245,8 @@ impl SocketSession {
         match live.shared.mode {
             Mode::PerConnection => {
                 let mut st = live.state.lock().await;
-                let was_clean = st.changes.is_empty();
                 let out = f(&mut st);
-                if was_clean && !st.changes.is_empty() {
+                if !st.changes.is_empty() {
                     live.schedule_write_behind();
                 }
                 out

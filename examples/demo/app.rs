@@ -1,6 +1,7 @@
 //! The demo app: HTTP login with tower-sessions, and Socket.IO handlers that share the session.
 //! Kept apart from `main.rs` so that the integration tests drive this exact app.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, Request};
@@ -10,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketio_sessions::{ConfigError, Mode, SocketSession, SocketSessions};
+use socketio_sessions::{ConfigError, InvalidSession, Mode, SocketSession, SocketSessions};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
@@ -25,8 +26,11 @@ const SOCKET_IO_JS: &str = include_str!("assets/vendor/socket.io.esm.min.js");
 const MAX_NAME: usize = 64;
 const MAX_CHAT: usize = 500;
 
+/// Observes refused socket connections.
+pub type InvalidHook = Arc<dyn Fn(&InvalidSession) + Send + Sync>;
+
 /// How the demo is configured; `main.rs` fills it from `DEMO_*` variables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoOptions {
     /// Per-message (default) or per-connection sessions on the sockets.
     pub mode: Mode,
@@ -38,6 +42,22 @@ pub struct DemoOptions {
     pub signing_key: Option<Key>,
     /// Store timeout for the socket side.
     pub store_timeout: Duration,
+    /// Per-connection mode: save within this delay of a change (else at disconnect only).
+    pub write_behind: Option<Duration>,
+    /// Also accept the session cookie's value as `auth: {sid}` (the seed's client model).
+    pub auth_sid: bool,
+    /// Told about every refused socket connection (the seed's `sinvalid`).
+    pub on_invalid: Option<InvalidHook>,
+}
+
+impl std::fmt::Debug for DemoOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoOptions")
+            .field("mode", &self.mode)
+            .field("ttl", &self.ttl)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DemoOptions {
@@ -49,20 +69,31 @@ impl DemoOptions {
             allowed_origins: own_origins,
             signing_key: None,
             store_timeout: Duration::from_secs(2),
+            on_invalid: None,
+            auth_sid: false,
+            write_behind: None,
         }
     }
 }
 
 /// Builds the whole demo app over `store`.
 pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Router, ConfigError> {
-    let expiry = Expiry::OnInactivity(time::Duration::try_from(opts.ttl).unwrap_or(time::Duration::HOUR));
+    let expiry =
+        Expiry::OnInactivity(time::Duration::try_from(opts.ttl).unwrap_or(time::Duration::HOUR));
     let mut sessions = SocketSessions::builder(store.clone())
         .with_mode(opts.mode)
         .with_expiry(expiry)
         .with_allowed_origins(&opts.allowed_origins)
-        .with_store_timeout(opts.store_timeout);
+        .with_store_timeout(opts.store_timeout)
+        .with_auth_sid(opts.auth_sid);
+    if let Some(delay) = opts.write_behind {
+        sessions = sessions.with_write_behind(delay);
+    }
     if let Some(key) = &opts.signing_key {
         sessions = sessions.with_signed(key.clone());
+    }
+    if let Some(hook) = opts.on_invalid.clone() {
+        sessions = sessions.on_invalid(move |ev| hook(ev));
     }
     let sessions = sessions.build()?;
 
@@ -73,8 +104,19 @@ pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Rout
         .with_secure(false)
         .with_expiry(expiry);
     let router = Router::new()
-        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
-        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], APP_JS) }))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    INDEX_HTML,
+                )
+            }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], APP_JS) }),
+        )
         .route(
             "/vendor/socket.io.esm.min.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SOCKET_IO_JS) }),
@@ -108,14 +150,18 @@ fn ack_error(ack: AckSender, e: &socketio_sessions::SessionError) {
 
 async fn whoami(session: SocketSession, ack: AckSender) {
     match session.get::<String>("user").await {
-        Ok(user) => ack.send(&json!({ "user": user })).ok(),
-        Err(e) => return ack_error(ack, &e),
-    };
+        Ok(user) => {
+            ack.send(&json!({ "user": user })).ok();
+        }
+        Err(e) => ack_error(ack, &e),
+    }
 }
 
 async fn incr(session: SocketSession, ack: AckSender) {
     let result = async {
-        let n = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+        let n = session
+            .update("count", |n: Option<u64>| n.unwrap_or(0) + 1)
+            .await?;
         if session.mode() == Mode::PerMessage {
             // Persist before the ack, so the client can read it over HTTP at once.
             session.save().await?;
@@ -124,9 +170,11 @@ async fn incr(session: SocketSession, ack: AckSender) {
     }
     .await;
     match result {
-        Ok(n) => ack.send(&n).ok(),
-        Err(e) => return ack_error(ack, &e),
-    };
+        Ok(n) => {
+            ack.send(&n).ok();
+        }
+        Err(e) => ack_error(ack, &e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -158,16 +206,26 @@ async fn login(session: Session, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let name = if is_json {
-        Json::<LoginIn>::from_request(req, &()).await.map(|Json(l)| l.name).map_err(|e| e.into_response())
+        Json::<LoginIn>::from_request(req, &())
+            .await
+            .map(|Json(l)| l.name)
+            .map_err(|e| e.into_response())
     } else {
-        Form::<LoginIn>::from_request(req, &()).await.map(|Form(l)| l.name).map_err(|e| e.into_response())
+        Form::<LoginIn>::from_request(req, &())
+            .await
+            .map(|Form(l)| l.name)
+            .map_err(|e| e.into_response())
     };
     let name = match name {
         Ok(n) => n.trim().to_owned(),
         Err(res) => return res,
     };
     if name.is_empty() || name.chars().count() > MAX_NAME {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("`name` must be 1 to {MAX_NAME} characters") }))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("`name` must be 1 to {MAX_NAME} characters") })),
+        )
+            .into_response();
     }
     // A new id at login defeats session fixation.
     let stored = async {
@@ -176,7 +234,11 @@ async fn login(session: Session, req: Request) -> Response {
     };
     if let Err(e) = stored.await {
         tracing::warn!(error = %e, "login could not store the session");
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "session store unavailable" }))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "session store unavailable" })),
+        )
+            .into_response();
     }
     if is_json {
         Json(json!({ "user": name })).into_response()
@@ -207,10 +269,18 @@ async fn session_info(session: Session) -> Response {
         Ok((Some(user), count)) if session.id().is_some() => {
             Json(json!({ "user": user, "count": count.unwrap_or(0) })).into_response()
         }
-        Ok(_) => (StatusCode::UNAUTHORIZED, Json(json!({ "error": "no valid session; POST /login first" }))).into_response(),
+        Ok(_) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "no valid session; POST /login first" })),
+        )
+            .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the session");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "session store unavailable" }))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "session store unavailable" })),
+            )
+                .into_response()
         }
     }
 }

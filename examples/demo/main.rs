@@ -4,7 +4,8 @@
 //! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `DEMO_STORE` (`memory`,
 //! `sqlite://PATH`, `redis://HOST:PORT`), `DEMO_MODE` (`per-message`, `per-connection`),
 //! `DEMO_SESSION_TTL_SECS` (default 3600), `DEMO_ALLOWED_ORIGINS` (comma-separated; default the
-//! demo's own origin), `DEMO_SIGNING_SECRET` (32+ bytes: sign the session cookie).
+//! demo's own origin), `DEMO_SIGNING_SECRET` (32+ bytes: sign the session cookie), `DEMO_AUTH_SID=1` (also accept
+//! the cookie's value as `auth: {sid}`).
 
 mod app;
 mod store;
@@ -52,11 +53,11 @@ async fn main() {
         };
     }
     if let Some(ttl) = env("DEMO_SESSION_TTL_SECS") {
-        let secs: u64 = ttl
-            .parse()
-            .ok()
-            .filter(|s| *s > 0)
-            .unwrap_or_else(|| fail(format!("DEMO_SESSION_TTL_SECS must be a positive whole number, not `{ttl}`")));
+        let secs: u64 = ttl.parse().ok().filter(|s| *s > 0).unwrap_or_else(|| {
+            fail(format!(
+                "DEMO_SESSION_TTL_SECS must be a positive whole number, not `{ttl}`"
+            ))
+        });
         opts.ttl = Duration::from_secs(secs);
     }
     if let Some(origins) = env("DEMO_ALLOWED_ORIGINS") {
@@ -68,9 +69,17 @@ async fn main() {
         }
         opts.signing_key = Some(Key::derive_from(secret.as_bytes()));
     }
+    opts.on_invalid = Some(std::sync::Arc::new(
+        |ev: &socketio_sessions::InvalidSession| {
+            tracing::info!(reason = ?ev.reason, "sinvalid: socket refused its session");
+        },
+    ));
+    opts.auth_sid = env("DEMO_AUTH_SID").is_some_and(|v| v == "1" || v == "true");
     let store_url = env("DEMO_STORE").unwrap_or_else(|| "memory".into());
-    let store = DemoStore::open(&store_url).await.unwrap_or_else(|e| fail(e));
-    let app = app::app(store, &opts).unwrap_or_else(|e| fail(e.to_string()));
+    let store = DemoStore::open(&store_url)
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let app = app::app(store.clone(), &opts).unwrap_or_else(|e| fail(e.to_string()));
 
     tracing::info!(
         "demo on http://{local} (store: {}, mode: {:?})",
@@ -83,4 +92,5 @@ async fn main() {
         })
         .await
         .unwrap_or_else(|e| fail(format!("server error: {e}")));
+    store.close().await;
 }

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use socketio_sessions::redis_store::RedisStore;
 use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
 use socketio_sessions::sqlx_store::SqliteStore;
-use socketio_sessions::sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use socketio_sessions::sqlx_store::sqlx::sqlite::{
+    SqliteConnectOptions, SqlitePool, SqlitePoolOptions,
+};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{ExpiredDeletion, MemoryStore};
@@ -17,10 +19,10 @@ use tower_sessions::{ExpiredDeletion, MemoryStore};
 pub enum DemoStore {
     /// In-process memory (the default).
     Memory(MemoryStore),
-    /// A SQLite file.
-    Sqlite(SqliteStore),
-    /// A Redis server.
-    Redis(RedisStore<Pool>),
+    /// A SQLite file, with its pool (so that it can be closed).
+    Sqlite(SqliteStore, SqlitePool),
+    /// A Redis server, with its connection pool (so that it can be closed).
+    Redis(RedisStore<Pool>, Pool),
 }
 
 impl DemoStore {
@@ -37,7 +39,7 @@ impl DemoStore {
                 .connect_with(options)
                 .await
                 .map_err(|e| format!("cannot open the SQLite file: {e}"))?;
-            let store = SqliteStore::new(pool);
+            let store = SqliteStore::new(pool.clone());
             store
                 .migrate()
                 .await
@@ -47,7 +49,7 @@ impl DemoStore {
                     .clone()
                     .continuously_delete_expired(Duration::from_secs(60)),
             );
-            return Ok(DemoStore::Sqlite(store));
+            return Ok(DemoStore::Sqlite(store, pool));
         }
         if url.starts_with("redis://") {
             let config = Config::from_url(url).map_err(|e| format!("bad Redis URL: {e}"))?;
@@ -60,11 +62,24 @@ impl DemoStore {
                 .await
                 .map_err(|_| format!("Redis at {url} did not answer within 5 s"))?
                 .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-            return Ok(DemoStore::Redis(RedisStore::new(pool)));
+            return Ok(DemoStore::Redis(RedisStore::new(pool.clone()), pool));
         }
         Err(format!(
             "unknown DEMO_STORE `{url}`: use `memory`, `sqlite://PATH` or `redis://HOST:PORT`"
         ))
+    }
+}
+
+impl DemoStore {
+    /// Closes the store's connections (SQLite: lets the file be checkpointed and unlocked).
+    pub async fn close(&self) {
+        match self {
+            DemoStore::Memory(_) => {}
+            DemoStore::Sqlite(_, pool) => pool.close().await,
+            DemoStore::Redis(_, pool) => {
+                pool.quit().await.ok();
+            }
+        }
     }
 }
 
@@ -73,29 +88,29 @@ impl SessionStore for DemoStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         match self {
             DemoStore::Memory(s) => s.create(record).await,
-            DemoStore::Sqlite(s) => s.create(record).await,
-            DemoStore::Redis(s) => s.create(record).await,
+            DemoStore::Sqlite(s, _) => s.create(record).await,
+            DemoStore::Redis(s, _) => s.create(record).await,
         }
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         match self {
             DemoStore::Memory(s) => s.save(record).await,
-            DemoStore::Sqlite(s) => s.save(record).await,
-            DemoStore::Redis(s) => s.save(record).await,
+            DemoStore::Sqlite(s, _) => s.save(record).await,
+            DemoStore::Redis(s, _) => s.save(record).await,
         }
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match self {
             DemoStore::Memory(s) => s.load(id).await,
-            DemoStore::Sqlite(s) => s.load(id).await,
-            DemoStore::Redis(s) => s.load(id).await,
+            DemoStore::Sqlite(s, _) => s.load(id).await,
+            DemoStore::Redis(s, _) => s.load(id).await,
         }
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match self {
             DemoStore::Memory(s) => s.delete(id).await,
-            DemoStore::Sqlite(s) => s.delete(id).await,
-            DemoStore::Redis(s) => s.delete(id).await,
+            DemoStore::Sqlite(s, _) => s.delete(id).await,
+            DemoStore::Redis(s, _) => s.delete(id).await,
         }
     }
 }

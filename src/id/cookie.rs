@@ -60,10 +60,10 @@ impl CookieConfig {
                 continue;
             };
             for part in header.split(';') {
-                if let Ok(cookie) = Cookie::parse_encoded(part.to_owned()) {
-                    if cookie.name() == self.name {
-                        jar.add_original(cookie);
-                    }
+                if let Ok(cookie) = Cookie::parse_encoded(part.to_owned())
+                    && cookie.name() == self.name
+                {
+                    jar.add_original(cookie);
                 }
             }
         }
@@ -79,7 +79,10 @@ impl CookieConfig {
             return Err(InvalidReason::Malformed);
         }
         let mut jar = CookieJar::new();
-        jar.add_original(Cookie::new(self.name.clone().into_owned(), value.to_owned()));
+        jar.add_original(Cookie::new(
+            self.name.clone().into_owned(),
+            value.to_owned(),
+        ));
         self.decode(&jar)
     }
 
@@ -120,21 +123,36 @@ mod tests {
         let c = config(CookieKey::Plain);
         let h = headers(&[&format!("a=1; id={id}; b=2")]);
         assert_eq!(c.id_from_headers(&h), Ok(id));
-        assert_eq!(c.id_from_headers(&headers(&["a=1"])), Err(InvalidReason::Missing));
-        assert_eq!(c.id_from_headers(&HeaderMap::new()), Err(InvalidReason::Missing));
+        assert_eq!(
+            c.id_from_headers(&headers(&["a=1"])),
+            Err(InvalidReason::Missing)
+        );
+        assert_eq!(
+            c.id_from_headers(&HeaderMap::new()),
+            Err(InvalidReason::Missing)
+        );
         assert_eq!(
             c.id_from_headers(&headers(&["id=not-an-id"])),
             Err(InvalidReason::Malformed)
         );
-        assert_eq!(c.id_from_headers(&headers(&["id="])), Err(InvalidReason::Malformed));
+        assert_eq!(
+            c.id_from_headers(&headers(&["id="])),
+            Err(InvalidReason::Malformed)
+        );
     }
 
     #[test]
     fn duplicates_and_split_headers_follow_tower_cookies() {
         let (a, b) = (Id::default(), Id::default());
         let c = config(CookieKey::Plain);
-        assert_eq!(c.id_from_headers(&headers(&[&format!("id={a}; id={b}")])), Ok(b));
-        assert_eq!(c.id_from_headers(&headers(&[&format!("id={a}"), "x=1"])), Ok(a));
+        assert_eq!(
+            c.id_from_headers(&headers(&[&format!("id={a}; id={b}")])),
+            Ok(b)
+        );
+        assert_eq!(
+            c.id_from_headers(&headers(&[&format!("id={a}"), "x=1"])),
+            Ok(a)
+        );
     }
 
     #[test]
@@ -145,7 +163,10 @@ mod tests {
         jar.signed_mut(&key).add(Cookie::new("id", id.to_string()));
         let value = jar.delta().next().unwrap().value().to_owned();
         let c = config(CookieKey::Signed(key));
-        assert_eq!(c.id_from_headers(&headers(&[&format!("id={value}")])), Ok(id));
+        assert_eq!(
+            c.id_from_headers(&headers(&[&format!("id={value}")])),
+            Ok(id)
+        );
         assert_eq!(c.id_from_value(&value), Ok(id));
         // The bare id, or a signature under another key, is refused.
         assert_eq!(
@@ -179,6 +200,9 @@ mod tests {
     fn oversized_header_is_refused_before_parsing() {
         let c = config(CookieKey::Plain);
         let big = format!("id={}; pad={}", Id::default(), "x".repeat(9000));
-        assert_eq!(c.id_from_headers(&headers(&[&big])), Err(InvalidReason::Malformed));
+        assert_eq!(
+            c.id_from_headers(&headers(&[&big])),
+            Err(InvalidReason::Malformed)
+        );
     }
 }
