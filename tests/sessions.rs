@@ -33,6 +33,31 @@ mod cases {
         }
     }
 
+    pub async fn connect_and_disconnect_handlers_see_the_session(b: Backend) {
+        let Some(st) = open(b).await else { return };
+        let server = TestServer::start(st.store.clone(), |_| {}).await;
+        let (alice, bob) = (server.login("alice").await, server.login("bob").await);
+        for t in TRANSPORTS {
+            let mut a = connected(&server, t, &alice).await;
+            assert_eq!(
+                a.next_event("welcome").await,
+                json!({ "user": "alice" }),
+                "{t:?}"
+            );
+            let b = connected(&server, t, &bob).await;
+            assert_eq!(
+                a.next_event("presence").await,
+                json!({ "user": "bob", "online": true })
+            );
+            b.close().await;
+            assert_eq!(
+                a.next_event("presence").await,
+                json!({ "user": "bob", "online": false })
+            );
+            a.close().await;
+        }
+    }
+
     pub async fn signed_cookie_sees_user_and_forgeries_never_reach_the_store(b: Backend) {
         let Some(st) = open(b).await else { return };
         let key = Key::generate();
@@ -391,6 +416,7 @@ macro_rules! every_store {
                 use super::*;
                 store_tests!($backend;
                     plain_cookie_sees_user,
+                    connect_and_disconnect_handlers_see_the_session,
                     signed_cookie_sees_user_and_forgeries_never_reach_the_store,
                     missing_forged_and_expired_sessions_are_invalid,
                     stopped_store_is_unavailable_within_the_timeout,

@@ -11,7 +11,9 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketio_sessions::{ConfigError, InvalidSession, Mode, SocketSession, SocketSessions};
+use socketio_sessions::{
+    ConfigError, InvalidSession, MaybeSocketSession, Mode, SocketSession, SocketSessions,
+};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
@@ -132,10 +134,25 @@ pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Rout
     })
 }
 
-async fn on_connect(socket: SocketRef) {
+/// The seed's `sconnection(client, session)`: handlers first (events that arrive before they
+/// are registered are dropped), then greet the user and tell the others.
+async fn on_connect(socket: SocketRef, session: SocketSession) {
     socket.on("whoami", whoami);
     socket.on("incr", incr);
     socket.on("chat", chat);
+    socket.on_disconnect(on_disconnect);
+    let user = session.get::<String>("user").await.ok().flatten();
+    socket.emit("welcome", &json!({ "user": user })).ok();
+    let presence = json!({ "user": user, "online": true });
+    socket.broadcast().emit("presence", &presence).await.ok();
+}
+
+/// The session is still readable when the socket goes away.
+async fn on_disconnect(socket: SocketRef, MaybeSocketSession(session): MaybeSocketSession) {
+    let Some(session) = session else { return };
+    let user = session.get::<String>("user").await.ok().flatten();
+    let presence = json!({ "user": user, "online": false });
+    socket.broadcast().emit("presence", &presence).await.ok();
 }
 
 /// Acks `{"error": ...}` so that the client learns why, instead of timing out.

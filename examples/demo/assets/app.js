@@ -54,6 +54,13 @@ function connect() {
   socket.on("disconnect", (reason) => {
     if ($("state").className !== "invalid") setState(`disconnected (${reason})`, "disconnected");
   });
+  socket.on("presence", (p) => {
+    const li = document.createElement("li");
+    const em = document.createElement("em");
+    em.textContent = `${p.user ?? "someone"} ${p.online ? "joined" : "left"}`;
+    li.append(em);
+    $("chat-log").append(li);
+  });
   socket.on("chat", (msg) => {
     const li = document.createElement("li");
     const who = document.createElement("b");

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, doc tests, and the integration suites against every
+# store (memory, SQLite, and a redis-server the tests start themselves on a free port).
+# Set SOCKETIO_SESSIONS_REQUIRE_ALL=1 to fail, rather than skip, when a real part is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "note: redis-server not found: the Redis tests will be skipped (apt-get install redis-server)"
+fi
+
+cargo test --all-features "$@"
