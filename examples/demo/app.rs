@@ -23,6 +23,7 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const SOCKET_IO_JS: &str = include_str!("assets/vendor/socket.io.esm.min.js");
+const HELPER_JS: &str = include_str!("../../client/socketio-sessions.js");
 
 /// The longest user name and chat message the demo accepts.
 const MAX_NAME: usize = 64;
@@ -122,6 +123,10 @@ pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Rout
         .route(
             "/vendor/socket.io.esm.min.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SOCKET_IO_JS) }),
+        )
+        .route(
+            "/socketio-sessions.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], HELPER_JS) }),
         )
         .route("/login", post(login))
         .route("/logout", post(logout))

@@ -82,10 +82,12 @@ async fn main() {
     let app = app::app(store.clone(), &opts).unwrap_or_else(|e| fail(e.to_string()));
 
     tracing::info!(
-        "demo on http://{local} (store: {}, mode: {:?})",
+        "store: {}, mode: {:?}",
         store_url.split("://").next().unwrap_or("memory"),
         opts.mode
     );
+    // A stable line that scripts and the end-to-end tests wait for.
+    println!("demo: listening on http://{local}");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             tokio::signal::ctrl_c().await.ok();

@@ -1,0 +1,2 @@
+// Placeholder: the browser helper is being written (issue 6).
+export {};
