@@ -13,7 +13,7 @@ use crate::id::{CookieConfig, CookieKey};
 use crate::middleware::SessionMiddleware;
 use crate::origin::{MissingOrigin, OriginLayer, OriginPolicy};
 use crate::registry::Registry;
-use crate::store::StoreHandle;
+use crate::store::{ConditionalStore, StoreHandle};
 
 /// When the socket side loads and saves the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,8 +135,19 @@ impl SocketSessions {
     ///     .unwrap();
     /// ```
     pub fn builder<S: SessionStore>(store: S) -> SocketSessionsBuilder {
+        Self::builder_for(StoreHandle::detect(store))
+    }
+
+    /// Starts a configuration over a store with conditional saves (your own
+    /// [`ConditionalStore`] implementation; the stores in [`store`](crate::store) are detected by
+    /// [`builder`](Self::builder) already).
+    pub fn builder_conditional<S: ConditionalStore>(store: S) -> SocketSessionsBuilder {
+        Self::builder_for(StoreHandle::conditional(Arc::new(store)))
+    }
+
+    fn builder_for(store: StoreHandle) -> SocketSessionsBuilder {
         SocketSessionsBuilder {
-            store: Arc::new(store),
+            store,
             cookie_name: "id".into(),
             cookie_key: CookieKey::Plain,
             cookies: true,
@@ -180,7 +191,7 @@ impl SocketSessions {
 
 /// Builder for [`SocketSessions`]; every `with_*` method consumes and returns it.
 pub struct SocketSessionsBuilder {
-    store: Arc<dyn SessionStore>,
+    store: StoreHandle,
     cookie_name: Cow<'static, str>,
     cookie_key: CookieKey,
     cookies: bool,
@@ -338,7 +349,7 @@ impl SocketSessionsBuilder {
             max_header_bytes: self.max_cookie_bytes,
         };
         let shared = Shared {
-            store: StoreHandle::new(self.store, self.store_timeout, self.expiry),
+            store: self.store.with_policy(self.store_timeout, self.expiry),
             auth_sid: self.auth_sid || !self.cookies,
             cookie,
             use_cookie: self.cookies,

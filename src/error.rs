@@ -122,6 +122,23 @@ pub enum SessionError {
         #[source]
         source: serde_json::Error,
     },
+    /// Another writer changed a key after this handler read it, so this handler's changes were
+    /// based on a stale value and were not saved. Retry the message, or use
+    /// [`SocketSession::update`](crate::SocketSession::update), which is re-run instead.
+    #[error(
+        "session key `{key}` was changed by another writer after this handler read it; the \
+         handler's changes were not saved (retry, or use `update` to have them re-applied)"
+    )]
+    Conflict {
+        /// The key read by the handler and changed by someone else.
+        key: String,
+    },
+    /// The record kept changing under this save; it gave up after this many attempts.
+    #[error("the session kept changing under this save; gave up after {attempts} attempts")]
+    Contended {
+        /// How many saves were tried.
+        attempts: u32,
+    },
     /// The socket has no session: the connect middleware was not installed on its namespace.
     #[error(
         "this socket has no session: install the middleware with \

@@ -43,7 +43,7 @@ mod middleware;
 mod origin;
 mod registry;
 mod session;
-mod store;
+pub mod store;
 mod tag;
 
 pub use config::{InvalidSession, Mode, SocketSessions, SocketSessionsBuilder};
@@ -53,9 +53,10 @@ pub use error::{
 };
 pub use extract::MaybeSocketSession;
 pub use id::CookieKey;
-pub use middleware::SessionMiddleware;
+pub use middleware::{NoSetup, SessionMiddleware, Setup};
 pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};
 pub use session::SocketSession;
+pub use store::{ConditionalStore, SaveOutcome, Version, Versioned};
 pub use tag::SessionTag;
 
 /// The Redis store (`tower-sessions-redis-store`, with `fred`), re-exported so that its version

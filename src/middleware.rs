@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
 use socketioxide::handler::{ConnectMiddleware, Value};
 use socketioxide::socket::Socket;
 use tower_sessions::session::Id;
@@ -18,16 +19,78 @@ use crate::session::Binding;
 /// Loads the socket's session before the connect handler runs; refuses the connection with
 /// `session_invalid` or `session_unavailable` otherwise. Get it from
 /// [`SocketSessions::middleware`](crate::SocketSessions::middleware).
-#[derive(Debug, Clone)]
-pub struct SessionMiddleware {
+#[derive(Clone)]
+pub struct SessionMiddleware<F = NoSetup> {
     shared: Arc<Shared>,
+    setup: F,
+}
+
+impl<F> std::fmt::Debug for SessionMiddleware<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionMiddleware")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+/// No setup step (see [`SessionMiddleware::with_setup`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSetup;
+
+/// A synchronous step run on an accepted socket before its connect ack is sent.
+pub trait Setup<A: Adapter>: Clone + Send + Sync + 'static {
+    /// Runs the step.
+    fn run(&self, socket: SocketRef<A>);
+}
+
+impl<A: Adapter> Setup<A> for NoSetup {
+    fn run(&self, _: SocketRef<A>) {}
+}
+
+impl<A: Adapter, F> Setup<A> for F
+where
+    F: Fn(SocketRef<A>) + Clone + Send + Sync + 'static,
+{
+    fn run(&self, socket: SocketRef<A>) {
+        self(socket)
+    }
 }
 
 impl SessionMiddleware {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        SessionMiddleware { shared }
+        SessionMiddleware {
+            shared,
+            setup: NoSetup,
+        }
     }
 
+    /// Registers event handlers (or anything else synchronous) on every accepted socket
+    /// **before** the client gets its connect ack.
+    ///
+    /// socketioxide sends the ack first and then spawns the connect handler, so a client that
+    /// emits as soon as it is connected can beat a connect handler to its `socket.on(..)`
+    /// calls, and that event is dropped. Handlers registered here cannot miss an event.
+    ///
+    /// ```
+    /// # use socketio_sessions::SocketSessions;
+    /// # use socketioxide::{SocketIo, extract::{AckSender, SocketRef}, handler::ConnectHandler};
+    /// # let sessions = SocketSessions::builder(socketio_sessions::store::MemoryStore::default())
+    /// #     .with_any_origin().build().unwrap();
+    /// let (_layer, io) = SocketIo::new_layer();
+    /// let middleware = sessions.middleware().with_setup(|socket: SocketRef| {
+    ///     socket.on("ping", async |ack: AckSender| { ack.send("pong").ok(); });
+    /// });
+    /// io.ns("/", (async |_socket: SocketRef| {}).with(middleware));
+    /// ```
+    pub fn with_setup<F>(self, setup: F) -> SessionMiddleware<F> {
+        SessionMiddleware {
+            shared: self.shared,
+            setup,
+        }
+    }
+}
+
+impl<F> SessionMiddleware<F> {
     fn session_id<A: Adapter>(
         &self,
         s: &Arc<Socket<A>>,
@@ -75,7 +138,7 @@ impl SessionMiddleware {
     }
 }
 
-impl<A: Adapter> ConnectMiddleware<A, SessionMiddleware> for SessionMiddleware {
+impl<A: Adapter, F: Setup<A>> ConnectMiddleware<A, SessionMiddleware> for SessionMiddleware<F> {
     async fn call<'a>(
         &'a self,
         s: Arc<Socket<A>>,
@@ -85,6 +148,7 @@ impl<A: Adapter> ConnectMiddleware<A, SessionMiddleware> for SessionMiddleware {
             match self.bind(&s, auth).await {
                 Ok(binding) => {
                     s.extensions.insert(binding);
+                    self.setup.run(SocketRef::from(s));
                     Ok(())
                 }
                 Err(reason) => {

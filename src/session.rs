@@ -6,6 +6,7 @@
 //! operation, reloads the record, and keeps the lock until the handler is done and its changes
 //! are saved: reload → handler → save runs one at a time per session on this node.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,19 +20,80 @@ use tower_sessions::session::{Id, Record};
 
 use crate::config::{Mode, Shared};
 use crate::error::SessionError;
-use crate::store::{Changes, StoreFailure};
+use crate::store::{Loaded, SaveOutcome, StoreFailure};
 use crate::tag::SessionTag;
 
+/// Re-runs an [`SocketSession::update`] closure on a (possibly fresher) value.
+type Updater = Box<dyn FnMut(Option<Value>) -> Result<Value, SessionError> + Send>;
+
+/// One change a socket made, kept until it is saved so that it can be re-applied to a fresher
+/// record when a conditional save conflicts.
+enum Op {
+    /// `insert` (`Some`) or `remove` (`None`): the last write to the key wins.
+    Set(String, Option<Value>),
+    /// `update`: re-run on the key's current value.
+    Update(String, Updater),
+}
+
+/// How many times a save is re-applied on a fresher record before giving up.
+const MAX_ATTEMPTS: u32 = 16;
+
 /// The session's state as this node knows it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct State {
-    /// The record with local changes applied; `None` once the session is known to be gone.
+    /// The local view: `base` with `ops` applied; `None` once the session is known to be gone.
     record: Option<Record>,
-    /// Keys changed locally and not saved yet.
-    changes: Changes,
+    /// The record as last read from or written to the store, with its version.
+    base: Option<Loaded>,
+    /// Changes not saved yet, in order.
+    ops: Vec<Op>,
+    /// Per-message mode: keys read since `base`; a save fails if one of them changed meanwhile.
+    reads: HashSet<String>,
     /// Loaded by the connect middleware and not yet handed to a handler: the connect handler
     /// may use it without another reload.
     fresh: bool,
+}
+
+impl State {
+    fn reset(&mut self, loaded: Option<Loaded>) {
+        self.record = loaded.as_ref().map(|l| l.record.clone());
+        self.base = loaded;
+        self.ops.clear();
+        self.reads.clear();
+    }
+
+    /// Drops unsaved changes, back to the last stored state.
+    fn discard(&mut self) {
+        let base = self.base.take();
+        self.reset(base);
+    }
+
+    /// A key this handler read that another writer has changed since.
+    fn stale_read(&self, fresh: &Record) -> Option<String> {
+        let base = self.base.as_ref()?;
+        self.reads
+            .iter()
+            .find(|k| base.record.data.get(*k) != fresh.data.get(*k))
+            .cloned()
+    }
+}
+
+fn apply_ops(record: &mut Record, ops: &mut [Op]) -> Result<(), SessionError> {
+    for op in ops {
+        match op {
+            Op::Set(key, Some(v)) => {
+                record.data.insert(key.clone(), v.clone());
+            }
+            Op::Set(key, None) => {
+                record.data.remove(key);
+            }
+            Op::Update(key, f) => {
+                let new = f(record.data.get(key).cloned())?;
+                record.data.insert(key.clone(), new);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The one in-memory copy of a session on this node.
@@ -66,52 +128,97 @@ impl LiveSession {
     /// the session does not exist.
     pub(crate) async fn load_for_connect(&self) -> Result<bool, StoreFailure> {
         let mut st = self.state.lock().await;
-        if !st.changes.is_empty() {
-            // Another socket's unsaved changes: merge them first so the reload keeps them.
+        if !st.ops.is_empty() {
+            // Another socket's unsaved changes: save them first so the reload keeps them.
             if let Err(e) = self.persist(&mut st).await {
                 tracing::warn!(session = %self.tag, error = %e, "could not save pending session changes");
             }
         }
-        let record = self.shared.store.load(&self.id).await?;
-        let exists = record.is_some();
-        st.record = record;
-        st.changes.clear();
+        let loaded = self.shared.store.load(&self.id).await?;
+        let exists = loaded.is_some();
+        st.reset(loaded);
         st.fresh = exists;
         Ok(exists)
     }
 
     /// Brings `st` up to date with the store, saving pending changes first.
     async fn refresh(&self, st: &mut State) -> Result<(), SessionError> {
-        if st.changes.is_empty() {
-            st.record = self.shared.store.load(&self.id).await?;
-            Ok(())
-        } else {
+        if !st.ops.is_empty() {
             match self.persist(st).await {
-                Ok(()) | Err(SessionError::Gone) => Ok(()),
-                Err(e) => Err(e),
+                // Saved on top of the stored record: the state is current.
+                Ok(()) => return Ok(()),
+                Err(SessionError::Gone) => return Ok(()),
+                Err(SessionError::Conflict { .. } | SessionError::Contended { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
+        let loaded = self.shared.store.load(&self.id).await?;
+        st.reset(loaded);
+        Ok(())
     }
 
-    /// Saves pending changes, merged into the record as stored now.
+    /// Saves pending changes. A conditional store first tries the version the changes were
+    /// made on; on conflict (and always, for a plain store) the changes are re-applied to the
+    /// record as stored now: `update`s re-run, `insert`/`remove` win on their keys. In
+    /// per-message mode a changed key that the handler read makes the save fail instead.
     async fn persist(&self, st: &mut State) -> Result<(), SessionError> {
-        if st.changes.is_empty() {
+        if st.ops.is_empty() {
             return Ok(());
         }
-        match self.shared.store.merge_save(&self.id, &st.changes).await {
-            Ok(record) => {
-                st.record = Some(record);
-                st.changes.clear();
-                Ok(())
+        let store = &self.shared.store;
+        let validate_reads = self.shared.mode == Mode::PerMessage;
+        let mut current = if store.is_conditional() {
+            st.base.clone()
+        } else {
+            None
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = match current.take() {
+                Some(loaded) => loaded,
+                None => match store.load(&self.id).await? {
+                    Some(fresh) => {
+                        if validate_reads && let Some(key) = st.stale_read(&fresh.record) {
+                            st.discard();
+                            return Err(SessionError::Conflict { key });
+                        }
+                        fresh
+                    }
+                    None => return Err(self.gone(st)),
+                },
+            };
+            let mut next = loaded.record.clone();
+            if let Err(e) = apply_ops(&mut next, &mut st.ops) {
+                st.discard();
+                return Err(e);
             }
-            Err(SessionError::Gone) => {
-                tracing::debug!(session = %self.tag, "session gone: socket changes discarded");
-                st.record = None;
-                st.changes.clear();
-                Err(SessionError::Gone)
+            next.expiry_date = store.expiry_date();
+            match store.save(&next, loaded.version.as_ref()).await? {
+                SaveOutcome::Saved(version) => {
+                    st.record = Some(next.clone());
+                    st.base = Some(Loaded {
+                        record: next,
+                        version: Some(version),
+                    });
+                    st.ops.clear();
+                    st.reads.clear();
+                    return Ok(());
+                }
+                SaveOutcome::Gone => return Err(self.gone(st)),
+                SaveOutcome::Conflict => {
+                    tracing::debug!(session = %self.tag, "save conflicted; re-applying changes");
+                }
             }
-            Err(e) => Err(e),
         }
+        st.discard();
+        Err(SessionError::Contended {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    fn gone(&self, st: &mut State) -> SessionError {
+        tracing::debug!(session = %self.tag, "session gone: socket changes discarded");
+        st.reset(None);
+        SessionError::Gone
     }
 
     /// Saves pending changes now (per-connection mode: at disconnect and write-behind).
@@ -141,7 +248,7 @@ impl LiveSession {
                 tokio::time::sleep(wait).await;
                 let mut st = live.state.lock().await;
                 match live.persist(&mut st).await {
-                    Ok(()) | Err(SessionError::Gone) => {
+                    Ok(()) | Err(SessionError::Gone | SessionError::Contended { .. }) => {
                         // Cleared under the lock: the next change schedules a new save.
                         live.write_behind_pending.store(false, Ordering::Release);
                         return;
@@ -246,7 +353,7 @@ impl SocketSession {
             Mode::PerConnection => {
                 let mut st = live.state.lock().await;
                 let out = f(&mut st);
-                if !st.changes.is_empty() {
+                if !st.ops.is_empty() {
                     live.schedule_write_behind();
                 }
                 out
@@ -288,8 +395,11 @@ impl SocketSession {
 
     /// The JSON value under `key`.
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        self.with_state(|st| Ok(st.record.as_ref().and_then(|r| r.data.get(key).cloned())))
-            .await
+        self.with_state(|st| {
+            st.reads.insert(key.to_owned());
+            Ok(st.record.as_ref().and_then(|r| r.data.get(key).cloned()))
+        })
+        .await
     }
 
     /// Stores `value` under `key`.
@@ -313,33 +423,50 @@ impl SocketSession {
         }
     }
 
-    /// Replaces the value under `key` with `f(old)` in one step under the session lock, and
-    /// returns the new value: no other handler of this session on this node runs in between.
+    /// Replaces the value under `key` with `f(old)` and returns the new value, atomically:
+    /// nothing else changes the key in between, on this node or any other. If another writer
+    /// changed the record first, `f` is run again on the fresh value, so `f` must be a pure
+    /// function of its argument (counters, appending to a list).
+    ///
+    /// In per-message mode the change is saved before `update` returns, so the value returned
+    /// is the one stored. In per-connection mode it is saved with the others (and `f` re-run
+    /// then if needed).
     ///
     /// ```no_run
     /// # async fn f(session: socketio_sessions::SocketSession) -> Result<(), socketio_sessions::SessionError> {
     /// let count: u64 = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, SessionError>
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, SessionError>
     where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce(Option<T>) -> T,
+        T: Serialize + DeserializeOwned + 'static,
+        F: FnMut(Option<T>) -> T + Send + 'static,
     {
-        self.with_state(|st| {
-            let record = st.record.as_ref().ok_or(SessionError::Gone)?;
-            let old = match record.data.get(key) {
-                Some(v) => Some(
-                    serde_json::from_value(v.clone()).map_err(|e| SessionError::serde(key, e))?,
-                ),
-                None => None,
-            };
-            let new = f(old);
-            let value = serde_json::to_value(&new).map_err(|e| SessionError::serde(key, e))?;
-            set(st, key, Some(value))?;
-            Ok(new)
-        })
-        .await
+        let owned_key = key.to_owned();
+        let mut updater: Updater = Box::new(move |old: Option<Value>| {
+            let old = old
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| SessionError::serde(&owned_key, e))?;
+            serde_json::to_value(f(old)).map_err(|e| SessionError::serde(&owned_key, e))
+        });
+        let mut value = self
+            .with_state(|st| {
+                let record = st.record.as_mut().ok_or(SessionError::Gone)?;
+                let new = updater(record.data.get(key).cloned())?;
+                record.data.insert(key.to_owned(), new.clone());
+                st.ops.push(Op::Update(key.to_owned(), updater));
+                Ok(new)
+            })
+            .await?;
+        if self.mode() == Mode::PerMessage {
+            self.save().await?;
+            let stored = self
+                .with_state(|st| Ok(st.record.as_ref().and_then(|r| r.data.get(key).cloned())))
+                .await?;
+            value = stored.unwrap_or(value);
+        }
+        serde_json::from_value(value).map_err(|e| SessionError::serde(key, e))
     }
 
     /// Saves the changes made so far now, rather than after the handler (per-message mode) or
@@ -380,7 +507,7 @@ fn set(st: &mut State, key: &str, value: Option<Value>) -> Result<Option<Value>,
             None => return Ok(None),
         },
     };
-    st.changes.insert(key.to_owned(), value);
+    st.ops.push(Op::Set(key.to_owned(), value));
     Ok(old)
 }
 
@@ -389,13 +516,12 @@ impl Drop for Handle {
         let Some(mut st) = self.held.get_mut().take() else {
             return;
         };
-        if st.changes.is_empty() {
+        if st.ops.is_empty() {
             return;
         }
         if std::thread::panicking() {
             // A handler that panicked half-way must not persist half its changes.
-            st.changes.clear();
-            st.record = None;
+            st.discard();
             return;
         }
         let live = self.live.clone();

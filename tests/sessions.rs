@@ -20,7 +20,7 @@ mod cases {
 
     pub async fn plain_cookie_sees_user(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(st.store.clone(), |_| {}).await;
+        let server = TestServer::start(&st, |_| {}).await;
         let cookie = server.login("alice").await;
         for t in TRANSPORTS {
             let s = connected(&server, t, &cookie).await;
@@ -35,7 +35,7 @@ mod cases {
 
     pub async fn connect_and_disconnect_handlers_see_the_session(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(st.store.clone(), |_| {}).await;
+        let server = TestServer::start(&st, |_| {}).await;
         let (alice, bob) = (server.login("alice").await, server.login("bob").await);
         for t in TRANSPORTS {
             let mut a = connected(&server, t, &alice).await;
@@ -61,7 +61,7 @@ mod cases {
     pub async fn signed_cookie_sees_user_and_forgeries_never_reach_the_store(b: Backend) {
         let Some(st) = open(b).await else { return };
         let key = Key::generate();
-        let server = TestServer::start(st.store.clone(), |o| o.signing_key = Some(key)).await;
+        let server = TestServer::start(&st, |o| o.signing_key = Some(key)).await;
         let cookie = server.login("bob").await;
         for t in TRANSPORTS {
             let s = connected(&server, t, &cookie).await;
@@ -80,7 +80,7 @@ mod cases {
         flipped.replace_range(..1, if value.starts_with('A') { "B" } else { "A" });
         for forged in [format!("id={bare_id}"), format!("id={flipped}")] {
             for t in TRANSPORTS {
-                let before = st.store.calls();
+                let before = st.calls();
                 let s = TestSocket::connect(
                     &server,
                     t,
@@ -95,11 +95,7 @@ mod cases {
                     Outcome::Refused("session_invalid".into()),
                     "{t:?}"
                 );
-                assert_eq!(
-                    st.store.calls(),
-                    before,
-                    "a forged cookie reached the store"
-                );
+                assert_eq!(st.calls(), before, "a forged cookie reached the store");
             }
         }
     }
@@ -108,7 +104,7 @@ mod cases {
         let Some(st) = open(b).await else { return };
         let seen = Arc::new(Mutex::new(Vec::<InvalidReason>::new()));
         let hook_seen = seen.clone();
-        let server = TestServer::start(st.store.clone(), |o| {
+        let server = TestServer::start(&st, |o| {
             o.ttl = Duration::from_secs(1);
             o.on_invalid = Some(Arc::new(move |ev| {
                 hook_seen.lock().unwrap().push(ev.reason)
@@ -176,7 +172,7 @@ mod cases {
         let Some(mut st) = open(b).await else { return };
         let seen = Arc::new(Mutex::new(Vec::<InvalidReason>::new()));
         let hook_seen = seen.clone();
-        let server = TestServer::start(st.store.clone(), |o| {
+        let server = TestServer::start(&st, |o| {
             o.on_invalid = Some(Arc::new(move |ev| {
                 hook_seen.lock().unwrap().push(ev.reason)
             }));
@@ -213,7 +209,7 @@ mod cases {
 
     pub async fn per_message_write_is_visible_over_http_after_the_ack(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(st.store.clone(), |o| o.mode = Mode::PerMessage).await;
+        let server = TestServer::start(&st, |o| o.mode = Mode::PerMessage).await;
         let cookie = server.login("erin").await;
         let mut expected = 0;
         for t in TRANSPORTS {
@@ -233,7 +229,7 @@ mod cases {
 
     pub async fn per_message_reload_sees_http_changes(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(st.store.clone(), |o| o.mode = Mode::PerMessage).await;
+        let server = TestServer::start(&st, |o| o.mode = Mode::PerMessage).await;
         let cookie = server.login("frank").await;
         let s = connected(&server, Transport::Websocket, &cookie).await;
         assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "frank" }));
@@ -256,7 +252,7 @@ mod cases {
 
     pub async fn per_connection_writes_are_saved_at_disconnect(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(st.store.clone(), |o| o.mode = Mode::PerConnection).await;
+        let server = TestServer::start(&st, |o| o.mode = Mode::PerConnection).await;
         let cookie = server.login("gina").await;
         let mut expected = 0;
         for t in TRANSPORTS {
@@ -276,7 +272,7 @@ mod cases {
     pub async fn concurrent_incr_from_one_socket_counts_exactly(b: Backend) {
         let Some(st) = open(b).await else { return };
         for mode in [Mode::PerMessage, Mode::PerConnection] {
-            let server = TestServer::start(st.store.clone(), |o| {
+            let server = TestServer::start(&st, |o| {
                 o.mode = mode;
                 o.write_behind = Some(Duration::from_millis(50));
             })
@@ -294,7 +290,7 @@ mod cases {
 
     pub async fn two_sockets_of_one_session_do_not_lose_updates(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(st.store.clone(), |o| o.mode = Mode::PerMessage).await;
+        let server = TestServer::start(&st, |o| o.mode = Mode::PerMessage).await;
         let cookie = server.login("ivy").await;
         let a = connected(&server, Transport::Websocket, &cookie).await;
         let p = connected(&server, Transport::Polling, &cookie).await;
@@ -307,7 +303,7 @@ mod cases {
 
     pub async fn bad_origin_gets_403_without_store_calls(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(st.store.clone(), |_| {}).await;
+        let server = TestServer::start(&st, |_| {}).await;
         let cookie = server.login("jo").await;
         let good = server.origin();
         for evil in [
@@ -316,7 +312,7 @@ mod cases {
             "http://127.0.0.1:1",
             &format!("{good}.evil.example"),
         ] {
-            let before = st.store.calls();
+            let before = st.calls();
             let headers = [("origin", evil), ("cookie", cookie.as_str())];
             assert_eq!(polling_handshake(&server, &headers).await, 403, "{evil}");
             assert_eq!(websocket_handshake(&server, &headers).await, 403, "{evil}");
@@ -333,7 +329,7 @@ mod cases {
                 .await;
                 assert!(s.is_err(), "{evil} {t:?}: handshake should fail");
             }
-            assert_eq!(st.store.calls(), before, "{evil}: the store was called");
+            assert_eq!(st.calls(), before, "{evil}: the store was called");
         }
         assert_eq!(polling_handshake(&server, &[("origin", &good)]).await, 200);
         assert_eq!(
@@ -356,7 +352,7 @@ mod cases {
     pub async fn auth_sid_only_when_enabled_and_never_from_the_query(b: Backend) {
         let Some(st) = open(b).await else { return };
         for enabled in [false, true] {
-            let server = TestServer::start(st.store.clone(), |o| o.auth_sid = enabled).await;
+            let server = TestServer::start(&st, |o| o.auth_sid = enabled).await;
             let cookie = server.login("kim").await;
             let sid = cookie.strip_prefix("id=").unwrap().to_owned();
             for t in TRANSPORTS {
@@ -433,4 +429,9 @@ macro_rules! every_store {
     };
 }
 
-every_store!(memory => Backend::Memory, sqlite => Backend::Sqlite, redis => Backend::Redis);
+every_store!(
+    memory => Backend::Memory,
+    sqlite => Backend::Sqlite,
+    redis => Backend::Redis,
+    plain_memory => Backend::PlainMemory,
+);

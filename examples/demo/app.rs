@@ -12,7 +12,8 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketio_sessions::{
-    ConfigError, InvalidSession, MaybeSocketSession, Mode, SocketSession, SocketSessions,
+    ConditionalStore, ConfigError, InvalidSession, MaybeSocketSession, Mode, SocketSession,
+    SocketSessions, SocketSessionsBuilder,
 };
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
@@ -79,11 +80,33 @@ impl DemoOptions {
     }
 }
 
-/// Builds the whole demo app over `store`.
+/// Builds the whole demo app over any tower-sessions store (the tests use it for the plain-store
+/// path; the demo's own stores all save conditionally).
+#[allow(dead_code)]
 pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Router, ConfigError> {
+    build(SocketSessions::builder(store.clone()), store, opts)
+}
+
+/// Builds the whole demo app over a store with conditional saves.
+pub fn app_conditional<S: ConditionalStore + Clone>(
+    store: S,
+    opts: &DemoOptions,
+) -> Result<Router, ConfigError> {
+    build(
+        SocketSessions::builder_conditional(store.clone()),
+        store,
+        opts,
+    )
+}
+
+fn build<S: SessionStore + Clone>(
+    sessions: SocketSessionsBuilder,
+    store: S,
+    opts: &DemoOptions,
+) -> Result<Router, ConfigError> {
     let expiry =
         Expiry::OnInactivity(time::Duration::try_from(opts.ttl).unwrap_or(time::Duration::HOUR));
-    let mut sessions = SocketSessions::builder(store.clone())
+    let mut sessions = sessions
         .with_mode(opts.mode)
         .with_expiry(expiry)
         .with_allowed_origins(&opts.allowed_origins)
@@ -101,7 +124,10 @@ pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Rout
     let sessions = sessions.build()?;
 
     let (sio_layer, io) = SocketIo::builder().max_buffer_size(1024).build_layer();
-    io.ns("/", on_connect.with(sessions.middleware()));
+    io.ns(
+        "/",
+        on_connect.with(sessions.middleware().with_setup(register_handlers)),
+    );
 
     let http_sessions = SessionManagerLayer::new(store)
         .with_secure(false)
@@ -139,13 +165,16 @@ pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Rout
     })
 }
 
-/// The seed's `sconnection(client, session)`: handlers first (events that arrive before they
-/// are registered are dropped), then greet the user and tell the others.
-async fn on_connect(socket: SocketRef, session: SocketSession) {
+/// Runs before the client's connect ack, so that no early event finds a handler missing.
+fn register_handlers(socket: SocketRef) {
     socket.on("whoami", whoami);
     socket.on("incr", incr);
     socket.on("chat", chat);
     socket.on_disconnect(on_disconnect);
+}
+
+/// The seed's `sconnection(client, session)`: greet the user and tell the others.
+async fn on_connect(socket: SocketRef, session: SocketSession) {
     let user = session.get::<String>("user").await.ok().flatten();
     socket.emit("welcome", &json!({ "user": user })).ok();
     let presence = json!({ "user": user, "online": true });

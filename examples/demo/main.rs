@@ -79,7 +79,7 @@ async fn main() {
     let store = DemoStore::open(&store_url)
         .await
         .unwrap_or_else(|e| fail(e));
-    let app = app::app(store.clone(), &opts).unwrap_or_else(|e| fail(e.to_string()));
+    let app = app::app_conditional(store.clone(), &opts).unwrap_or_else(|e| fail(e.to_string()));
 
     tracing::info!(
         "store: {}, mode: {:?}",

@@ -4,25 +4,23 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use socketio_sessions::redis_store::RedisStore;
 use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
-use socketio_sessions::sqlx_store::SqliteStore;
-use socketio_sessions::sqlx_store::sqlx::sqlite::{
-    SqliteConnectOptions, SqlitePool, SqlitePoolOptions,
-};
+use socketio_sessions::sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use socketio_sessions::store::{MemoryStore, RedisStore, SqliteStore};
+use socketio_sessions::{ConditionalStore, SaveOutcome, Version, Versioned};
+use tower_sessions::ExpiredDeletion;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
-use tower_sessions::{ExpiredDeletion, MemoryStore};
 
 /// One of the three stores the demo can run on.
 #[derive(Debug, Clone)]
 pub enum DemoStore {
     /// In-process memory (the default).
     Memory(MemoryStore),
-    /// A SQLite file, with its pool (so that it can be closed).
-    Sqlite(SqliteStore, SqlitePool),
-    /// A Redis server, with its connection pool (so that it can be closed).
-    Redis(RedisStore<Pool>, Pool),
+    /// A SQLite file.
+    Sqlite(SqliteStore),
+    /// A Redis server.
+    Redis(RedisStore),
 }
 
 impl DemoStore {
@@ -39,7 +37,7 @@ impl DemoStore {
                 .connect_with(options)
                 .await
                 .map_err(|e| format!("cannot open the SQLite file: {e}"))?;
-            let store = SqliteStore::new(pool.clone());
+            let store = SqliteStore::new(pool);
             store
                 .migrate()
                 .await
@@ -49,7 +47,7 @@ impl DemoStore {
                     .clone()
                     .continuously_delete_expired(Duration::from_secs(60)),
             );
-            return Ok(DemoStore::Sqlite(store, pool));
+            return Ok(DemoStore::Sqlite(store));
         }
         if url.starts_with("redis://") {
             let config = Config::from_url(url).map_err(|e| format!("bad Redis URL: {e}"))?;
@@ -62,7 +60,7 @@ impl DemoStore {
                 .await
                 .map_err(|_| format!("Redis at {url} did not answer within 5 s"))?
                 .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-            return Ok(DemoStore::Redis(RedisStore::new(pool.clone()), pool));
+            return Ok(DemoStore::Redis(RedisStore::new(pool)));
         }
         Err(format!(
             "unknown DEMO_STORE `{url}`: use `memory`, `sqlite://PATH` or `redis://HOST:PORT`"
@@ -75,9 +73,9 @@ impl DemoStore {
     pub async fn close(&self) {
         match self {
             DemoStore::Memory(_) => {}
-            DemoStore::Sqlite(_, pool) => pool.close().await,
-            DemoStore::Redis(_, pool) => {
-                pool.quit().await.ok();
+            DemoStore::Sqlite(s) => s.pool().close().await,
+            DemoStore::Redis(s) => {
+                s.pool().quit().await.ok();
             }
         }
     }
@@ -88,29 +86,51 @@ impl SessionStore for DemoStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         match self {
             DemoStore::Memory(s) => s.create(record).await,
-            DemoStore::Sqlite(s, _) => s.create(record).await,
-            DemoStore::Redis(s, _) => s.create(record).await,
+            DemoStore::Sqlite(s) => s.create(record).await,
+            DemoStore::Redis(s) => s.create(record).await,
         }
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         match self {
             DemoStore::Memory(s) => s.save(record).await,
-            DemoStore::Sqlite(s, _) => s.save(record).await,
-            DemoStore::Redis(s, _) => s.save(record).await,
+            DemoStore::Sqlite(s) => s.save(record).await,
+            DemoStore::Redis(s) => s.save(record).await,
         }
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match self {
             DemoStore::Memory(s) => s.load(id).await,
-            DemoStore::Sqlite(s, _) => s.load(id).await,
-            DemoStore::Redis(s, _) => s.load(id).await,
+            DemoStore::Sqlite(s) => s.load(id).await,
+            DemoStore::Redis(s) => s.load(id).await,
         }
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match self {
             DemoStore::Memory(s) => s.delete(id).await,
-            DemoStore::Sqlite(s, _) => s.delete(id).await,
-            DemoStore::Redis(s, _) => s.delete(id).await,
+            DemoStore::Sqlite(s) => s.delete(id).await,
+            DemoStore::Redis(s) => s.delete(id).await,
+        }
+    }
+}
+
+#[async_trait]
+impl ConditionalStore for DemoStore {
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        match self {
+            DemoStore::Memory(s) => s.load_versioned(id).await,
+            DemoStore::Sqlite(s) => s.load_versioned(id).await,
+            DemoStore::Redis(s) => s.load_versioned(id).await,
+        }
+    }
+    async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome> {
+        match self {
+            DemoStore::Memory(s) => s.save_if(record, expected).await,
+            DemoStore::Sqlite(s) => s.save_if(record, expected).await,
+            DemoStore::Redis(s) => s.save_if(record, expected).await,
         }
     }
 }

@@ -1,26 +1,92 @@
-//! The session store as the socket side uses it: every call bounded by the store timeout,
-//! expired records treated as absent, and saves that merge the socket's changes into the
-//! record as it is now, so that a deleted session is never brought back and keys written by
-//! the HTTP side meanwhile are kept.
+//! Stores as the socket side uses them.
+//!
+//! Any `tower_sessions::SessionStore` works. The stores in this module (memory, Redis, SQLite)
+//! also implement [`ConditionalStore`]: a save that only happens if the record is still what was
+//! read, so that no writer — another node, another tab, the HTTP side, a racing logout — is ever
+//! overwritten silently.
 
-use std::collections::BTreeMap;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use async_trait::async_trait;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store;
 use tower_sessions::{Expiry, SessionStore};
 
 use crate::error::{InvalidReason, SessionError};
 
+pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::RedisStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteStore;
+
+/// Identifies one stored state of a record: the exact stored bytes, or a counter. Opaque.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Version(pub(crate) Vec<u8>);
+
+impl Version {
+    /// A version from the bytes a store keeps (or any value that changes on every write).
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Version(bytes.into())
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Stored bytes contain the session id: never print them.
+        write!(f, "Version({} bytes)", self.0.len())
+    }
+}
+
+/// A record and the version it was read at.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    /// The record as stored.
+    pub record: Record,
+    /// Its version, to hand back to [`ConditionalStore::save_if`].
+    pub version: Version,
+}
+
+/// What a conditional save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Written; the record now has this version.
+    Saved(Version),
+    /// Not written: someone else wrote the record since it was read.
+    Conflict,
+    /// Not written: the record no longer exists (deleted or expired).
+    Gone,
+}
+
+/// A store that can save a record only if it is unchanged since it was read.
+#[async_trait]
+pub trait ConditionalStore: SessionStore {
+    /// Loads a live (unexpired) record with its version.
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>>;
+
+    /// Writes `record` if the stored record still has version `expected`; never creates one.
+    async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome>;
+}
+
 /// How tower-sessions dates a record saved without an expiry setting.
 const DEFAULT_LIFETIME: time::Duration = time::Duration::weeks(2);
-
-/// The keys a socket changed since the last save: `Some(value)` written, `None` removed.
-pub(crate) type Changes = BTreeMap<String, Option<Value>>;
 
 /// A store call that did not produce an answer.
 #[derive(Debug)]
@@ -47,39 +113,92 @@ impl StoreFailure {
     }
 }
 
-/// Any `tower_sessions::SessionStore`, with the timeout and expiry policy of the socket side.
+#[derive(Clone)]
+enum Backend {
+    /// Any store: saves are unconditional.
+    Plain(Arc<dyn SessionStore>),
+    /// Saves compare what was read.
+    Conditional(Arc<dyn ConditionalStore>),
+}
+
+/// A record as loaded, with its version where the store has one.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) record: Record,
+    pub(crate) version: Option<Version>,
+}
+
+/// The store with the socket side's timeout and expiry policy.
 #[derive(Clone)]
 pub(crate) struct StoreHandle {
-    store: Arc<dyn SessionStore>,
+    backend: Backend,
     timeout: Duration,
     expiry: Option<Expiry>,
 }
 
 impl fmt::Debug for StoreHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store: &dyn fmt::Debug = match &self.backend {
+            Backend::Plain(s) => s,
+            Backend::Conditional(s) => s,
+        };
         f.debug_struct("StoreHandle")
-            .field("store", &self.store)
+            .field("store", store)
+            .field("conditional", &self.is_conditional())
             .field("timeout", &self.timeout)
             .finish()
     }
 }
 
 impl StoreHandle {
-    pub(crate) fn new(
-        store: Arc<dyn SessionStore>,
-        timeout: Duration,
-        expiry: Option<Expiry>,
-    ) -> Self {
-        StoreHandle {
-            store,
-            timeout,
-            expiry,
+    /// Wraps any store; the conditional stores of this module are recognized by type.
+    pub(crate) fn detect<S: SessionStore>(store: S) -> Self {
+        let any: Box<dyn Any> = Box::new(store);
+        let any = match any.downcast::<MemoryStore>() {
+            Ok(s) => return Self::conditional(Arc::new(*s)),
+            Err(any) => any,
+        };
+        #[cfg(feature = "redis")]
+        let any = match any.downcast::<RedisStore>() {
+            Ok(s) => return Self::conditional(Arc::new(*s)),
+            Err(any) => any,
+        };
+        #[cfg(feature = "sqlite")]
+        let any = match any.downcast::<SqliteStore>() {
+            Ok(s) => return Self::conditional(Arc::new(*s)),
+            Err(any) => any,
+        };
+        match any.downcast::<S>() {
+            Ok(s) => Self::new(Backend::Plain(Arc::new(*s))),
+            Err(_) => unreachable!("the box holds an S"),
         }
+    }
+
+    pub(crate) fn conditional(store: Arc<dyn ConditionalStore>) -> Self {
+        Self::new(Backend::Conditional(store))
+    }
+
+    fn new(backend: Backend) -> Self {
+        StoreHandle {
+            backend,
+            timeout: Duration::from_secs(2),
+            expiry: None,
+        }
+    }
+
+    pub(crate) fn with_policy(mut self, timeout: Duration, expiry: Option<Expiry>) -> Self {
+        self.timeout = timeout;
+        self.expiry = expiry;
+        self
+    }
+
+    pub(crate) fn is_conditional(&self) -> bool {
+        matches!(self.backend, Backend::Conditional(_))
     }
 
     async fn bounded<T>(
         &self,
-        call: impl Future<Output = tower_sessions::session_store::Result<T>>,
+        call: impl Future<Output = session_store::Result<T>>,
     ) -> Result<T, StoreFailure> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
@@ -89,13 +208,42 @@ impl StoreHandle {
     }
 
     /// The live record, or `None` when it is absent or expired.
-    pub(crate) async fn load(&self, id: &Id) -> Result<Option<Record>, StoreFailure> {
-        let record = self.bounded(self.store.load(id)).await?;
-        Ok(record.filter(|r| r.expiry_date > OffsetDateTime::now_utc()))
+    pub(crate) async fn load(&self, id: &Id) -> Result<Option<Loaded>, StoreFailure> {
+        let loaded = match &self.backend {
+            Backend::Plain(s) => self.bounded(s.load(id)).await?.map(|record| Loaded {
+                record,
+                version: None,
+            }),
+            Backend::Conditional(s) => self.bounded(s.load_versioned(id)).await?.map(|v| Loaded {
+                record: v.record,
+                version: Some(v.version),
+            }),
+        };
+        Ok(loaded.filter(|l| l.record.expiry_date > OffsetDateTime::now_utc()))
+    }
+
+    /// Saves `record`, conditionally where the store can and a version is known. A plain store
+    /// writes unconditionally: the caller must have just checked that the record exists.
+    pub(crate) async fn save(
+        &self,
+        record: &Record,
+        expected: Option<&Version>,
+    ) -> Result<SaveOutcome, StoreFailure> {
+        match (&self.backend, expected) {
+            (Backend::Conditional(s), Some(v)) => self.bounded(s.save_if(record, v)).await,
+            (Backend::Conditional(s), None) => {
+                self.bounded(s.save(record)).await?;
+                Ok(SaveOutcome::Saved(Version(Vec::new())))
+            }
+            (Backend::Plain(s), _) => {
+                self.bounded(s.save(record)).await?;
+                Ok(SaveOutcome::Saved(Version(Vec::new())))
+            }
+        }
     }
 
     /// The expiry a save gives the record, computed as the HTTP layer computes it.
-    fn expiry_date(&self) -> OffsetDateTime {
+    pub(crate) fn expiry_date(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
         match self.expiry {
             Some(Expiry::OnInactivity(d)) => now.saturating_add(d),
@@ -103,34 +251,9 @@ impl StoreHandle {
             Some(Expiry::OnSessionEnd) | None => now.saturating_add(DEFAULT_LIFETIME),
         }
     }
-
-    /// Applies `changes` to the record as stored now and writes it. Returns the record written,
-    /// or [`SessionError::Gone`] (writing nothing) when the session no longer exists.
-    ///
-    /// A plain `SessionStore` has no conditional write, so a delete that lands between this
-    /// load and the save can still be overwritten on stores whose `save` is an upsert.
-    pub(crate) async fn merge_save(
-        &self,
-        id: &Id,
-        changes: &Changes,
-    ) -> Result<Record, SessionError> {
-        let mut record = self.load(id).await?.ok_or(SessionError::Gone)?;
-        apply(&mut record, changes);
-        record.expiry_date = self.expiry_date();
-        self.bounded(self.store.save(&record)).await?;
-        Ok(record)
-    }
 }
 
-pub(crate) fn apply(record: &mut Record, changes: &Changes) {
-    for (key, change) in changes {
-        match change {
-            Some(v) => {
-                record.data.insert(key.clone(), v.clone());
-            }
-            None => {
-                record.data.remove(key);
-            }
-        }
-    }
+/// Maps a backend error into the store error tower-sessions uses.
+pub(crate) fn backend_error(e: impl fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
 }

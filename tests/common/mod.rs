@@ -19,6 +19,7 @@ use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::Value;
+use socketio_sessions::{ConditionalStore, SaveOutcome, Version, Versioned};
 use tokio::sync::{mpsc, oneshot};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -135,12 +136,17 @@ pub fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------------
 // Stores
 
-/// The three backends every store test runs on.
+/// The backends every store test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// `socketio_sessions::store::MemoryStore` (conditional saves).
     Memory,
+    /// `socketio_sessions::store::SqliteStore` on a temp file (conditional saves).
     Sqlite,
+    /// `socketio_sessions::store::RedisStore` on a spawned server (conditional saves).
     Redis,
+    /// `tower_sessions::MemoryStore`: any store without conditional saves.
+    PlainMemory,
 }
 
 /// What a store wrapper does with each call.
@@ -190,6 +196,18 @@ impl<S> Probe<S> {
 }
 
 #[async_trait]
+impl<S: ConditionalStore + Clone> ConditionalStore for Probe<S> {
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        self.enter().await?;
+        self.inner.load_versioned(id).await
+    }
+    async fn save_if(&self, r: &Record, v: &Version) -> session_store::Result<SaveOutcome> {
+        self.enter().await?;
+        self.inner.save_if(r, v).await
+    }
+}
+
+#[async_trait]
 impl<S: SessionStore + Clone> SessionStore for Probe<S> {
     async fn create(&self, r: &mut Record) -> session_store::Result<()> {
         self.enter().await?;
@@ -212,7 +230,10 @@ impl<S: SessionStore + Clone> SessionStore for Probe<S> {
 /// A store of one backend, with whatever keeps it alive.
 pub struct TestStore {
     pub backend: Backend,
+    /// The store of the conditional backends.
     pub store: Probe<DemoStore>,
+    /// The store of `Backend::PlainMemory`.
+    pub plain: Probe<tower_sessions::MemoryStore>,
     pub redis: Option<RedisServer>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -221,7 +242,9 @@ impl TestStore {
     /// Opens a fresh store; `None` when the backend is unavailable and not required.
     pub async fn open(backend: Backend) -> Option<TestStore> {
         let (store, redis, dir) = match backend {
-            Backend::Memory => (DemoStore::open("memory").await.unwrap(), None, None),
+            Backend::Memory | Backend::PlainMemory => {
+                (DemoStore::open("memory").await.unwrap(), None, None)
+            }
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
@@ -239,9 +262,15 @@ impl TestStore {
         Some(TestStore {
             backend,
             store: Probe::new(store),
+            plain: Probe::new(tower_sessions::MemoryStore::default()),
             redis,
             _dir: dir,
         })
+    }
+
+    /// How many store calls were made so far.
+    pub fn calls(&self) -> usize {
+        self.store.calls() + self.plain.calls()
     }
 
     /// Stops the store for real where it can: kills Redis, closes the SQLite pool; the memory
@@ -250,6 +279,7 @@ impl TestStore {
         match (self.backend, self.redis.as_mut()) {
             (_, Some(redis)) => redis.kill(),
             (Backend::Sqlite, None) => self.store.inner.close().await,
+            (Backend::PlainMemory, _) => self.plain.hang(),
             _ => self.store.hang(),
         }
     }
@@ -265,8 +295,21 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start<S: SessionStore + Clone>(
-        store: S,
+    /// The demo over the test store (conditional or plain, as its backend is).
+    pub async fn start(st: &TestStore, opts: impl FnOnce(&mut DemoOptions)) -> TestServer {
+        Self::start_with(
+            |o| match st.backend {
+                Backend::PlainMemory => app::app(st.plain.clone(), o),
+                _ => app::app_conditional(st.store.clone(), o),
+            },
+            opts,
+        )
+        .await
+    }
+
+    /// The demo built by `make` (e.g. over a store of the test's own).
+    pub async fn start_with(
+        make: impl FnOnce(&DemoOptions) -> Result<axum::Router, socketio_sessions::ConfigError>,
         opts: impl FnOnce(&mut DemoOptions),
     ) -> TestServer {
         tracing_subscriber::fmt()
@@ -279,7 +322,7 @@ impl TestServer {
         let mut options = DemoOptions::new(app::own_origins(addr));
         options.store_timeout = Duration::from_millis(500);
         opts(&mut options);
-        let router = app::app(store, &options).expect("valid demo options");
+        let router = make(&options).expect("valid demo options");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             axum::serve(listener, router)

@@ -1,0 +1,102 @@
+//! An in-memory store with versioned records, usable by the HTTP layer and the socket side.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+use super::{ConditionalStore, SaveOutcome, Version, Versioned};
+
+/// Sessions in this process's memory, like `tower_sessions::MemoryStore`, with a version per
+/// record so that saves from sockets are conditional. Use one instance (cloned) for the
+/// `SessionManagerLayer` and for [`SocketSessions`](crate::SocketSessions).
+///
+/// Expired records are invisible and removed when a new session is created.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    records: Arc<Mutex<HashMap<Id, (Record, u64)>>>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, (Record, u64)>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many records are stored (live or expired-not-yet-removed).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no record is stored.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+fn live(entry: Option<&(Record, u64)>) -> Option<&(Record, u64)> {
+    entry.filter(|(r, _)| r.expiry_date > OffsetDateTime::now_utc())
+}
+
+fn version(n: u64) -> Version {
+    Version(n.to_le_bytes().to_vec())
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let mut map = self.lock();
+        let now = OffsetDateTime::now_utc();
+        map.retain(|_, (r, _)| r.expiry_date > now);
+        while map.contains_key(&record.id) {
+            record.id = Id::default();
+        }
+        map.insert(record.id, (record.clone(), 1));
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let mut map = self.lock();
+        let next = map.get(&record.id).map_or(1, |(_, v)| v + 1);
+        map.insert(record.id, (record.clone(), next));
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        Ok(live(self.lock().get(id)).map(|(r, _)| r.clone()))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.lock().remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConditionalStore for MemoryStore {
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        Ok(live(self.lock().get(id)).map(|(r, v)| Versioned {
+            record: r.clone(),
+            version: version(*v),
+        }))
+    }
+
+    async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome> {
+        let mut map = self.lock();
+        let Some((_, current)) = live(map.get(&record.id)) else {
+            return Ok(SaveOutcome::Gone);
+        };
+        if version(*current) != *expected {
+            return Ok(SaveOutcome::Conflict);
+        }
+        let next = current + 1;
+        map.insert(record.id, (record.clone(), next));
+        Ok(SaveOutcome::Saved(version(next)))
+    }
+}

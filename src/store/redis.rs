@@ -1,0 +1,102 @@
+//! Redis, in the format of `tower-sessions-redis-store` (key = id, value = MessagePack of the
+//! record, `EXAT` expiry), with conditional saves by a Lua script that compares the exact bytes.
+
+use async_trait::async_trait;
+use fred::interfaces::{KeysInterface, LuaInterface};
+use fred::prelude::Pool;
+use fred::types::Value as RedisValue;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error};
+
+/// Writes ARGV[2] with expiry ARGV[3] only if the key still holds exactly ARGV[1].
+/// Returns 1 when written, 0 when the value differs, -1 when the key is gone.
+const SAVE_IF: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
+return 1
+"#;
+
+/// Sessions in Redis, readable and writable by `tower_sessions_redis_store::RedisStore` (same
+/// keys and encoding), with conditional saves. Use it for the HTTP layer too, so that every
+/// writer goes through the same format.
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    inner: tower_sessions_redis_store::RedisStore<Pool>,
+    pool: Pool,
+}
+
+impl RedisStore {
+    /// A store over a connected fred pool.
+    pub fn new(pool: Pool) -> Self {
+        RedisStore {
+            inner: tower_sessions_redis_store::RedisStore::new(pool.clone()),
+            pool,
+        }
+    }
+
+    /// The pool, e.g. to close it.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
+    rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.inner.create(record).await
+    }
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.inner.save(record).await
+    }
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.inner.load(id).await
+    }
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.inner.delete(id).await
+    }
+}
+
+#[async_trait]
+impl ConditionalStore for RedisStore {
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        let bytes: Option<Vec<u8>> = self.pool.get(id.to_string()).await.map_err(backend_error)?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        let record = rmp_serde::from_slice(&bytes)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Versioned {
+            record,
+            version: Version(bytes),
+        }))
+    }
+
+    async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome> {
+        let bytes = encode(record)?;
+        let args: Vec<RedisValue> = vec![
+            RedisValue::Bytes(expected.0.clone().into()),
+            RedisValue::Bytes(bytes.clone().into()),
+            RedisValue::Integer(record.expiry_date.unix_timestamp()),
+        ];
+        let answer: i64 = self
+            .pool
+            .eval(SAVE_IF, vec![record.id.to_string()], args)
+            .await
+            .map_err(backend_error)?;
+        Ok(match answer {
+            1 => SaveOutcome::Saved(Version(bytes)),
+            0 => SaveOutcome::Conflict,
+            _ => SaveOutcome::Gone,
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! SQLite, in the table of `tower-sessions-sqlx-store` (`id`, MessagePack `data`,
+//! `expiry_date`), with conditional saves by an `UPDATE ... WHERE data = ?`.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
+
+use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error};
+
+/// Sessions in SQLite, readable and writable by `tower_sessions_sqlx_store::SqliteStore` (same
+/// table and encoding), with conditional saves.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: tower_sessions_sqlx_store::SqliteStore,
+    pool: SqlitePool,
+    table: String,
+}
+
+impl SqliteStore {
+    /// A store over a pool, using the table `tower_sessions`.
+    pub fn new(pool: SqlitePool) -> Self {
+        SqliteStore {
+            inner: tower_sessions_sqlx_store::SqliteStore::new(pool.clone()),
+            pool,
+            table: "tower_sessions".into(),
+        }
+    }
+
+    /// Creates the table if it is missing.
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        self.inner.migrate().await
+    }
+
+    /// The pool, e.g. to close it.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.inner.create(record).await
+    }
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.inner.save(record).await
+    }
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.inner.load(id).await
+    }
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.inner.delete(id).await
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for SqliteStore {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        self.inner.delete_expired().await
+    }
+}
+
+#[async_trait]
+impl ConditionalStore for SqliteStore {
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        let query = format!(
+            "select data from {} where id = ? and expiry_date > ?",
+            self.table
+        );
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(&query)
+            .bind(id.to_string())
+            .bind(OffsetDateTime::now_utc())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let Some((bytes,)) = row else { return Ok(None) };
+        let record = rmp_serde::from_slice(&bytes)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Versioned {
+            record,
+            version: Version(bytes),
+        }))
+    }
+
+    async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome> {
+        let bytes =
+            rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let query = format!(
+            "update {} set data = ?, expiry_date = ? \
+             where id = ? and data = ? and expiry_date > ?",
+            self.table
+        );
+        let now = OffsetDateTime::now_utc();
+        let done = sqlx::query(&query)
+            .bind(&bytes)
+            .bind(record.expiry_date)
+            .bind(record.id.to_string())
+            .bind(&expected.0)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        if done.rows_affected() == 1 {
+            return Ok(SaveOutcome::Saved(Version(bytes)));
+        }
+        let exists = format!(
+            "select 1 from {} where id = ? and expiry_date > ?",
+            self.table
+        );
+        let row: Option<(i64,)> = sqlx::query_as(&exists)
+            .bind(record.id.to_string())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(match row {
+            Some(_) => SaveOutcome::Conflict,
+            None => SaveOutcome::Gone,
+        })
+    }
+}
