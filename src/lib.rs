@@ -56,7 +56,7 @@ pub use id::CookieKey;
 pub use middleware::{NoSetup, SessionMiddleware, Setup};
 pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};
 pub use session::SocketSession;
-pub use store::{ConditionalStore, SaveOutcome, Version, Versioned};
+pub use store::{ConditionalStore, MergeLayer, SaveOutcome, Version, Versioned};
 pub use tag::SessionTag;
 
 /// The Redis store (`tower-sessions-redis-store`, with `fred`), re-exported so that its version

@@ -12,8 +12,8 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketio_sessions::{
-    ConditionalStore, ConfigError, InvalidSession, MaybeSocketSession, Mode, SocketSession,
-    SocketSessions, SocketSessionsBuilder,
+    ConditionalStore, ConfigError, InvalidSession, MaybeSocketSession, MergeLayer, Mode,
+    SocketSession, SocketSessions, SocketSessionsBuilder,
 };
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
@@ -157,12 +157,15 @@ fn build<S: SessionStore + Clone>(
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/api/session", get(session_info))
+        .route("/api/visit", post(visit))
         .layer(sio_layer)
         .layer(sessions.origin_layer());
-    Ok(match opts.signing_key.clone() {
+    let router = match opts.signing_key.clone() {
         Some(key) => router.layer(http_sessions.with_signed(key)),
         None => router.layer(http_sessions),
-    })
+    };
+    // HTTP saves merge with concurrent socket writes instead of overwriting them.
+    Ok(router.layer(MergeLayer::new()))
 }
 
 /// Runs before the client's connect ack, so that no early event finds a handler missing.
@@ -309,17 +312,50 @@ async fn logout(session: Session) -> StatusCode {
     }
 }
 
-/// `GET /api/session`: `{"user", "count"}`, or 401 without a valid session.
+/// `POST /api/visit`: the HTTP side writes the session too (`visits` + 1).
+async fn visit(session: Session) -> Response {
+    let write = async {
+        // Only a logged-in session counts visits; never start one here.
+        if session.get::<Value>("user").await?.is_none() {
+            return Ok(None);
+        }
+        let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+        session.insert("visits", visits).await?;
+        Ok::<_, tower_sessions::session::Error>(Some(visits))
+    };
+    match write.await {
+        Ok(Some(visits)) => Json(json!({ "visits": visits })).into_response(),
+        Ok(None) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "no valid session; POST /login first" })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not write the session");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "session store unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `GET /api/session`: `{"user", "count", "visits"}`, or 401 without a valid session.
 async fn session_info(session: Session) -> Response {
     let read = async {
         let user: Option<Value> = session.get("user").await?;
         let count: Option<u64> = session.get("count").await?;
-        Ok::<_, tower_sessions::session::Error>((user, count))
+        let visits: Option<u64> = session.get("visits").await?;
+        Ok::<_, tower_sessions::session::Error>((user, count, visits))
     };
     match read.await {
-        Ok((Some(user), count)) if session.id().is_some() => {
-            Json(json!({ "user": user, "count": count.unwrap_or(0) })).into_response()
-        }
+        Ok((Some(user), count, visits)) if session.id().is_some() => Json(json!({
+            "user": user,
+            "count": count.unwrap_or(0),
+            "visits": visits.unwrap_or(0),
+        }))
+        .into_response(),
         Ok(_) => (
             StatusCode::UNAUTHORIZED,
             Json(json!({ "error": "no valid session; POST /login first" })),

@@ -6,6 +6,7 @@
 //! overwritten silently.
 
 mod memory;
+mod merge;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
@@ -26,6 +27,7 @@ use tower_sessions::{Expiry, SessionStore};
 use crate::error::{InvalidReason, SessionError};
 
 pub use memory::MemoryStore;
+pub use merge::{MergeLayer, MergeService};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;

@@ -400,6 +400,20 @@ impl TestServer {
         }
     }
 
+    /// `POST /api/visit`: an HTTP-side write (`visits` + 1); returns the new value.
+    pub async fn visit(&self, cookie: &str) -> u64 {
+        let res = http()
+            .post(self.url("/api/visit"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "visit failed");
+        res.json::<Value>().await.unwrap()["visits"]
+            .as_u64()
+            .unwrap()
+    }
+
     pub async fn logout(&self, cookie: &str) {
         let res = http()
             .post(self.url("/logout"))
@@ -417,6 +431,12 @@ impl Drop for TestServer {
             tx.send(()).ok();
         }
     }
+}
+
+/// The session id inside a plain `id=...` cookie.
+pub fn cookie_id(cookie: &str) -> Id {
+    use std::str::FromStr;
+    Id::from_str(cookie.strip_prefix("id=").expect("a plain `id` cookie")).unwrap()
 }
 
 pub fn http() -> reqwest::Client {

@@ -1,0 +1,338 @@
+//! No lost updates: many sockets, spawned handlers, nodes and the HTTP side writing one
+//! session, on every store with conditional saves (and the plain-store guarantee too).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use serde_json::json;
+use socketio_sessions::store::MemoryStore;
+use socketio_sessions::{
+    ConditionalStore, Mode, SaveOutcome, SessionError, SocketSession, SocketSessions, Version,
+    Versioned,
+};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::handler::ConnectHandler;
+use tokio::sync::Notify;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+/// `n` sockets of one session, each firing `per_socket` concurrent `incr`s.
+async fn hammer(server: &TestServer, cookie: &str, n: usize, per_socket: usize) -> Vec<TestSocket> {
+    let mut sockets = Vec::new();
+    for i in 0..n {
+        sockets.push(connected(server, TRANSPORTS[i % 2], cookie).await);
+    }
+    let bursts = sockets.iter().map(|s| {
+        futures_util::future::join_all((0..per_socket).map(|_| s.emit("incr", json!({}))))
+    });
+    futures_util::future::join_all(bursts).await;
+    sockets
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn three_sockets_times_a_hundred_incr(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        for mode in [Mode::PerMessage, Mode::PerConnection] {
+            let server = TestServer::start(&st, |o| {
+                o.mode = mode;
+                o.write_behind = Some(Duration::from_millis(50));
+            })
+            .await;
+            let cookie = server.login("ann").await;
+            let sockets = hammer(&server, &cookie, 3, 100).await;
+            server.wait_count(&cookie, 300).await;
+            for s in sockets {
+                s.close().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(
+                server.count(&cookie).await,
+                300,
+                "{mode:?}: changed after disconnect"
+            );
+        }
+    }
+
+    pub async fn http_writes_interleaved_with_socket_writes_are_both_kept(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server = TestServer::start(&st, |_| {}).await;
+        let cookie = server.login("ben").await;
+        let s = connected(&server, Transport::Websocket, &cookie).await;
+        let sockets = async {
+            for _ in 0..4 {
+                futures_util::future::join_all((0..25).map(|_| s.emit("incr", json!({})))).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let http_side = async {
+            for i in 1..=40 {
+                assert_eq!(server.visit(&cookie).await, i);
+            }
+        };
+        tokio::join!(sockets, http_side);
+        server.wait_count(&cookie, 100).await;
+        let (_, body) = server.session(&cookie).await;
+        assert_eq!(body["visits"], json!(40), "an HTTP write was lost: {body}");
+    }
+
+    pub async fn logout_racing_socket_saves_stays_deleted(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        for mode in [Mode::PerMessage, Mode::PerConnection] {
+            let server = TestServer::start(&st, |o| {
+                o.mode = mode;
+                o.write_behind = Some(Duration::from_millis(20));
+            })
+            .await;
+            let cookie = server.login("cy").await;
+            let s = connected(&server, Transport::Websocket, &cookie).await;
+            let burst = futures_util::future::join_all((0..100).map(|_| s.emit("incr", json!({}))));
+            let logout = async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                server.logout(&cookie).await;
+            };
+            tokio::join!(burst, logout);
+            s.close().await;
+            // Let every handler, write-behind and disconnect save run out.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                server.session(&cookie).await.0,
+                401,
+                "{mode:?}: session came back"
+            );
+            let id = cookie_id(&cookie);
+            let record = match b {
+                Backend::PlainMemory => st.plain.load(&id).await.unwrap(),
+                _ => st.store.load(&id).await.unwrap(),
+            };
+            assert!(record.is_none(), "{mode:?}: the record was recreated");
+        }
+    }
+}
+
+macro_rules! store_tests {
+    ($($store:ident => $backend:expr),* $(,)?) => {
+        $(
+            mod $store {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn three_sockets_times_a_hundred_incr() {
+                    cases::three_sockets_times_a_hundred_incr($backend).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn http_writes_interleaved_with_socket_writes_are_both_kept() {
+                    cases::http_writes_interleaved_with_socket_writes_are_both_kept($backend).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn logout_racing_socket_saves_stays_deleted() {
+                    cases::logout_racing_socket_saves_stays_deleted($backend).await
+                }
+            }
+        )*
+    };
+}
+
+store_tests!(memory => Backend::Memory, sqlite => Backend::Sqlite, redis => Backend::Redis);
+
+/// A plain store (no conditional save) still counts exactly on one node: writes are
+/// serialized per session, and `update`s are re-applied on the record as it is at save time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_store_counts_exactly_on_one_node() {
+    cases::three_sockets_times_a_hundred_incr(Backend::PlainMemory).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_redis_count_exactly() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    for mode in [Mode::PerMessage, Mode::PerConnection] {
+        let mut nodes = Vec::new();
+        for _ in 0..2 {
+            // A store (and connection pool) per node, as two processes would have.
+            let store = DemoStore::open(&redis.url()).await.unwrap();
+            nodes.push(
+                TestServer::start_with(
+                    move |o| app::app_conditional(store, o),
+                    |o| {
+                        o.mode = mode;
+                        o.write_behind = Some(Duration::from_millis(50));
+                    },
+                )
+                .await,
+            );
+        }
+        let cookie = nodes[0].login("dee").await;
+        let (a, b) = tokio::join!(
+            hammer(&nodes[0], &cookie, 3, 100),
+            hammer(&nodes[1], &cookie, 3, 100)
+        );
+        nodes[1].wait_count(&cookie, 600).await;
+        for s in a.into_iter().chain(b) {
+            s.close().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(nodes[0].count(&cookie).await, 600, "{mode:?}");
+    }
+}
+
+/// A handler that reads `count`, waits, then writes `copy`: if `count` changed meanwhile, its
+/// write was based on a stale value and must fail, not land.
+fn stale_reader_app(store: MemoryStore, o: &DemoOptions) -> axum::Router {
+    let sessions = SocketSessions::builder(store)
+        .with_allowed_origins(&o.allowed_origins)
+        .build()
+        .unwrap();
+    let (layer, io) = SocketIo::new_layer();
+    let setup = |socket: SocketRef| {
+        socket.on(
+            "copy_slowly",
+            async |session: SocketSession, ack: AckSender, Data(ms): Data<u64>| {
+                let result = async {
+                    let n: Option<u64> = session.get("count").await?;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    session.insert("copy", n).await?;
+                    session.save().await
+                }
+                .await;
+                let answer = match result {
+                    Ok(()) => json!({ "ok": true }),
+                    Err(SessionError::Conflict { key }) => json!({ "conflict": key }),
+                    Err(e) => json!({ "error": e.to_string() }),
+                };
+                ack.send(&answer).ok();
+            },
+        );
+    };
+    io.ns(
+        "/",
+        (async || {}).with(sessions.middleware().with_setup(setup)),
+    );
+    axum::Router::new()
+        .layer(layer)
+        .layer(sessions.origin_layer())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_read_reaches_the_handler_as_a_conflict() {
+    let store = MemoryStore::default();
+    let demo_store = store.clone();
+    let demo = TestServer::start_with(move |o| app::app_conditional(demo_store, o), |_| {}).await;
+    let reader_store = store.clone();
+    let reader =
+        TestServer::start_with(move |o| Ok(stale_reader_app(reader_store, o)), |_| {}).await;
+    let cookie = demo.login("eve").await;
+    let slow = connected(&reader, Transport::Websocket, &cookie).await;
+    let fast = connected(&demo, Transport::Websocket, &cookie).await;
+
+    assert_eq!(fast.ack("incr", json!({})).await, json!(1));
+    // `count` changes on the other node while the reader waits: refused, nothing written.
+    let (answer, incr) = tokio::join!(slow.ack("copy_slowly", json!(400)), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fast.ack("incr", json!({})).await
+    });
+    assert_eq!(incr, json!(2));
+    assert_eq!(answer, json!({ "conflict": "count" }));
+    let id = cookie_id(&cookie);
+    let record = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(record.data.get("copy"), None, "the stale write landed");
+    // Unchanged in between: the write lands.
+    assert_eq!(
+        slow.ack("copy_slowly", json!(10)).await,
+        json!({ "ok": true })
+    );
+    let record = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(record.data.get("copy"), Some(&json!(2)));
+    assert_eq!(record.data.get("count"), Some(&json!(2)));
+}
+
+/// Holds every load of one session until a load of another session has started: if sessions
+/// were serialized with each other, the held load would never be released.
+#[derive(Debug, Clone, Default)]
+struct Gate {
+    inner: MemoryStore,
+    held: Arc<std::sync::Mutex<Option<Id>>>,
+    other_started: Arc<Notify>,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl Gate {
+    async fn pass(&self, id: &Id) {
+        let held = *self.held.lock().unwrap();
+        match held {
+            Some(h) if h == *id => {
+                let waited =
+                    tokio::time::timeout(Duration::from_secs(5), self.other_started.notified())
+                        .await;
+                if waited.is_err() {
+                    self.timed_out.store(true, Ordering::SeqCst);
+                }
+            }
+            Some(_) => self.other_started.notify_one(),
+            None => {}
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Gate {
+    async fn create(&self, r: &mut Record) -> session_store::Result<()> {
+        self.inner.create(r).await
+    }
+    async fn save(&self, r: &Record) -> session_store::Result<()> {
+        self.inner.save(r).await
+    }
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.inner.load(id).await
+    }
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.inner.delete(id).await
+    }
+}
+
+#[async_trait]
+impl ConditionalStore for Gate {
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        self.pass(id).await;
+        self.inner.load_versioned(id).await
+    }
+    async fn save_if(&self, r: &Record, v: &Version) -> session_store::Result<SaveOutcome> {
+        self.inner.save_if(r, v).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_sessions_are_not_serialized_with_each_other() {
+    let gate = Gate::default();
+    let store = gate.clone();
+    let server = TestServer::start_with(move |o| app::app_conditional(store, o), |_| {}).await;
+    let (a, b) = (server.login("a").await, server.login("b").await);
+    let sa = connected(&server, Transport::Websocket, &a).await;
+    let sb = connected(&server, Transport::Websocket, &b).await;
+    *gate.held.lock().unwrap() = Some(cookie_id(&a));
+    let (ra, rb) = tokio::join!(sa.ack("incr", json!({})), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sb.ack("incr", json!({})).await
+    });
+    assert_eq!((ra, rb), (json!(1), json!(1)));
+    assert!(
+        !gate.timed_out.load(Ordering::SeqCst),
+        "session B waited for session A: sessions are serialized with each other"
+    );
+}
