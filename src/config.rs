@@ -5,11 +5,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use tower_sessions::cookie::Key;
+use tower_sessions::session::Id;
 use tower_sessions::{Expiry, SessionStore};
 
-use crate::error::{ConfigError, InvalidReason};
+use crate::error::{ConfigError, InvalidReason, SessionError};
+use crate::http::HttpStore;
 use crate::id::{CookieConfig, CookieKey};
+use crate::lifecycle::{Broadcaster, EndReason, IoBroadcaster, session_room, user_room};
 use crate::middleware::SessionMiddleware;
 use crate::origin::{MissingOrigin, OriginLayer, OriginPolicy};
 use crate::registry::Registry;
@@ -55,6 +64,87 @@ pub(crate) struct Shared {
     pub(crate) require_origin_layer: bool,
     pub(crate) salt: [u8; 16],
     pub(crate) registry: Registry,
+    pub(crate) user_key: Option<String>,
+    pub(crate) revalidate_every: Option<Duration>,
+    pub(crate) rolling: Option<Duration>,
+    broadcaster: RwLock<Option<Arc<dyn Broadcaster>>>,
+    background_started: AtomicBool,
+}
+
+impl Shared {
+    /// Ends the sockets of session `id` with `reason`: on every node, or on this one only.
+    pub(crate) async fn end(&self, id: &Id, reason: EndReason, local_only: bool) {
+        self.end_room(session_room(id), reason, local_only).await;
+    }
+
+    async fn end_room(&self, room: String, reason: EndReason, local_only: bool) {
+        let broadcaster = self
+            .broadcaster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match broadcaster {
+            Some(b) => b.end(room, reason, local_only).await,
+            None => tracing::debug!(
+                %reason,
+                "no Socket.IO instance known yet (call `attach`): nothing to disconnect"
+            ),
+        }
+    }
+
+    pub(crate) fn knows_io(&self) -> bool {
+        self.broadcaster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    pub(crate) fn set_broadcaster(&self, b: Arc<dyn Broadcaster>) {
+        *self.broadcaster.write().unwrap_or_else(|e| e.into_inner()) = Some(b);
+    }
+
+    /// Starts the revalidation task, once.
+    pub(crate) fn start_background(self: &Arc<Self>) {
+        let Some(every) = self.revalidate_every else {
+            return;
+        };
+        if self.background_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        crate::session::spawn_detached(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                shared.revalidate().await;
+            }
+        });
+    }
+
+    /// Checks every session with sockets on this node against the store, without touching its
+    /// expiry: those that vanished are ended here.
+    async fn revalidate(&self) {
+        for live in self.registry.all() {
+            match self.store.load(&live.id).await {
+                Ok(Some(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
+                Ok(None) => {
+                    let reason = if live.past_expiry() {
+                        EndReason::Expired
+                    } else {
+                        EndReason::Revoked
+                    };
+                    tracing::debug!(session = %live.tag, %reason, "revalidation: session gone");
+                    self.end(&live.id, reason, true).await;
+                }
+                Err(failure) => {
+                    tracing::debug!(session = %live.tag, ?failure, "revalidation skipped");
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Shared {
@@ -162,6 +252,9 @@ impl SocketSessions {
             path: "/socket.io/".into(),
             max_cookie_bytes: 8 * 1024,
             require_origin_layer: true,
+            user_key: None,
+            revalidate_every: Some(Duration::from_secs(30)),
+            rolling: None,
         }
     }
 
@@ -187,6 +280,63 @@ impl SocketSessions {
     pub fn live_sessions(&self) -> usize {
         self.shared.registry.len()
     }
+
+    /// The store for the app's `SessionManagerLayer` (with [`HttpScopeLayer`](crate::HttpScopeLayer) around it), so
+    /// that logout, id rotation and HTTP-side writes reach the sockets. See [`HttpStore`].
+    pub fn http_store(&self) -> HttpStore {
+        HttpStore::new(self.shared.clone())
+    }
+
+    /// Tells the sessions which Socket.IO instance to disconnect sockets through. Without it the
+    /// first accepted socket tells them; call it at startup when this node may have to end
+    /// sessions before any socket connected to it (e.g. a logout served by this node while the
+    /// sockets are on another, through the Redis adapter).
+    pub fn attach<A: Adapter>(&self, io: &SocketIo<A>) {
+        self.shared
+            .set_broadcaster(Arc::new(IoBroadcaster(io.clone())));
+    }
+
+    /// Subscribes to the Redis server's keyspace notifications, so that sockets on this node
+    /// learn at once (within a few hundred ms) that their session's record was deleted by
+    /// another process or expired. With `configure_server`, adds `Egx` to the server's
+    /// `notify-keyspace-events` (keeping what is set); managed Redis services may refuse
+    /// `CONFIG SET`, then set it in their console and pass `false`. Periodic revalidation stays
+    /// on as a fallback unless turned off.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub async fn watch_redis(
+        &self,
+        config: fred::prelude::Config,
+        configure_server: bool,
+    ) -> Result<tokio::task::JoinHandle<()>, fred::error::Error> {
+        crate::watch_redis::watch(self.shared.clone(), config, configure_server).await
+    }
+
+    /// Ends every socket of session `id`, on every node (through the adapter), with
+    /// `session_revoked`.
+    pub async fn disconnect_session(&self, id: &Id) {
+        self.shared.end(id, EndReason::Revoked, false).await;
+    }
+
+    /// Ends every socket of session `id` on every node with the given reason.
+    pub async fn end_session(&self, id: &Id, reason: EndReason) {
+        self.shared.end(id, reason, false).await;
+    }
+
+    /// Ends every socket of every session whose user key (see
+    /// [`with_user_key`](SocketSessionsBuilder::with_user_key)) holds `user`, on every node, with
+    /// `session_revoked`.
+    pub async fn disconnect_user<T: Serialize + ?Sized>(
+        &self,
+        user: &T,
+    ) -> Result<(), SessionError> {
+        let key = self.shared.user_key.as_deref().unwrap_or("user");
+        let value = serde_json::to_value(user).map_err(|e| SessionError::serde(key, e))?;
+        self.shared
+            .end_room(user_room(&value), EndReason::Revoked, false)
+            .await;
+        Ok(())
+    }
 }
 
 /// Builder for [`SocketSessions`]; every `with_*` method consumes and returns it.
@@ -206,6 +356,9 @@ pub struct SocketSessionsBuilder {
     path: Cow<'static, str>,
     max_cookie_bytes: usize,
     require_origin_layer: bool,
+    user_key: Option<String>,
+    revalidate_every: Option<Duration>,
+    rolling: Option<Duration>,
 }
 
 impl fmt::Debug for SocketSessionsBuilder {
@@ -329,6 +482,36 @@ impl SocketSessionsBuilder {
         self
     }
 
+    /// The session key that names the user (e.g. `user`): sockets join a room per user, so
+    /// that [`SocketSessions::disconnect_user`] reaches every session of that user.
+    pub fn with_user_key(mut self, key: impl Into<String>) -> Self {
+        self.user_key = Some(key.into());
+        self
+    }
+
+    /// How often sessions with sockets on this node are checked against the store, to end
+    /// sockets whose record was deleted or expired behind the library's back (default 30 s).
+    /// A check never extends the session's expiry. With Redis keyspace notifications (see
+    /// `watch_redis`) deletions are seen at once; keep this as a fallback.
+    pub fn with_revalidation(mut self, every: Duration) -> Self {
+        self.revalidate_every = Some(every);
+        self
+    }
+
+    /// Turns periodic revalidation off.
+    pub fn without_revalidation(mut self) -> Self {
+        self.revalidate_every = None;
+        self
+    }
+
+    /// Rolling expiry: socket activity (a message handler that takes the session) moves the
+    /// session's inactivity expiry forward, with at most one store write per `interval` per
+    /// session. Off by default: then only saves (by sockets or HTTP) move it.
+    pub fn with_rolling_expiry(mut self, interval: Duration) -> Self {
+        self.rolling = Some(interval);
+        self
+    }
+
     /// Checks the configuration and builds it.
     pub fn build(self) -> Result<SocketSessions, ConfigError> {
         if self.store_timeout.is_zero() {
@@ -336,6 +519,11 @@ impl SocketSessionsBuilder {
         }
         if self.write_behind.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroWriteBehind);
+        }
+        if self.revalidate_every.is_some_and(|d| d.is_zero())
+            || self.rolling.is_some_and(|d| d.is_zero())
+        {
+            return Err(ConfigError::ZeroInterval);
         }
         let origin = match self.origins {
             Some(policy) => policy?,
@@ -359,6 +547,11 @@ impl SocketSessionsBuilder {
             require_origin_layer: self.require_origin_layer,
             salt: tower_sessions::session::Id::default().0.to_le_bytes(),
             registry: Registry::default(),
+            user_key: self.user_key,
+            revalidate_every: self.revalidate_every,
+            rolling: self.rolling,
+            broadcaster: RwLock::new(None),
+            background_started: AtomicBool::new(false),
         };
         Ok(SocketSessions {
             shared: Arc::new(shared),

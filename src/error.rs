@@ -28,6 +28,9 @@ pub enum ConfigError {
     /// The store timeout was zero, which would refuse every connection.
     #[error("the store timeout must be greater than zero; the default is 2 s")]
     ZeroTimeout,
+    /// A revalidation or rolling-expiry interval was zero.
+    #[error("revalidation and rolling-expiry intervals must be greater than zero")]
+    ZeroInterval,
     /// The write-behind delay was zero; use per-message mode to save after every change.
     #[error(
         "the write-behind delay must be greater than zero; use `Mode::PerMessage` to save after every message"

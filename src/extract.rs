@@ -11,14 +11,26 @@ use socketioxide::socket::{DisconnectReason, Socket};
 use crate::error::SessionError;
 use crate::session::{Binding, SocketSession};
 
-fn handle<A: Adapter>(s: &Arc<Socket<A>>, at_connect: bool) -> Option<SocketSession> {
-    s.extensions.get::<Binding>().map(|b| b.handle(at_connect))
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connect,
+    Message,
+    Disconnect,
+}
+
+fn handle<A: Adapter>(s: &Arc<Socket<A>>, phase: Phase) -> Option<SocketSession> {
+    s.extensions.get::<Binding>().map(|b| {
+        if phase == Phase::Message {
+            b.live().activity();
+        }
+        b.handle(phase == Phase::Connect)
+    })
 }
 
 impl<A: Adapter> FromConnectParts<A> for SocketSession {
     type Error = SessionError;
     fn from_connect_parts(s: &Arc<Socket<A>>, _: &Option<Value>) -> Result<Self, SessionError> {
-        handle(s, true).ok_or(SessionError::NotEnabled)
+        handle(s, Phase::Connect).ok_or(SessionError::NotEnabled)
     }
 }
 
@@ -29,7 +41,7 @@ impl<A: Adapter> FromMessageParts<A> for SocketSession {
         _: &mut Value,
         _: &Option<i64>,
     ) -> Result<Self, SessionError> {
-        handle(s, false).ok_or(SessionError::NotEnabled)
+        handle(s, Phase::Message).ok_or(SessionError::NotEnabled)
     }
 }
 
@@ -41,7 +53,7 @@ pub struct MaybeSocketSession(pub Option<SocketSession>);
 impl<A: Adapter> FromConnectParts<A> for MaybeSocketSession {
     type Error = Infallible;
     fn from_connect_parts(s: &Arc<Socket<A>>, _: &Option<Value>) -> Result<Self, Infallible> {
-        Ok(MaybeSocketSession(handle(s, true)))
+        Ok(MaybeSocketSession(handle(s, Phase::Connect)))
     }
 }
 
@@ -52,13 +64,13 @@ impl<A: Adapter> FromMessageParts<A> for MaybeSocketSession {
         _: &mut Value,
         _: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        Ok(MaybeSocketSession(handle(s, false)))
+        Ok(MaybeSocketSession(handle(s, Phase::Message)))
     }
 }
 
 impl<A: Adapter> FromDisconnectParts<A> for MaybeSocketSession {
     type Error = Infallible;
     fn from_disconnect_parts(s: &Arc<Socket<A>>, _: DisconnectReason) -> Result<Self, Infallible> {
-        Ok(MaybeSocketSession(handle(s, false)))
+        Ok(MaybeSocketSession(handle(s, Phase::Disconnect)))
     }
 }

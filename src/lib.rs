@@ -38,13 +38,17 @@
 mod config;
 mod error;
 mod extract;
+mod http;
 mod id;
+mod lifecycle;
 mod middleware;
 mod origin;
 mod registry;
 mod session;
 pub mod store;
 mod tag;
+#[cfg(feature = "redis")]
+mod watch_redis;
 
 pub use config::{InvalidSession, Mode, SocketSessions, SocketSessionsBuilder};
 pub use error::{
@@ -52,12 +56,15 @@ pub use error::{
     SessionError,
 };
 pub use extract::MaybeSocketSession;
+pub use http::{HttpScope, HttpScopeLayer, HttpStore};
 pub use id::CookieKey;
+pub use lifecycle::{EndReason, SINVALID_EVENT};
 pub use middleware::{NoSetup, SessionMiddleware, Setup};
 pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};
 pub use session::SocketSession;
-pub use store::{ConditionalStore, MergeLayer, SaveOutcome, Version, Versioned};
+pub use store::{ConditionalStore, SaveOutcome, Version, Versioned};
 pub use tag::SessionTag;
+pub use tower_sessions::session::Id;
 
 /// The Redis store (`tower-sessions-redis-store`, with `fred`), re-exported so that its version
 /// always matches this crate's tower-sessions.

@@ -4,15 +4,17 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
+use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
-use socketioxide::handler::{ConnectMiddleware, Value};
+use socketioxide::handler::{ConnectMiddleware, FromConnectParts, Value};
 use socketioxide::socket::Socket;
 use tower_sessions::session::Id;
 
 use crate::config::{InvalidSession, Shared};
 use crate::error::{ConnectRejection, InvalidReason};
 use crate::id::auth_sid;
+use crate::lifecycle::{IoBroadcaster, session_room, user_room};
 use crate::origin::OriginChecked;
 use crate::session::Binding;
 
@@ -125,11 +127,21 @@ impl<F> SessionMiddleware<F> {
         let id = self.session_id(s, auth)?;
         let live = shared.registry.get_or_create(shared, id);
         match live.load_for_connect().await {
-            Ok(true) => {
+            Ok(Some(record)) => {
+                if !shared.knows_io() {
+                    let Ok(io) = SocketIo::<A>::from_connect_parts(s, auth);
+                    shared.set_broadcaster(Arc::new(IoBroadcaster(io)));
+                }
+                shared.start_background();
+                // Rooms by hashes, so that an end reaches this socket from any node.
+                s.join(session_room(&id));
+                if let Some(user) = shared.user_key.as_ref().and_then(|k| record.data.get(k)) {
+                    s.join(user_room(user));
+                }
                 tracing::debug!(session = %live.tag, socket = %s.id, "socket bound to session");
                 Ok(Binding::new(live))
             }
-            Ok(false) => Err(InvalidReason::Unknown),
+            Ok(None) => Err(InvalidReason::Unknown),
             Err(failure) => {
                 tracing::warn!(session = %live.tag, ?failure, "session store failed at connect");
                 Err(failure.reason())

@@ -24,7 +24,20 @@ impl Registry {
         }
         let live = Arc::new(LiveSession::new(shared.clone(), id));
         map.insert(id, Arc::downgrade(&live));
+        live.spawn_expiry_timer();
         live
+    }
+
+    /// Whether a session has sockets on this node.
+    pub(crate) fn contains(&self, id: &Id) -> bool {
+        let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id).is_some_and(|w| w.strong_count() > 0)
+    }
+
+    /// Every session with sockets on this node.
+    pub(crate) fn all(&self) -> Vec<Arc<LiveSession>> {
+        let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().filter_map(Weak::upgrade).collect()
     }
 
     /// Forgets `id` if no live session holds it any more (called as a live session drops).

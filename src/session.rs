@@ -10,16 +10,18 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tower_sessions::session::{Id, Record};
 
 use crate::config::{Mode, Shared};
 use crate::error::SessionError;
+use crate::lifecycle::EndReason;
 use crate::store::{Loaded, SaveOutcome, StoreFailure};
 use crate::tag::SessionTag;
 
@@ -33,6 +35,8 @@ enum Op {
     Set(String, Option<Value>),
     /// `update`: re-run on the key's current value.
     Update(String, Updater),
+    /// Nothing to change, but save (rolling expiry: the save moves the expiry forward).
+    Touch,
 }
 
 /// How many times a save is re-applied on a fresher record before giving up.
@@ -91,6 +95,7 @@ fn apply_ops(record: &mut Record, ops: &mut [Op]) -> Result<(), SessionError> {
                 let new = f(record.data.get(key).cloned())?;
                 record.data.insert(key.clone(), new);
             }
+            Op::Touch => {}
         }
     }
     Ok(())
@@ -103,6 +108,11 @@ pub(crate) struct LiveSession {
     shared: Arc<Shared>,
     state: Arc<Mutex<State>>,
     write_behind_pending: AtomicBool,
+    /// The record's expiry as last seen; the expiry timer watches it.
+    expiry: watch::Sender<Option<OffsetDateTime>>,
+    /// When a save last moved the expiry forward (rolling expiry).
+    last_extended: std::sync::Mutex<Instant>,
+    touch_pending: AtomicBool,
 }
 
 impl fmt::Debug for LiveSession {
@@ -121,12 +131,104 @@ impl LiveSession {
             shared,
             state: Arc::default(),
             write_behind_pending: AtomicBool::new(false),
+            expiry: watch::Sender::new(None),
+            last_extended: std::sync::Mutex::new(Instant::now()),
+            touch_pending: AtomicBool::new(false),
         }
+    }
+
+    /// Follows the record's expiry: disconnects the session's sockets on this node with
+    /// `session_expired` when it is reached (a timer, re-armed whenever the expiry moves).
+    pub(crate) fn spawn_expiry_timer(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let mut rx = self.expiry.subscribe();
+        spawn_detached(async move {
+            loop {
+                let at = *rx.borrow_and_update();
+                let Some(at) = at else {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                let wait = Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or_default();
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(wait) => {
+                        let Some(live) = weak.upgrade() else { return };
+                        match live.shared.store.load(&live.id).await {
+                            Ok(Some(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
+                            Ok(None) => {
+                                tracing::debug!(session = %live.tag, "session expired");
+                                live.shared.end(&live.id, EndReason::Expired, true).await;
+                                return;
+                            }
+                            Err(failure) => {
+                                tracing::warn!(session = %live.tag, ?failure, "could not check the session's expiry; retrying");
+                                drop(live);
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Records the expiry of the stored record (it moves with every save).
+    pub(crate) fn note_expiry(&self, at: Option<OffsetDateTime>) {
+        self.expiry.send_if_modified(|current| {
+            let changed = *current != at;
+            *current = at;
+            changed
+        });
+    }
+
+    fn track(&self, st: &State) {
+        self.note_expiry(st.base.as_ref().map(|b| b.record.expiry_date));
+    }
+
+    /// Whether the last known expiry has passed.
+    pub(crate) fn past_expiry(&self) -> bool {
+        self.expiry
+            .borrow()
+            .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    }
+
+    /// Socket activity: with rolling expiry, moves the expiry forward, at most one store write
+    /// per interval.
+    pub(crate) fn activity(self: &Arc<Self>) {
+        let Some(interval) = self.shared.rolling else {
+            return;
+        };
+        if self
+            .last_extended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            < interval
+        {
+            return;
+        }
+        if self.touch_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let live = self.clone();
+        spawn_detached(async move {
+            let mut st = live.state.lock().await;
+            if st.record.is_some() {
+                st.ops.push(Op::Touch);
+                if let Err(e) = live.persist(&mut st).await {
+                    tracing::debug!(session = %live.tag, error = %e, "could not extend the session");
+                }
+            }
+            live.touch_pending.store(false, Ordering::Release);
+        });
     }
 
     /// Saves pending changes (if any), then loads the record. Used at connect: `Ok(false)` when
     /// the session does not exist.
-    pub(crate) async fn load_for_connect(&self) -> Result<bool, StoreFailure> {
+    pub(crate) async fn load_for_connect(&self) -> Result<Option<Record>, StoreFailure> {
         let mut st = self.state.lock().await;
         if !st.ops.is_empty() {
             // Another socket's unsaved changes: save them first so the reload keeps them.
@@ -135,10 +237,10 @@ impl LiveSession {
             }
         }
         let loaded = self.shared.store.load(&self.id).await?;
-        let exists = loaded.is_some();
         st.reset(loaded);
-        st.fresh = exists;
-        Ok(exists)
+        st.fresh = st.record.is_some();
+        self.track(&st);
+        Ok(st.record.clone())
     }
 
     /// Brings `st` up to date with the store, saving pending changes first.
@@ -154,6 +256,7 @@ impl LiveSession {
         }
         let loaded = self.shared.store.load(&self.id).await?;
         st.reset(loaded);
+        self.track(st);
         Ok(())
     }
 
@@ -201,6 +304,8 @@ impl LiveSession {
                     });
                     st.ops.clear();
                     st.reads.clear();
+                    self.track(st);
+                    *self.last_extended.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                     return Ok(());
                 }
                 SaveOutcome::Gone => return Err(self.gone(st)),
@@ -218,6 +323,7 @@ impl LiveSession {
     fn gone(&self, st: &mut State) -> SessionError {
         tracing::debug!(session = %self.tag, "session gone: socket changes discarded");
         st.reset(None);
+        self.track(st);
         SessionError::Gone
     }
 
@@ -289,6 +395,10 @@ struct BindingInner {
 impl Binding {
     pub(crate) fn new(live: Arc<LiveSession>) -> Self {
         Binding(Arc::new(BindingInner { live }))
+    }
+
+    pub(crate) fn live(&self) -> &Arc<LiveSession> {
+        &self.0.live
     }
 
     pub(crate) fn handle(&self, may_use_fresh: bool) -> SocketSession {
@@ -517,6 +627,8 @@ impl Drop for Handle {
             return;
         };
         if st.ops.is_empty() {
+            // What this handler read matters to no later save.
+            st.reads.clear();
             return;
         }
         if std::thread::panicking() {

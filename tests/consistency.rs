@@ -235,8 +235,11 @@ async fn a_stale_read_reaches_the_handler_as_a_conflict() {
     let demo_store = store.clone();
     let demo = TestServer::start_with(move |o| app::app_conditional(demo_store, o), |_| {}).await;
     let reader_store = store.clone();
-    let reader =
-        TestServer::start_with(move |o| Ok(stale_reader_app(reader_store, o)), |_| {}).await;
+    let reader = TestServer::start_with(
+        move |o| async move { Ok(stale_reader_app(reader_store, &o)) },
+        |_| {},
+    )
+    .await;
     let cookie = demo.login("eve").await;
     let slow = connected(&reader, Transport::Websocket, &cookie).await;
     let fast = connected(&demo, Transport::Websocket, &cookie).await;

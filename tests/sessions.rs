@@ -227,26 +227,30 @@ mod cases {
         }
     }
 
-    pub async fn per_message_reload_sees_http_changes(b: Backend) {
+    pub async fn logout_ends_the_socket_and_nothing_recreates_the_session(b: Backend) {
         let Some(st) = open(b).await else { return };
-        let server = TestServer::start(&st, |o| o.mode = Mode::PerMessage).await;
-        let cookie = server.login("frank").await;
-        let s = connected(&server, Transport::Websocket, &cookie).await;
-        assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "frank" }));
-        // Logging in again on the same cookie rotates the id: the old one is gone.
-        server.logout(&cookie).await;
-        assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": null }));
-        assert_eq!(
-            s.ack("incr", json!({})).await,
-            json!({ "error": "session_invalid" })
-        );
-        assert_eq!(
-            server.session(&cookie).await.0,
-            401,
-            "a socket write recreated the session"
-        );
-        if let Some(redis) = &st.redis {
-            assert_eq!(redis.cli(&["DBSIZE"]).as_deref(), Some("0"));
+        for mode in [Mode::PerMessage, Mode::PerConnection] {
+            let server = TestServer::start(&st, |o| o.mode = mode).await;
+            let cookie = server.login("frank").await;
+            let mut s = connected(&server, Transport::Websocket, &cookie).await;
+            assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "frank" }));
+            // An unsaved change in per-connection mode, then logout.
+            s.ack("incr", json!({})).await;
+            server.logout(&cookie).await;
+            assert_eq!(
+                s.next_event("sinvalid").await,
+                json!({ "reason": "session_revoked" })
+            );
+            s.next_event("close").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                server.session(&cookie).await.0,
+                401,
+                "{mode:?}: session recreated"
+            );
+            if let Some(redis) = &st.redis {
+                assert_eq!(redis.cli(&["DBSIZE"]).as_deref(), Some("0"), "{mode:?}");
+            }
         }
     }
 
@@ -417,7 +421,7 @@ macro_rules! every_store {
                     missing_forged_and_expired_sessions_are_invalid,
                     stopped_store_is_unavailable_within_the_timeout,
                     per_message_write_is_visible_over_http_after_the_ack,
-                    per_message_reload_sees_http_changes,
+                    logout_ends_the_socket_and_nothing_recreates_the_session,
                     per_connection_writes_are_saved_at_disconnect,
                     concurrent_incr_from_one_socket_counts_exactly,
                     two_sockets_of_one_session_do_not_lose_updates,

@@ -4,20 +4,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Query, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Extension, Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use socketio_sessions::redis_store::fred::prelude::{Builder as FredBuilder, Config as FredConfig};
+use socketio_sessions::redis_store::fred::types::RespVersion;
 use socketio_sessions::{
-    ConditionalStore, ConfigError, InvalidSession, MaybeSocketSession, MergeLayer, Mode,
-    SocketSession, SocketSessions, SocketSessionsBuilder,
+    ConditionalStore, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode, SocketSession,
+    SocketSessions, SocketSessionsBuilder,
 };
 use socketioxide::SocketIo;
+use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
+use socketioxide_redis::{FredAdapter, RedisAdapterCtr};
 use tower_sessions::cookie::Key;
 use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 
@@ -48,6 +52,12 @@ pub struct DemoOptions {
     pub store_timeout: Duration,
     /// Per-connection mode: save within this delay of a change (else at disconnect only).
     pub write_behind: Option<Duration>,
+    /// How often sessions are checked against the store (deletions nothing announced).
+    pub revalidate_every: Duration,
+    /// Rolling expiry: socket activity extends the session, one write per interval at most.
+    pub rolling: Option<Duration>,
+    /// `redis://HOST:PORT`: run as one of several nodes (Redis adapter, keyspace notifications).
+    pub redis_adapter: Option<String>,
     /// Also accept the session cookie's value as `auth: {sid}` (the seed's client model).
     pub auth_sid: bool,
     /// Told about every refused socket connection (the seed's `sinvalid`).
@@ -76,34 +86,32 @@ impl DemoOptions {
             on_invalid: None,
             auth_sid: false,
             write_behind: None,
+            revalidate_every: Duration::from_secs(30),
+            rolling: None,
+            redis_adapter: None,
         }
     }
 }
 
+/// Errors while building the demo.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Builds the whole demo app over any tower-sessions store (the tests use it for the plain-store
 /// path; the demo's own stores all save conditionally).
 #[allow(dead_code)]
-pub fn app<S: SessionStore + Clone>(store: S, opts: &DemoOptions) -> Result<Router, ConfigError> {
-    build(SocketSessions::builder(store.clone()), store, opts)
+pub async fn app<S: SessionStore + Clone>(store: S, opts: DemoOptions) -> Result<Router, BoxError> {
+    build(SocketSessions::builder(store), opts).await
 }
 
 /// Builds the whole demo app over a store with conditional saves.
-pub fn app_conditional<S: ConditionalStore + Clone>(
+pub async fn app_conditional<S: ConditionalStore + Clone>(
     store: S,
-    opts: &DemoOptions,
-) -> Result<Router, ConfigError> {
-    build(
-        SocketSessions::builder_conditional(store.clone()),
-        store,
-        opts,
-    )
+    opts: DemoOptions,
+) -> Result<Router, BoxError> {
+    build(SocketSessions::builder_conditional(store), opts).await
 }
 
-fn build<S: SessionStore + Clone>(
-    sessions: SocketSessionsBuilder,
-    store: S,
-    opts: &DemoOptions,
-) -> Result<Router, ConfigError> {
+async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Router, BoxError> {
     let expiry =
         Expiry::OnInactivity(time::Duration::try_from(opts.ttl).unwrap_or(time::Duration::HOUR));
     let mut sessions = sessions
@@ -111,9 +119,14 @@ fn build<S: SessionStore + Clone>(
         .with_expiry(expiry)
         .with_allowed_origins(&opts.allowed_origins)
         .with_store_timeout(opts.store_timeout)
-        .with_auth_sid(opts.auth_sid);
+        .with_auth_sid(opts.auth_sid)
+        .with_user_key("user")
+        .with_revalidation(opts.revalidate_every);
     if let Some(delay) = opts.write_behind {
         sessions = sessions.with_write_behind(delay);
+    }
+    if let Some(interval) = opts.rolling {
+        sessions = sessions.with_rolling_expiry(interval);
     }
     if let Some(key) = &opts.signing_key {
         sessions = sessions.with_signed(key.clone());
@@ -123,15 +136,6 @@ fn build<S: SessionStore + Clone>(
     }
     let sessions = sessions.build()?;
 
-    let (sio_layer, io) = SocketIo::builder().max_buffer_size(1024).build_layer();
-    io.ns(
-        "/",
-        on_connect.with(sessions.middleware().with_setup(register_handlers)),
-    );
-
-    let http_sessions = SessionManagerLayer::new(store)
-        .with_secure(false)
-        .with_expiry(expiry);
     let router = Router::new()
         .route(
             "/",
@@ -157,27 +161,67 @@ fn build<S: SessionStore + Clone>(
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/api/session", get(session_info))
-        .route("/api/visit", post(visit))
-        .layer(sio_layer)
-        .layer(sessions.origin_layer());
+        .route("/api/visit", post(visit));
+
+    let middleware = sessions.middleware();
+    let router = match &opts.redis_adapter {
+        // Several nodes: rooms, broadcasts and disconnects cross nodes through Redis, and
+        // keyspace notifications tell every node about deletions and expirations.
+        Some(url) => {
+            let config = FredConfig::from_url(url)?;
+            let mut adapter_config = config.clone();
+            adapter_config.version = RespVersion::RESP3;
+            let subscriber = FredBuilder::from_config(adapter_config).build_subscriber_client()?;
+            let adapter = RedisAdapterCtr::new_with_fred(subscriber).await?;
+            let (sio_layer, io) = SocketIo::builder()
+                .max_buffer_size(1024)
+                .with_adapter::<FredAdapter<_>>(adapter)
+                .build_layer();
+            io.ns(
+                "/",
+                on_connect.with(middleware.with_setup(register_handlers::<FredAdapter<_>>)),
+            )
+            .await?;
+            sessions.attach(&io);
+            sessions.watch_redis(config, true).await?;
+            router.layer(sio_layer)
+        }
+        None => {
+            let (sio_layer, io) = SocketIo::builder().max_buffer_size(1024).build_layer();
+            io.ns(
+                "/",
+                on_connect.with(middleware.with_setup(register_handlers::<LocalAdapter>)),
+            );
+            sessions.attach(&io);
+            router.layer(sio_layer)
+        }
+    };
+    let router = router.layer(sessions.origin_layer());
+
+    // The HTTP side uses the sessions' store, so that logout and id rotation reach the sockets
+    // and its saves merge with socket writes.
+    let http_sessions = SessionManagerLayer::new(sessions.http_store())
+        .with_secure(false)
+        .with_expiry(expiry);
     let router = match opts.signing_key.clone() {
         Some(key) => router.layer(http_sessions.with_signed(key)),
         None => router.layer(http_sessions),
     };
-    // HTTP saves merge with concurrent socket writes instead of overwriting them.
-    Ok(router.layer(MergeLayer::new()))
+    Ok(router
+        .layer(HttpScopeLayer::new())
+        .layer(Extension(sessions)))
 }
 
 /// Runs before the client's connect ack, so that no early event finds a handler missing.
-fn register_handlers(socket: SocketRef) {
-    socket.on("whoami", whoami);
-    socket.on("incr", incr);
-    socket.on("chat", chat);
-    socket.on_disconnect(on_disconnect);
+fn register_handlers<A: Adapter>(socket: SocketRef<A>) {
+    socket.on("whoami", whoami::<A>);
+    socket.on("incr", incr::<A>);
+    socket.on("chat", chat::<A>);
+    socket.on_disconnect(on_disconnect::<A>);
 }
 
 /// The seed's `sconnection(client, session)`: greet the user and tell the others.
-async fn on_connect(socket: SocketRef, session: SocketSession) {
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, session: SocketSession) {
     let user = session.get::<String>("user").await.ok().flatten();
     socket.emit("welcome", &json!({ "user": user })).ok();
     let presence = json!({ "user": user, "online": true });
@@ -185,7 +229,10 @@ async fn on_connect(socket: SocketRef, session: SocketSession) {
 }
 
 /// The session is still readable when the socket goes away.
-async fn on_disconnect(socket: SocketRef, MaybeSocketSession(session): MaybeSocketSession) {
+async fn on_disconnect<A: Adapter>(
+    socket: SocketRef<A>,
+    MaybeSocketSession(session): MaybeSocketSession,
+) {
     let Some(session) = session else { return };
     let user = session.get::<String>("user").await.ok().flatten();
     let presence = json!({ "user": user, "online": false });
@@ -193,7 +240,7 @@ async fn on_disconnect(socket: SocketRef, MaybeSocketSession(session): MaybeSock
 }
 
 /// Acks `{"error": ...}` so that the client learns why, instead of timing out.
-fn ack_error(ack: AckSender, e: &socketio_sessions::SessionError) {
+fn ack_error<A: Adapter>(ack: AckSender<A>, e: &socketio_sessions::SessionError) {
     tracing::debug!(error = %e, "socket session operation failed");
     let code = match e {
         socketio_sessions::SessionError::Gone => "session_invalid",
@@ -202,7 +249,7 @@ fn ack_error(ack: AckSender, e: &socketio_sessions::SessionError) {
     ack.send(&json!({ "error": code })).ok();
 }
 
-async fn whoami(session: SocketSession, ack: AckSender) {
+async fn whoami<A: Adapter>(session: SocketSession, ack: AckSender<A>) {
     match session.get::<String>("user").await {
         Ok(user) => {
             ack.send(&json!({ "user": user })).ok();
@@ -211,7 +258,7 @@ async fn whoami(session: SocketSession, ack: AckSender) {
     }
 }
 
-async fn incr(session: SocketSession, ack: AckSender) {
+async fn incr<A: Adapter>(session: SocketSession, ack: AckSender<A>) {
     let result = async {
         let n = session
             .update("count", |n: Option<u64>| n.unwrap_or(0) + 1)
@@ -236,7 +283,7 @@ struct ChatIn {
     text: String,
 }
 
-async fn chat(socket: SocketRef, session: SocketSession, Data(msg): Data<ChatIn>) {
+async fn chat<A: Adapter>(socket: SocketRef<A>, session: SocketSession, Data(msg): Data<ChatIn>) {
     let text: String = msg.text.chars().take(MAX_CHAT).collect();
     if text.trim().is_empty() {
         return;
@@ -301,8 +348,34 @@ async fn login(session: Session, req: Request) -> Response {
     }
 }
 
-/// `POST /logout`: deletes the session.
-async fn logout(session: Session) -> StatusCode {
+#[derive(Deserialize)]
+struct LogoutQuery {
+    #[serde(default)]
+    everywhere: bool,
+}
+
+/// `POST /logout`: deletes the session; its sockets are told `session_revoked` and
+/// disconnected on every node. `?everywhere=true` also disconnects every other socket of the
+/// same user.
+async fn logout(
+    session: Session,
+    Extension(sessions): Extension<SocketSessions>,
+    Query(q): Query<LogoutQuery>,
+) -> StatusCode {
+    if q.everywhere {
+        match session.get::<Value>("user").await {
+            Ok(Some(user)) => {
+                if let Err(e) = sessions.disconnect_user(&user).await {
+                    tracing::warn!(error = %e, "could not disconnect the user's sockets");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "logout could not read the session");
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+        }
+    }
     match session.flush().await {
         Ok(()) => StatusCode::NO_CONTENT,
         Err(e) => {

@@ -5,7 +5,9 @@
 //! `sqlite://PATH`, `redis://HOST:PORT`), `DEMO_MODE` (`per-message`, `per-connection`),
 //! `DEMO_SESSION_TTL_SECS` (default 3600), `DEMO_ALLOWED_ORIGINS` (comma-separated; default the
 //! demo's own origin), `DEMO_SIGNING_SECRET` (32+ bytes: sign the session cookie), `DEMO_AUTH_SID=1` (also accept
-//! the cookie's value as `auth: {sid}`).
+//! the cookie's value as `auth: {sid}`), `DEMO_REVALIDATE_SECS` (default 30), `DEMO_ROLLING_MS`
+//! (rolling expiry: socket activity extends the session, one write per interval at most).
+//! With `DEMO_STORE=redis://...` the node joins the others on that Redis (Socket.IO Redis adapter).
 
 mod app;
 mod store;
@@ -76,15 +78,41 @@ async fn main() {
     ));
     opts.auth_sid = env("DEMO_AUTH_SID").is_some_and(|v| v == "1" || v == "true");
     let store_url = env("DEMO_STORE").unwrap_or_else(|| "memory".into());
+    if let Some(secs) = env("DEMO_REVALIDATE_SECS") {
+        let secs: u64 = secs.parse().ok().filter(|s| *s > 0).unwrap_or_else(|| {
+            fail(format!(
+                "DEMO_REVALIDATE_SECS must be a positive whole number, not `{secs}`"
+            ))
+        });
+        opts.revalidate_every = Duration::from_secs(secs);
+    }
+    if let Some(ms) = env("DEMO_ROLLING_MS") {
+        let ms: u64 = ms.parse().ok().filter(|s| *s > 0).unwrap_or_else(|| {
+            fail(format!(
+                "DEMO_ROLLING_MS must be a positive whole number, not `{ms}`"
+            ))
+        });
+        opts.rolling = Some(Duration::from_millis(ms));
+    }
     let store = DemoStore::open(&store_url)
         .await
         .unwrap_or_else(|e| fail(e));
-    let app = app::app_conditional(store.clone(), &opts).unwrap_or_else(|e| fail(e.to_string()));
+    if store_url.starts_with("redis://") {
+        opts.redis_adapter = Some(store_url.clone());
+    }
+    let app = app::app_conditional(store.clone(), opts.clone())
+        .await
+        .unwrap_or_else(|e| fail(e.to_string()));
 
     tracing::info!(
-        "store: {}, mode: {:?}",
+        "store: {}, mode: {:?}, adapter: {}",
         store_url.split("://").next().unwrap_or("memory"),
-        opts.mode
+        opts.mode,
+        if opts.redis_adapter.is_some() {
+            "redis"
+        } else {
+            "local"
+        }
     );
     // A stable line that scripts and the end-to-end tests wait for.
     println!("demo: listening on http://{local}");

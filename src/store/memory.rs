@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::{ConditionalStore, SaveOutcome, Version, Versioned, merge};
+use super::{ConditionalStore, SaveOutcome, Version, Versioned};
 
 /// Sessions in this process's memory, like `tower_sessions::MemoryStore`, with a version per
 /// record so that saves from sockets are conditional. Use one instance (cloned) for the
@@ -58,24 +58,17 @@ impl SessionStore for MemoryStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        merge::save(self, record, async {
-            let mut map = self.lock();
-            let next = map.get(&record.id).map_or(1, |(_, v)| v + 1);
-            map.insert(record.id, (record.clone(), next));
-            Ok(())
-        })
-        .await
+        let mut map = self.lock();
+        let next = map.get(&record.id).map_or(1, |(_, v)| v + 1);
+        map.insert(record.id, (record.clone(), next));
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        merge::load(self, id, async {
-            Ok(live(self.lock().get(id)).map(|(r, _)| r.clone()))
-        })
-        .await
+        Ok(live(self.lock().get(id)).map(|(r, _)| r.clone()))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        merge::deleted(id);
         self.lock().remove(id);
         Ok(())
     }

@@ -6,7 +6,6 @@
 //! overwritten silently.
 
 mod memory;
-mod merge;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
@@ -27,7 +26,6 @@ use tower_sessions::{Expiry, SessionStore};
 use crate::error::{InvalidReason, SessionError};
 
 pub use memory::MemoryStore;
-pub use merge::{MergeLayer, MergeService};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
@@ -116,7 +114,7 @@ impl StoreFailure {
 }
 
 #[derive(Clone)]
-enum Backend {
+pub(crate) enum Backend {
     /// Any store: saves are unconditional.
     Plain(Arc<dyn SessionStore>),
     /// Saves compare what was read.
@@ -192,6 +190,10 @@ impl StoreHandle {
         self.timeout = timeout;
         self.expiry = expiry;
         self
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     pub(crate) fn is_conditional(&self) -> bool {

@@ -8,7 +8,7 @@ use fred::types::Value as RedisValue;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error, merge};
+use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error};
 
 /// Writes ARGV[2] with expiry ARGV[3] only if the key still holds exactly ARGV[1].
 /// Returns 1 when written, 0 when the value differs, -1 when the key is gone.
@@ -54,13 +54,12 @@ impl SessionStore for RedisStore {
         self.inner.create(record).await
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        merge::save(self, record, self.inner.save(record)).await
+        self.inner.save(record).await
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        merge::load(self, id, self.inner.load(id)).await
+        self.inner.load(id).await
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        merge::deleted(id);
         self.inner.delete(id).await
     }
 }

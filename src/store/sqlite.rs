@@ -7,7 +7,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
 
-use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error, merge};
+use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error};
 
 /// Sessions in SQLite, readable and writable by `tower_sessions_sqlx_store::SqliteStore` (same
 /// table and encoding), with conditional saves.
@@ -45,13 +45,12 @@ impl SessionStore for SqliteStore {
         self.inner.create(record).await
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        merge::save(self, record, self.inner.save(record)).await
+        self.inner.save(record).await
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        merge::load(self, id, self.inner.load(id)).await
+        self.inner.load(id).await
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        merge::deleted(id);
         self.inner.delete(id).await
     }
 }

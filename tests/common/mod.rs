@@ -297,10 +297,13 @@ pub struct TestServer {
 impl TestServer {
     /// The demo over the test store (conditional or plain, as its backend is).
     pub async fn start(st: &TestStore, opts: impl FnOnce(&mut DemoOptions)) -> TestServer {
+        let (backend, store, plain) = (st.backend, st.store.clone(), st.plain.clone());
         Self::start_with(
-            |o| match st.backend {
-                Backend::PlainMemory => app::app(st.plain.clone(), o),
-                _ => app::app_conditional(st.store.clone(), o),
+            move |o| async move {
+                match backend {
+                    Backend::PlainMemory => app::app(plain, o).await,
+                    _ => app::app_conditional(store, o).await,
+                }
             },
             opts,
         )
@@ -308,10 +311,13 @@ impl TestServer {
     }
 
     /// The demo built by `make` (e.g. over a store of the test's own).
-    pub async fn start_with(
-        make: impl FnOnce(&DemoOptions) -> Result<axum::Router, socketio_sessions::ConfigError>,
+    pub async fn start_with<F>(
+        make: impl FnOnce(DemoOptions) -> F,
         opts: impl FnOnce(&mut DemoOptions),
-    ) -> TestServer {
+    ) -> TestServer
+    where
+        F: std::future::Future<Output = Result<axum::Router, app::BoxError>>,
+    {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -322,7 +328,7 @@ impl TestServer {
         let mut options = DemoOptions::new(app::own_origins(addr));
         options.store_timeout = Duration::from_millis(500);
         opts(&mut options);
-        let router = make(&options).expect("valid demo options");
+        let router = make(options).await.expect("the demo app builds");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             axum::serve(listener, router)
@@ -516,6 +522,7 @@ impl TestSocket {
         if let Some(auth) = dial.auth.clone() {
             builder = builder.auth(auth);
         }
+        let close_tx = ev_tx.clone();
         let open_tx = out_tx.clone();
         let err_tx = out_tx;
         let builder = builder
@@ -527,6 +534,10 @@ impl TestSocket {
                 err_tx
                     .send(Outcome::Refused(connect_error_message(&payload)))
                     .ok();
+                async {}.boxed()
+            })
+            .on("close", move |_, _| {
+                close_tx.send(("close".to_owned(), Value::Null)).ok();
                 async {}.boxed()
             })
             .on_any(move |event, payload, _| {

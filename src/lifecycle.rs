@@ -1,0 +1,124 @@
+//! The session's life reaching its sockets: revocation (logout, `disconnect_session`,
+//! `disconnect_user`), expiry, id rotation, and deletions that nothing announced.
+//!
+//! A socket whose session ends first receives the event [`SINVALID_EVENT`] with
+//! `{"reason": ...}` ([`EndReason`]), then is disconnected by the server. Every socket joins a
+//! room named by a hash of its session id (and one per user, when the session has the
+//! configured user key), so that the end reaches it on every node through the Socket.IO
+//! adapter (socketioxide-redis across nodes).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use tower_sessions::session::Id;
+
+/// The event a socket receives right before the server disconnects it because its session
+/// ended; its data is `{"reason": "session_revoked" | "session_expired" | "session_rotated"}`.
+pub const SINVALID_EVENT: &str = "sinvalid";
+
+/// Why the server ended a socket's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// Logged out, deleted, or disconnected on purpose (`session_revoked`): log in again.
+    Revoked,
+    /// The session reached its expiry (`session_expired`): log in again.
+    Expired,
+    /// The HTTP side gave the session a new id, e.g. at login (`session_rotated`): reconnect,
+    /// and the new handshake carries the new cookie.
+    Rotated,
+}
+
+impl EndReason {
+    /// The reason as the client sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Revoked => "session_revoked",
+            EndReason::Expired => "session_expired",
+            EndReason::Rotated => "session_rotated",
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn room(kind: &str, bytes: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"socketio-sessions/")
+        .chain_update(kind.as_bytes())
+        .chain_update([0])
+        .chain_update(bytes)
+        .finalize();
+    let mut name = format!("{kind}:");
+    for b in &digest[..16] {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
+}
+
+/// The room of a session's sockets: a hash of the id (room names travel through the adapter
+/// and may be logged), the same on every node.
+pub(crate) fn session_room(id: &Id) -> String {
+    room("session", &id.0.to_le_bytes())
+}
+
+/// The room of a user's sockets, by the JSON value of the session's user key.
+pub(crate) fn user_room(user: &Value) -> String {
+    room("user", user.to_string().as_bytes())
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Ends the sockets of a room, on every namespace, through one `SocketIo` of any adapter.
+pub(crate) trait Broadcaster: Send + Sync + 'static {
+    fn end(&self, room: String, reason: EndReason, local_only: bool) -> BoxFuture;
+}
+
+pub(crate) struct IoBroadcaster<A: Adapter>(pub(crate) SocketIo<A>);
+
+impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
+    fn end(&self, room: String, reason: EndReason, local_only: bool) -> BoxFuture {
+        let namespaces = self.0.nsps();
+        Box::pin(async move {
+            let data = json!({ "reason": reason.as_str() });
+            for ns in namespaces {
+                let ns = if local_only { ns.local() } else { ns };
+                if let Err(e) = ns
+                    .clone()
+                    .to(room.clone())
+                    .emit(SINVALID_EVENT, &data)
+                    .await
+                {
+                    tracing::debug!(error = %e, "could not announce the end of a session");
+                }
+                if let Err(e) = ns.to(room.clone()).disconnect().await {
+                    tracing::warn!(error = %e, "could not disconnect the sockets of a session");
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_are_stable_and_hide_the_id() {
+        let id = Id::default();
+        assert_eq!(session_room(&id), session_room(&id));
+        assert_ne!(session_room(&id), session_room(&Id::default()));
+        assert!(!session_room(&id).contains(&id.to_string()));
+        assert_ne!(user_room(&json!("a")), user_room(&json!("b")));
+        assert!(user_room(&json!("alice")).starts_with("user:"));
+    }
+}
