@@ -1,8 +1,26 @@
-// The demo page: HTTP login, then a Socket.IO connection that carries the session cookie.
+// The demo page: HTTP login, then a Socket.IO connection that follows the session through the
+// client helper (/socketio-sessions.js, the crate's client/socketio-sessions.js).
 import { io } from "/vendor/socket.io.esm.min.js";
+import { createSessionSocket } from "/socketio-sessions.js";
 
 const $ = (id) => document.getElementById(id);
-let socket = null;
+let sock = null; // the helper's session socket, once logged in
+
+const REASONS = {
+  session_invalid: "Your session is invalid or has expired. Please log in again.",
+  session_revoked: "You were logged out (in this tab or another one). Log in again to continue.",
+  session_expired: "Your session expired. Please log in again.",
+  session_unavailable: "The session store is unavailable; retrying…",
+  session_rotated: "Your session changed (a new login); reconnecting…",
+};
+const STATES = {
+  connecting: ["connecting", "connecting"],
+  connected: ["connected", "connected"],
+  retrying: ["retrying", "connecting"],
+  invalid: ["session ended", "invalid"],
+  disconnected: ["disconnected", "disconnected"],
+  closed: ["logged out", "disconnected"],
+};
 
 function setState(text, cls) {
   $("state").textContent = text;
@@ -16,58 +34,45 @@ function banner(text) {
 
 function showLoggedIn(user, count) {
   $("who").textContent = user ? `signed in as ${user}` : "";
-  $("login").classList.toggle("hidden", Boolean(user));
+  $("login-button").textContent = user ? "Log in again" : "Log in";
   $("app").classList.toggle("hidden", !user);
   if (count !== undefined) $("count").textContent = count;
 }
 
-const REASONS = {
-  session_invalid: "Your session is invalid or has expired. Please log in again.",
-  session_unavailable: "The session store is unavailable; retrying…",
-};
+function logLine(...nodes) {
+  const li = document.createElement("li");
+  li.append(...nodes);
+  $("chat-log").append(li);
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+}
 
+// Connects, or after a new login reconnects: the new handshake carries the new cookie.
 function connect() {
-  if (socket) socket.disconnect();
-  setState("connecting", "connecting");
-  socket = io({ withCredentials: true, reconnection: true });
-  socket.on("connect", () => {
-    setState("connected", "connected");
+  if (sock) return sock.reconnect();
+  sock = createSessionSocket(io);
+  sock.on("state", (s) => setState(...STATES[s]));
+  sock.on("sconnect", () => {
     banner("");
-    socket.emit("whoami", (res) => showLoggedIn(res && res.user));
+    sock.emit("whoami", (res) => res && !res.error && showLoggedIn(res.user));
+    refresh();
   });
-  socket.on("connect_error", (err) => {
-    if (err.message === "session_unavailable") {
-      setState("store unavailable", "connecting");
-      banner(REASONS.session_unavailable);
-      setTimeout(() => socket && !socket.connected && socket.connect(), 1000);
-      return;
-    }
-    if (err.message === "session_invalid") {
-      setState("invalid session", "invalid");
-      banner(REASONS.session_invalid);
-      showLoggedIn(null);
-      socket.disconnect();
-      return;
-    }
-    setState("disconnected", "disconnected");
+  sock.on("sinvalid", ({ reason }) => {
+    banner(REASONS[reason] || reason);
+    showLoggedIn(null);
   });
-  socket.on("disconnect", (reason) => {
-    if ($("state").className !== "invalid") setState(`disconnected (${reason})`, "disconnected");
+  sock.on("retrying", ({ reason, delay }) => {
+    banner(REASONS[reason] || reason);
+    setState(`retrying in ${(delay / 1000).toFixed(1)} s`, "connecting");
   });
-  socket.on("presence", (p) => {
-    const li = document.createElement("li");
+  sock.on("presence", (p) => {
     const em = document.createElement("em");
     em.textContent = `${p.user ?? "someone"} ${p.online ? "joined" : "left"}`;
-    li.append(em);
-    $("chat-log").append(li);
+    logLine(em);
   });
-  socket.on("chat", (msg) => {
-    const li = document.createElement("li");
+  sock.on("chat", (msg) => {
     const who = document.createElement("b");
     who.textContent = `${msg.user ?? "?"}: `;
-    li.append(who, document.createTextNode(msg.text));
-    $("chat-log").append(li);
-    $("chat-log").scrollTop = $("chat-log").scrollHeight;
+    logLine(who, document.createTextNode(msg.text));
   });
 }
 
@@ -89,20 +94,22 @@ $("login").addEventListener("submit", async (e) => {
   const body = await res.json().catch(() => ({}));
   if (!res.ok) return banner(body.error || `login failed (${res.status})`);
   banner("");
+  $("name").value = "";
   await refresh();
   connect();
 });
 
 $("logout").addEventListener("click", async () => {
   await fetch("/logout", { method: "POST" });
-  if (socket) socket.disconnect();
-  setState("disconnected", "disconnected");
+  if (sock) sock.close();
+  sock = null;
+  banner("");
   showLoggedIn(null);
 });
 
 $("incr").addEventListener("click", () => {
-  if (!socket || !socket.connected) return;
-  socket.timeout(5000).emit("incr", (err, res) => {
+  if (!sock || !sock.connected) return;
+  sock.socket.timeout(5000).emit("incr", (err, res) => {
     if (err) return banner("The server did not answer in time.");
     if (!onAckError(res)) $("count").textContent = res;
   });
@@ -111,8 +118,8 @@ $("incr").addEventListener("click", () => {
 $("chat").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("chat-text").value.trim();
-  if (!text || !socket || !socket.connected) return;
-  socket.emit("chat", { text });
+  if (!text || !sock || !sock.connected) return;
+  sock.emit("chat", { text });
   $("chat-text").value = "";
 });
 
@@ -126,5 +133,8 @@ async function refresh() {
   showLoggedIn(body.user, body.count);
   return true;
 }
+
+// For the console (and the browser tests): `demo.sock` is the helper's socket.
+window.demo = { get sock() { return sock; } };
 
 if (await refresh()) connect();
