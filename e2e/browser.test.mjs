@@ -1,13 +1,14 @@
 // The demo page in headless Chromium (playwright-core driving the system's chromium): the
 // page uses the client helper; two tabs of one browser profile share the session cookie.
 // Without chromium this file skips, unless SOCKETIO_SESSIONS_REQUIRE_ALL=1 (then it fails).
-// DEMO_SCREENSHOT=path saves a screenshot of the logged-in page with a few chat lines.
+// DEMO_SCREENSHOT=docs/demo.png (relative to the repository) saves a screenshot of the
+// logged-in page with a few chat lines.
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { REQUIRE_ALL, call, connect, login, startDemo } from "./fixture.mjs";
+import { REQUIRE_ALL, ROOT, call, connect, login, startDemo } from "./fixture.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ARGS = [
@@ -123,7 +124,7 @@ describe("demo page in headless Chromium", { skip: !REQUIRE_ALL && why ? why : f
       assert.deepEqual(await call(bob, "whoami"), { user: "bob" });
       if (process.env.DEMO_SCREENSHOT) {
         await page.setViewportSize({ width: 820, height: 520 });
-        await page.screenshot({ path: resolve(process.env.DEMO_SCREENSHOT), fullPage: true });
+        await page.screenshot({ path: resolve(ROOT, process.env.DEMO_SCREENSHOT), fullPage: true });
       }
     } finally {
       bob.close();
