@@ -58,14 +58,15 @@ pub(crate) async fn watch(
         .await?;
     // Subscriptions are renewed after a reconnect.
     let _resubscriber = subscriber.manage_subscriptions();
-    let mut messages = subscriber.message_rx();
+    // fred parses `__keyevent@*__` messages into keyspace events (not plain messages).
+    let mut events = subscriber.keyspace_event_rx();
     let weak = Arc::downgrade(&shared);
     drop(shared);
     Ok(tokio::spawn(async move {
         let _subscriber = subscriber;
         loop {
-            let message = match messages.recv().await {
-                Ok(m) => m,
+            let event = match events.recv().await {
+                Ok(e) => e,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(
                         missed = n,
@@ -76,18 +77,19 @@ pub(crate) async fn watch(
                 Err(_) => return,
             };
             let Some(shared) = weak.upgrade() else { return };
-            let Some(key) = message.value.as_string() else {
+            let reason = match event.operation.as_str() {
+                "expired" => EndReason::Expired,
+                "del" | "unlink" => EndReason::Revoked,
+                _ => continue,
+            };
+            let Some(key) = event.key.as_str() else {
                 continue;
             };
-            let Ok(id) = Id::from_str(&key) else { continue };
+            let Ok(id) = Id::from_str(key) else { continue };
             if !shared.registry.contains(&id) {
                 continue;
             }
-            let reason = if message.channel.ends_with(":expired") {
-                EndReason::Expired
-            } else {
-                EndReason::Revoked
-            };
+            tracing::debug!(%reason, "keyspace notification for a session with sockets here");
             tokio::spawn(async move {
                 tokio::time::sleep(GRACE).await;
                 if let Ok(None) = shared.store.load(&id).await {

@@ -268,6 +268,22 @@ impl TestStore {
         })
     }
 
+    /// The stored record of a session, read behind the library's back.
+    pub async fn record(&self, id: &Id) -> Option<Record> {
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner.load(id).await.unwrap(),
+            _ => self.store.inner.load(id).await.unwrap(),
+        }
+    }
+
+    /// Deletes a session's record behind the library's back.
+    pub async fn delete_behind(&self, id: &Id) {
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner.delete(id).await.unwrap(),
+            _ => self.store.inner.delete(id).await.unwrap(),
+        }
+    }
+
     /// How many store calls were made so far.
     pub fn calls(&self) -> usize {
         self.store.calls() + self.plain.calls()
@@ -370,8 +386,43 @@ impl TestServer {
         set_cookie.split(';').next().unwrap().to_owned()
     }
 
+    /// Logs in again on an existing session (the server rotates its id); returns the new cookie.
+    pub async fn relogin(&self, cookie: &str, name: &str) -> String {
+        let res = http()
+            .post(self.url("/login"))
+            .header("cookie", cookie)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "login failed");
+        let set_cookie = res.headers().get("set-cookie").expect("a new cookie");
+        set_cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `POST /logout?everywhere=true`: this session and every socket of its user.
+    pub async fn logout_everywhere(&self, cookie: &str) {
+        let res = http()
+            .post(self.url("/logout?everywhere=true"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    }
+
     /// `GET /api/session` with this cookie: status and body.
     pub async fn session(&self, cookie: &str) -> (u16, Value) {
+        self.session_at(cookie).await
+    }
+
+    async fn session_at(&self, cookie: &str) -> (u16, Value) {
         let res = http()
             .get(self.url("/api/session"))
             .header("cookie", cookie)
@@ -590,6 +641,20 @@ impl TestSocket {
 
     pub async fn emit(&self, event: &str, data: Value) {
         self.client.emit(event, data).await.unwrap();
+    }
+
+    /// Asserts that no event named `name` arrives within `window`.
+    pub async fn no_event(&mut self, name: &str, window: Duration) {
+        let deadline = Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Err(_) | Ok(None) => return,
+                Ok(Some((event, value))) => {
+                    assert_ne!(event, name, "unexpected `{name}`: {value}");
+                }
+            }
+        }
     }
 
     /// The next event named `name`, skipping others.

@@ -1,0 +1,297 @@
+//! The session's life reaches its sockets: logout, expiry, id rotation and deletions behind
+//! the library's back end them with a reason the client can act on, on one node and across
+//! nodes (real Redis, real clients).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn reason(r: &str) -> serde_json::Value {
+    json!({ "reason": r })
+}
+
+/// Waits for a socket's end: the `sinvalid` event with `want`, then the server's disconnect.
+async fn ended(s: &mut TestSocket, want: &str) {
+    assert_eq!(s.next_event("sinvalid").await, reason(want));
+    s.next_event("close").await;
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn logout_ends_every_socket_of_the_session_within_a_second(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server = TestServer::start(&st, |_| {}).await;
+        let cookie = server.login("amy").await;
+        let other = server.login("bo").await;
+        let mut sockets = Vec::new();
+        for i in 0..3 {
+            sockets.push(connected(&server, TRANSPORTS[i % 2], &cookie).await);
+        }
+        let mut bystander = connected(&server, Transport::Websocket, &other).await;
+        let started = Instant::now();
+        server.logout(&cookie).await;
+        for s in &mut sockets {
+            ended(s, "session_revoked").await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        bystander
+            .no_event("sinvalid", Duration::from_millis(200))
+            .await;
+        assert_eq!(
+            bystander.ack("whoami", json!({})).await,
+            json!({ "user": "bo" })
+        );
+    }
+
+    pub async fn an_idle_socket_expires_on_time(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server = TestServer::start(&st, |o| o.ttl = Duration::from_secs(2)).await;
+        let cookie = server.login("cid").await;
+        let logged_in = Instant::now();
+        let mut s = connected(&server, Transport::Websocket, &cookie).await;
+        ended(&mut s, "session_expired").await;
+        let at = logged_in.elapsed();
+        assert!(
+            at > Duration::from_millis(1500) && at < Duration::from_millis(2500),
+            "expired after {at:?}, want 2 s ± 0.5 s"
+        );
+    }
+
+    pub async fn revalidation_never_extends_the_session(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server = TestServer::start(&st, |o| {
+            o.ttl = Duration::from_secs(30);
+            o.revalidate_every = Duration::from_millis(100);
+        })
+        .await;
+        let cookie = server.login("dot").await;
+        let id = cookie_id(&cookie);
+        let s = connected(&server, Transport::Websocket, &cookie).await;
+        let before = st.record(&id).await.unwrap().expiry_date;
+        let ttl_before = st
+            .redis
+            .as_ref()
+            .map(|r| r.cli(&["PEXPIRETIME", &id.to_string()]));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "dot" }));
+        assert_eq!(st.record(&id).await.unwrap().expiry_date, before);
+        let ttl_after = st
+            .redis
+            .as_ref()
+            .map(|r| r.cli(&["PEXPIRETIME", &id.to_string()]));
+        assert_eq!(ttl_before, ttl_after, "the Redis TTL moved");
+    }
+
+    pub async fn login_rotates_the_id_and_ends_the_old_sockets(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server = TestServer::start(&st, |_| {}).await;
+        let old = server.login("eli").await;
+        let mut sockets = vec![
+            connected(&server, Transport::Websocket, &old).await,
+            connected(&server, Transport::Polling, &old).await,
+        ];
+        let new = server.relogin(&old, "eli2").await;
+        assert_ne!(old, new);
+        for s in &mut sockets {
+            ended(s, "session_rotated").await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            st.record(&cookie_id(&old)).await.is_none(),
+            "the old id is still stored"
+        );
+        assert_eq!(server.session(&old).await.0, 401);
+        let s = connected(&server, Transport::Websocket, &new).await;
+        assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "eli2" }));
+    }
+
+    pub async fn a_deletion_behind_the_back_is_noticed_by_revalidation(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server =
+            TestServer::start(&st, |o| o.revalidate_every = Duration::from_millis(500)).await;
+        let cookie = server.login("fay").await;
+        let mut s = connected(&server, Transport::Websocket, &cookie).await;
+        let started = Instant::now();
+        st.delete_behind(&cookie_id(&cookie)).await;
+        ended(&mut s, "session_revoked").await;
+        // Within the interval, plus generous slack for a loaded machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    pub async fn logout_everywhere_ends_every_socket_of_the_user(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server = TestServer::start(&st, |_| {}).await;
+        let (first, second, other) = (
+            server.login("gus").await,
+            server.login("gus").await,
+            server.login("hal").await,
+        );
+        let mut a = connected(&server, Transport::Websocket, &first).await;
+        let mut b2 = connected(&server, Transport::Polling, &second).await;
+        let mut c = connected(&server, Transport::Websocket, &other).await;
+        server.logout_everywhere(&first).await;
+        ended(&mut a, "session_revoked").await;
+        ended(&mut b2, "session_revoked").await;
+        c.no_event("sinvalid", Duration::from_millis(300)).await;
+        assert_eq!(c.ack("whoami", json!({})).await, json!({ "user": "hal" }));
+    }
+}
+
+macro_rules! store_tests {
+    ($($store:ident => $backend:expr),* $(,)?) => {
+        $(
+            mod $store {
+                use super::*;
+                store_tests!(@cases $backend;
+                    logout_ends_every_socket_of_the_session_within_a_second,
+                    an_idle_socket_expires_on_time,
+                    revalidation_never_extends_the_session,
+                    login_rotates_the_id_and_ends_the_old_sockets,
+                    a_deletion_behind_the_back_is_noticed_by_revalidation,
+                    logout_everywhere_ends_every_socket_of_the_user,
+                );
+            }
+        )*
+    };
+    (@cases $backend:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                cases::$name($backend).await
+            }
+        )*
+    };
+}
+
+store_tests!(
+    memory => Backend::Memory,
+    sqlite => Backend::Sqlite,
+    redis => Backend::Redis,
+    plain_memory => Backend::PlainMemory,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_expiry_keeps_an_active_socket_past_three_ttls() {
+    let Some(st) = TestStore::open(Backend::Memory).await else {
+        return;
+    };
+    let server = TestServer::start(&st, |o| {
+        o.ttl = Duration::from_secs(2);
+        o.rolling = Some(Duration::from_millis(500));
+    })
+    .await;
+    let cookie = server.login("ike").await;
+    let mut s = connected(&server, Transport::Websocket, &cookie).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(6500) {
+        // Read-only activity: only rolling expiry moves the session forward.
+        assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "ike" }));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    s.no_event("sinvalid", Duration::from_millis(10)).await;
+    // Idle again: it expires.
+    ended(&mut s, "session_expired").await;
+}
+
+/// Two nodes on one Redis, each with its own store, adapter and keyspace watch.
+async fn redis_nodes(redis: &RedisServer, n: usize) -> Vec<TestServer> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        let store = DemoStore::open(&redis.url()).await.unwrap();
+        let url = redis.url();
+        nodes.push(
+            TestServer::start_with(
+                move |o| app::app_conditional(store, o),
+                move |o| o.redis_adapter = Some(url),
+            )
+            .await,
+        );
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_node_ends_the_sockets_on_the_other() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = redis_nodes(&redis, 2).await;
+    let cookie = nodes[0].login("jo").await;
+    // A cookie from node A works on node B.
+    let mut on_b = Vec::new();
+    for t in TRANSPORTS {
+        let s = connected(&nodes[1], t, &cookie).await;
+        assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "jo" }));
+        on_b.push(s);
+    }
+    on_b.push(connected(&nodes[0], Transport::Websocket, &cookie).await);
+    let started = Instant::now();
+    nodes[0].logout(&cookie).await;
+    for s in &mut on_b {
+        ended(s, "session_revoked").await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_notifications_end_sockets_at_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let nodes = redis_nodes(&redis, 2).await;
+    // `DEL` by another process.
+    let cookie = nodes[0].login("kai").await;
+    let mut s = connected(&nodes[1], Transport::Websocket, &cookie).await;
+    let started = Instant::now();
+    assert_eq!(
+        redis
+            .cli(&["DEL", &cookie_id(&cookie).to_string()])
+            .as_deref(),
+        Some("1")
+    );
+    ended(&mut s, "session_revoked").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "DEL: {:?}",
+        started.elapsed()
+    );
+    // The record's TTL running out in Redis.
+    let cookie = nodes[0].login("lea").await;
+    let mut s = connected(&nodes[1], Transport::Polling, &cookie).await;
+    let started = Instant::now();
+    redis.cli(&["PEXPIRE", &cookie_id(&cookie).to_string(), "100"]);
+    ended(&mut s, "session_expired").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "expiry: {:?}",
+        started.elapsed()
+    );
+}
