@@ -10,3 +10,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 cargo test --all-features "$@"
+
+# End-to-end with real clients: socket.io-client in Node (WebSocket and polling) and the demo
+# page in headless Chromium. Skips without Node/npm or chromium unless SOCKETIO_SESSIONS_REQUIRE_ALL=1.
+e2e/run.sh
