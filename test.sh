@@ -9,6 +9,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
   echo "note: redis-server not found: the Redis tests will be skipped (apt-get install redis-server)"
 fi
 
+# The Express app of the interop tests (express-session + connect-redis), from its lockfile.
+if command -v npm >/dev/null 2>&1; then
+  stamp=tests/express/node_modules/.installed-from-lock
+  if ! cmp -s tests/express/package-lock.json "$stamp" 2>/dev/null; then
+    (cd tests/express && npm ci --no-audit --no-fund)
+    cp tests/express/package-lock.json "$stamp"
+  fi
+else
+  echo "note: npm not found: the Express interop tests will be skipped"
+fi
+
 cargo test --all-features "$@"
 
 # End-to-end with real clients: socket.io-client in Node (WebSocket and polling) and the demo

@@ -17,7 +17,7 @@ use tower_sessions::{Expiry, SessionStore};
 
 use crate::error::{ConfigError, InvalidReason, SessionError};
 use crate::http::HttpStore;
-use crate::id::{CookieConfig, CookieKey};
+use crate::id::{CookieConfig, CookieKey, ExpressSecrets};
 use crate::lifecycle::{Broadcaster, EndReason, IoBroadcaster, session_room, user_room};
 use crate::middleware::SessionMiddleware;
 use crate::origin::{MissingOrigin, OriginLayer, OriginPolicy};
@@ -387,6 +387,18 @@ impl SocketSessionsBuilder {
     /// Reads private (encrypted) cookies, as written by `SessionManagerLayer::with_private(key)`.
     pub fn with_private(mut self, key: Key) -> Self {
         self.cookie_key = CookieKey::Private(key);
+        self
+    }
+
+    /// Reads the sessions of an Express app instead: express-session's signed cookie (named
+    /// `connect.sid` unless [`with_cookie_name`](Self::with_cookie_name) says otherwise), verified
+    /// with these secrets. Use it with [`store::ConnectRedisStore`](crate::store::ConnectRedisStore)
+    /// over the app's connect-redis database.
+    pub fn with_express(mut self, secrets: ExpressSecrets) -> Self {
+        if self.cookie_name == "id" {
+            self.cookie_name = "connect.sid".into();
+        }
+        self.cookie_key = CookieKey::Express(secrets);
         self
     }
 

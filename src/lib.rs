@@ -57,7 +57,7 @@ pub use error::{
 };
 pub use extract::MaybeSocketSession;
 pub use http::{HttpScope, HttpScopeLayer, HttpStore};
-pub use id::CookieKey;
+pub use id::{CookieKey, ExpressSecrets};
 pub use lifecycle::{EndReason, SINVALID_EVENT};
 pub use middleware::{NoSetup, SessionMiddleware, Setup};
 pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};

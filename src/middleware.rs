@@ -9,11 +9,10 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::{ConnectMiddleware, FromConnectParts, Value};
 use socketioxide::socket::Socket;
-use tower_sessions::session::Id;
 
 use crate::config::{InvalidSession, Shared};
 use crate::error::{ConnectRejection, InvalidReason};
-use crate::id::auth_sid;
+use crate::id::{SessionKey, auth_sid};
 use crate::lifecycle::{IoBroadcaster, session_room, user_room};
 use crate::origin::OriginChecked;
 use crate::session::Binding;
@@ -97,7 +96,7 @@ impl<F> SessionMiddleware<F> {
         &self,
         s: &Arc<Socket<A>>,
         auth: &Option<Value>,
-    ) -> Result<Id, InvalidReason> {
+    ) -> Result<SessionKey, InvalidReason> {
         let shared = &self.shared;
         if shared.auth_sid
             && let Some(sid) = auth_sid(s, auth)
@@ -124,8 +123,9 @@ impl<F> SessionMiddleware<F> {
             );
             return Err(InvalidReason::OriginNotChecked);
         }
-        let id = self.session_id(s, auth)?;
-        let live = shared.registry.get_or_create(shared, id);
+        let key = self.session_id(s, auth)?;
+        let id = key.id;
+        let live = shared.registry.get_or_create(shared, key);
         match live.load_for_connect().await {
             Ok(Some(record)) => {
                 if !shared.knows_io() {

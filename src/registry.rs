@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tower_sessions::session::Id;
 
 use crate::config::Shared;
+use crate::id::SessionKey;
 use crate::session::LiveSession;
 
 #[derive(Debug, Default)]
@@ -17,18 +18,20 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// The live session for `id`, created (not yet loaded) if no socket on this node holds it.
-    pub(crate) fn get_or_create(&self, shared: &Arc<Shared>, id: Id) -> Arc<LiveSession> {
+    pub(crate) fn get_or_create(&self, shared: &Arc<Shared>, key: SessionKey) -> Arc<LiveSession> {
         let mut map = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(live) = map.get(&id).and_then(Weak::upgrade) {
+        if let Some(live) = map.get(&key.id).and_then(Weak::upgrade) {
             return live;
         }
-        let live = Arc::new(LiveSession::new(shared.clone(), id));
+        let id = key.id;
+        let live = Arc::new(LiveSession::new(shared.clone(), key));
         map.insert(id, Arc::downgrade(&live));
         live.spawn_expiry_timer();
         live
     }
 
     /// Whether a session has sockets on this node.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn contains(&self, id: &Id) -> bool {
         let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
         map.get(id).is_some_and(|w| w.strong_count() > 0)

@@ -21,6 +21,7 @@ use tower_sessions::session::{Id, Record};
 
 use crate::config::{Mode, Shared};
 use crate::error::SessionError;
+use crate::id::SessionKey;
 use crate::lifecycle::EndReason;
 use crate::store::{Loaded, SaveOutcome, StoreFailure};
 use crate::tag::SessionTag;
@@ -104,6 +105,8 @@ fn apply_ops(record: &mut Record, ops: &mut [Op]) -> Result<(), SessionError> {
 /// The one in-memory copy of a session on this node.
 pub(crate) struct LiveSession {
     pub(crate) id: Id,
+    /// The store's own key where it is not a tower-sessions id (an express-session sid).
+    external: Option<Arc<str>>,
     pub(crate) tag: SessionTag,
     shared: Arc<Shared>,
     state: Arc<Mutex<State>>,
@@ -124,10 +127,15 @@ impl fmt::Debug for LiveSession {
 }
 
 impl LiveSession {
-    pub(crate) fn new(shared: Arc<Shared>, id: Id) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, key: SessionKey) -> Self {
+        let id = key.id;
+        if let Some(sid) = &key.external {
+            crate::id::express::register(id, sid);
+        }
         LiveSession {
             tag: SessionTag::new(&shared.salt, &id),
             id,
+            external: key.external,
             shared,
             state: Arc::default(),
             write_behind_pending: AtomicBool::new(false),
@@ -372,6 +380,9 @@ impl LiveSession {
 impl Drop for LiveSession {
     fn drop(&mut self) {
         self.shared.registry.forget(&self.id);
+        if self.external.is_some() {
+            crate::id::express::unregister(&self.id);
+        }
     }
 }
 

@@ -85,7 +85,12 @@ pub(crate) async fn watch(
             let Some(key) = event.key.as_str() else {
                 continue;
             };
-            let Ok(id) = Id::from_str(key) else { continue };
+            let Some(id) = Id::from_str(key)
+                .ok()
+                .or_else(|| crate::id::express::id_for_key(key))
+            else {
+                continue;
+            };
             if !shared.registry.contains(&id) {
                 continue;
             }

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use socketio_sessions::redis_store::fred::prelude::{Builder as FredBuilder, Config as FredConfig};
 use socketio_sessions::redis_store::fred::types::RespVersion;
 use socketio_sessions::{
-    ConditionalStore, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode, SocketSession,
-    SocketSessions, SocketSessionsBuilder,
+    ConditionalStore, ExpressSecrets, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode,
+    SocketSession, SocketSessions, SocketSessionsBuilder,
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
@@ -58,6 +58,9 @@ pub struct DemoOptions {
     pub rolling: Option<Duration>,
     /// `redis://HOST:PORT`: run as one of several nodes (Redis adapter, keyspace notifications).
     pub redis_adapter: Option<String>,
+    /// Read an Express app's sessions (its `connect.sid` cookie, signed with these secrets)
+    /// instead of the demo's own; the store must then be its connect-redis database.
+    pub express_secrets: Option<ExpressSecrets>,
     /// Also accept the session cookie's value as `auth: {sid}` (the seed's client model).
     pub auth_sid: bool,
     /// Told about every refused socket connection (the seed's `sinvalid`).
@@ -89,6 +92,7 @@ impl DemoOptions {
             revalidate_every: Duration::from_secs(30),
             rolling: None,
             redis_adapter: None,
+            express_secrets: None,
         }
     }
 }
@@ -130,6 +134,9 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Rou
     }
     if let Some(key) = &opts.signing_key {
         sessions = sessions.with_signed(key.clone());
+    }
+    if let Some(secrets) = &opts.express_secrets {
+        sessions = sessions.with_express(secrets.clone());
     }
     if let Some(hook) = opts.on_invalid.clone() {
         sessions = sessions.on_invalid(move |ev| hook(ev));
@@ -209,7 +216,8 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Rou
     };
     Ok(router
         .layer(HttpScopeLayer::new())
-        .layer(Extension(sessions)))
+        .layer(Extension(sessions))
+        .layer(Extension(ExpressMode(opts.express_secrets.is_some()))))
 }
 
 /// Runs before the client's connect ack, so that no early event finds a handler missing.
@@ -299,8 +307,20 @@ struct LoginIn {
     name: String,
 }
 
+/// Whether the demo reads an Express app's sessions (then logins happen there).
+#[derive(Debug, Clone, Copy)]
+struct ExpressMode(bool);
+
 /// `POST /login` with a JSON body or a form: `{"name": ...}`.
-async fn login(session: Session, req: Request) -> Response {
+async fn login(
+    session: Session,
+    Extension(ExpressMode(express)): Extension<ExpressMode>,
+    req: Request,
+) -> Response {
+    if express {
+        let error = "this demo reads the Express app's sessions: log in through the Express app";
+        return (StatusCode::CONFLICT, Json(json!({ "error": error }))).into_response();
+    }
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)

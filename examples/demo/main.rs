@@ -8,13 +8,15 @@
 //! the cookie's value as `auth: {sid}`), `DEMO_REVALIDATE_SECS` (default 30), `DEMO_ROLLING_MS`
 //! (rolling expiry: socket activity extends the session, one write per interval at most).
 //! With `DEMO_STORE=redis://...` the node joins the others on that Redis (Socket.IO Redis adapter).
+//! `DEMO_EXPRESS_SECRET=secret1[,secret2]` (with `DEMO_STORE=redis://...`): read an Express app's
+//! sessions (`connect.sid`, connect-redis records) instead of the demo's own.
 
 mod app;
 mod store;
 
 use std::time::Duration;
 
-use socketio_sessions::Mode;
+use socketio_sessions::{ExpressSecrets, Mode};
 use tower_sessions::cookie::Key;
 use tracing_subscriber::EnvFilter;
 
@@ -94,9 +96,16 @@ async fn main() {
         });
         opts.rolling = Some(Duration::from_millis(ms));
     }
-    let store = DemoStore::open(&store_url)
-        .await
-        .unwrap_or_else(|e| fail(e));
+    let express = env("DEMO_EXPRESS_SECRET").map(|secrets| {
+        ExpressSecrets::new(secrets.split(',').map(str::trim))
+            .unwrap_or_else(|| fail("DEMO_EXPRESS_SECRET is empty".into()))
+    });
+    let store = match &express {
+        Some(_) => DemoStore::open_express(&store_url).await,
+        None => DemoStore::open(&store_url).await,
+    }
+    .unwrap_or_else(|e| fail(e));
+    opts.express_secrets = express;
     if store_url.starts_with("redis://") {
         opts.redis_adapter = Some(store_url.clone());
     }

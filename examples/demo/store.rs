@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
 use socketio_sessions::sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use socketio_sessions::store::{MemoryStore, RedisStore, SqliteStore};
+use socketio_sessions::store::{ConnectRedisStore, MemoryStore, RedisStore, SqliteStore};
 use socketio_sessions::{ConditionalStore, SaveOutcome, Version, Versioned};
 use tower_sessions::ExpiredDeletion;
 use tower_sessions::session::{Id, Record};
@@ -21,6 +21,8 @@ pub enum DemoStore {
     Sqlite(SqliteStore),
     /// A Redis server.
     Redis(RedisStore),
+    /// An Express app's sessions in Redis (connect-redis format).
+    Express(ConnectRedisStore),
 }
 
 impl DemoStore {
@@ -50,17 +52,7 @@ impl DemoStore {
             return Ok(DemoStore::Sqlite(store));
         }
         if url.starts_with("redis://") {
-            let config = Config::from_url(url).map_err(|e| format!("bad Redis URL: {e}"))?;
-            // Keep reconnecting forever: the socket side answers `session_unavailable` meanwhile.
-            let policy = ReconnectPolicy::new_constant(0, 200);
-            let pool = Pool::new(config, None, None, Some(policy), 4)
-                .map_err(|e| format!("cannot create the Redis pool: {e}"))?;
-            pool.connect_pool();
-            tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect())
-                .await
-                .map_err(|_| format!("Redis at {url} did not answer within 5 s"))?
-                .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-            return Ok(DemoStore::Redis(RedisStore::new(pool)));
+            return Ok(DemoStore::Redis(RedisStore::new(redis_pool(url).await?)));
         }
         Err(format!(
             "unknown DEMO_STORE `{url}`: use `memory`, `sqlite://PATH` or `redis://HOST:PORT`"
@@ -68,13 +60,43 @@ impl DemoStore {
     }
 }
 
+/// A Redis pool that keeps reconnecting forever (the socket side answers
+/// `session_unavailable` meanwhile).
+async fn redis_pool(url: &str) -> Result<Pool, String> {
+    let config = Config::from_url(url).map_err(|e| format!("bad Redis URL: {e}"))?;
+    let policy = ReconnectPolicy::new_constant(0, 200);
+    let pool = Pool::new(config, None, None, Some(policy), 4)
+        .map_err(|e| format!("cannot create the Redis pool: {e}"))?;
+    pool.connect_pool();
+    tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect())
+        .await
+        .map_err(|_| format!("Redis at {url} did not answer within 5 s"))?
+        .map_err(|e| format!("cannot connect to Redis: {e}"))?;
+    Ok(pool)
+}
+
 impl DemoStore {
+    /// The sessions of an Express app (express-session + connect-redis) in the Redis at `url`.
+    pub async fn open_express(url: &str) -> Result<Self, String> {
+        if !url.starts_with("redis://") {
+            return Err(format!(
+                "DEMO_EXPRESS_SECRET needs DEMO_STORE=redis://HOST:PORT (connect-redis), not `{url}`"
+            ));
+        }
+        Ok(DemoStore::Express(ConnectRedisStore::new(
+            redis_pool(url).await?,
+        )))
+    }
+
     /// Closes the store's connections (SQLite: lets the file be checkpointed and unlocked).
     pub async fn close(&self) {
         match self {
             DemoStore::Memory(_) => {}
             DemoStore::Sqlite(s) => s.pool().close().await,
             DemoStore::Redis(s) => {
+                s.pool().quit().await.ok();
+            }
+            DemoStore::Express(s) => {
                 s.pool().quit().await.ok();
             }
         }
@@ -88,6 +110,7 @@ impl SessionStore for DemoStore {
             DemoStore::Memory(s) => s.create(record).await,
             DemoStore::Sqlite(s) => s.create(record).await,
             DemoStore::Redis(s) => s.create(record).await,
+            DemoStore::Express(s) => s.create(record).await,
         }
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -95,6 +118,7 @@ impl SessionStore for DemoStore {
             DemoStore::Memory(s) => s.save(record).await,
             DemoStore::Sqlite(s) => s.save(record).await,
             DemoStore::Redis(s) => s.save(record).await,
+            DemoStore::Express(s) => s.save(record).await,
         }
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -102,6 +126,7 @@ impl SessionStore for DemoStore {
             DemoStore::Memory(s) => s.load(id).await,
             DemoStore::Sqlite(s) => s.load(id).await,
             DemoStore::Redis(s) => s.load(id).await,
+            DemoStore::Express(s) => s.load(id).await,
         }
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -109,6 +134,7 @@ impl SessionStore for DemoStore {
             DemoStore::Memory(s) => s.delete(id).await,
             DemoStore::Sqlite(s) => s.delete(id).await,
             DemoStore::Redis(s) => s.delete(id).await,
+            DemoStore::Express(s) => s.delete(id).await,
         }
     }
 }
@@ -120,6 +146,7 @@ impl ConditionalStore for DemoStore {
             DemoStore::Memory(s) => s.load_versioned(id).await,
             DemoStore::Sqlite(s) => s.load_versioned(id).await,
             DemoStore::Redis(s) => s.load_versioned(id).await,
+            DemoStore::Express(s) => s.load_versioned(id).await,
         }
     }
     async fn save_if(
@@ -131,6 +158,7 @@ impl ConditionalStore for DemoStore {
             DemoStore::Memory(s) => s.save_if(record, expected).await,
             DemoStore::Sqlite(s) => s.save_if(record, expected).await,
             DemoStore::Redis(s) => s.save_if(record, expected).await,
+            DemoStore::Express(s) => s.save_if(record, expected).await,
         }
     }
 }

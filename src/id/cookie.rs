@@ -3,11 +3,13 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use http::{HeaderMap, header::COOKIE};
 use tower_sessions::cookie::{Cookie, CookieJar, Key};
 use tower_sessions::session::Id;
 
+use super::express::{self, ExpressSecrets};
 use crate::error::InvalidReason;
 
 /// How the session cookie's value is protected. It must match the app's
@@ -24,6 +26,8 @@ pub enum CookieKey {
     Signed(Key),
     /// The cookie is encrypted with AES-256-GCM under this key.
     Private(Key),
+    /// An express-session cookie (`s:<sid>.<signature>`) signed with one of these secrets.
+    Express(ExpressSecrets),
 }
 
 impl fmt::Debug for CookieKey {
@@ -33,7 +37,30 @@ impl fmt::Debug for CookieKey {
             CookieKey::Plain => "Plain",
             CookieKey::Signed(_) => "Signed(..)",
             CookieKey::Private(_) => "Private(..)",
+            CookieKey::Express(_) => "Express(..)",
         })
+    }
+}
+
+/// Which session a socket asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionKey {
+    /// The id sessions are keyed by on this node.
+    pub(crate) id: Id,
+    /// The store's own key where it is not a tower-sessions id (an express-session sid).
+    pub(crate) external: Option<Arc<str>>,
+}
+
+impl SessionKey {
+    fn tower(id: Id) -> Self {
+        SessionKey { id, external: None }
+    }
+
+    fn express(sid: String) -> Self {
+        SessionKey {
+            id: express::derive_id(&sid),
+            external: Some(sid.into()),
+        }
     }
 }
 
@@ -49,7 +76,12 @@ pub(crate) struct CookieConfig {
 impl CookieConfig {
     /// Finds the session id in the request's `Cookie` headers, exactly as tower-cookies (and so
     /// tower-sessions) reads them: `;`-separated, percent-decoded, the last duplicate wins.
-    pub(crate) fn id_from_headers(&self, headers: &HeaderMap) -> Result<Id, InvalidReason> {
+    pub(crate) fn id_from_headers(&self, headers: &HeaderMap) -> Result<SessionKey, InvalidReason> {
+        if let CookieKey::Express(secrets) = &self.key {
+            let sid =
+                express::sid_from_headers(headers, &self.name, secrets, self.max_header_bytes)?;
+            return Ok(SessionKey::express(sid));
+        }
         let total: usize = headers.get_all(COOKIE).iter().map(|v| v.len()).sum();
         if total > self.max_header_bytes {
             return Err(InvalidReason::Malformed);
@@ -70,20 +102,24 @@ impl CookieConfig {
         if jar.get(&self.name).is_none() {
             return Err(InvalidReason::Missing);
         }
-        self.decode(&jar)
+        self.decode(&jar).map(SessionKey::tower)
     }
 
     /// Decodes a cookie value handed over some other way (the `auth` payload).
-    pub(crate) fn id_from_value(&self, value: &str) -> Result<Id, InvalidReason> {
+    pub(crate) fn id_from_value(&self, value: &str) -> Result<SessionKey, InvalidReason> {
         if value.len() > self.max_header_bytes {
             return Err(InvalidReason::Malformed);
+        }
+        if let CookieKey::Express(secrets) = &self.key {
+            let sid = secrets.unsign(value).ok_or(InvalidReason::Malformed)?;
+            return Ok(SessionKey::express(sid.to_owned()));
         }
         let mut jar = CookieJar::new();
         jar.add_original(Cookie::new(
             self.name.clone().into_owned(),
             value.to_owned(),
         ));
-        self.decode(&jar)
+        self.decode(&jar).map(SessionKey::tower)
     }
 
     fn decode(&self, jar: &CookieJar) -> Result<Id, InvalidReason> {
@@ -91,6 +127,7 @@ impl CookieConfig {
             CookieKey::Plain => jar.get(&self.name).cloned(),
             CookieKey::Signed(key) => jar.signed(key).get(&self.name),
             CookieKey::Private(key) => jar.private(key).get(&self.name),
+            CookieKey::Express(_) => unreachable!("express cookies are read by `express`"),
         };
         let cookie = cookie.ok_or(InvalidReason::Malformed)?;
         Id::from_str(cookie.value()).map_err(|_| InvalidReason::Malformed)
@@ -100,6 +137,15 @@ impl CookieConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl CookieConfig {
+        fn hid(&self, h: &HeaderMap) -> Result<Id, InvalidReason> {
+            self.id_from_headers(h).map(|k| k.id)
+        }
+        fn vid(&self, v: &str) -> Result<Id, InvalidReason> {
+            self.id_from_value(v).map(|k| k.id)
+        }
+    }
 
     fn config(key: CookieKey) -> CookieConfig {
         CookieConfig {
@@ -122,37 +168,22 @@ mod tests {
         let id = Id::default();
         let c = config(CookieKey::Plain);
         let h = headers(&[&format!("a=1; id={id}; b=2")]);
-        assert_eq!(c.id_from_headers(&h), Ok(id));
+        assert_eq!(c.hid(&h), Ok(id));
+        assert_eq!(c.hid(&headers(&["a=1"])), Err(InvalidReason::Missing));
+        assert_eq!(c.hid(&HeaderMap::new()), Err(InvalidReason::Missing));
         assert_eq!(
-            c.id_from_headers(&headers(&["a=1"])),
-            Err(InvalidReason::Missing)
-        );
-        assert_eq!(
-            c.id_from_headers(&HeaderMap::new()),
-            Err(InvalidReason::Missing)
-        );
-        assert_eq!(
-            c.id_from_headers(&headers(&["id=not-an-id"])),
+            c.hid(&headers(&["id=not-an-id"])),
             Err(InvalidReason::Malformed)
         );
-        assert_eq!(
-            c.id_from_headers(&headers(&["id="])),
-            Err(InvalidReason::Malformed)
-        );
+        assert_eq!(c.hid(&headers(&["id="])), Err(InvalidReason::Malformed));
     }
 
     #[test]
     fn duplicates_and_split_headers_follow_tower_cookies() {
         let (a, b) = (Id::default(), Id::default());
         let c = config(CookieKey::Plain);
-        assert_eq!(
-            c.id_from_headers(&headers(&[&format!("id={a}; id={b}")])),
-            Ok(b)
-        );
-        assert_eq!(
-            c.id_from_headers(&headers(&[&format!("id={a}"), "x=1"])),
-            Ok(a)
-        );
+        assert_eq!(c.hid(&headers(&[&format!("id={a}; id={b}")])), Ok(b));
+        assert_eq!(c.hid(&headers(&[&format!("id={a}"), "x=1"])), Ok(a));
     }
 
     #[test]
@@ -163,22 +194,19 @@ mod tests {
         jar.signed_mut(&key).add(Cookie::new("id", id.to_string()));
         let value = jar.delta().next().unwrap().value().to_owned();
         let c = config(CookieKey::Signed(key));
-        assert_eq!(
-            c.id_from_headers(&headers(&[&format!("id={value}")])),
-            Ok(id)
-        );
-        assert_eq!(c.id_from_value(&value), Ok(id));
+        assert_eq!(c.hid(&headers(&[&format!("id={value}")])), Ok(id));
+        assert_eq!(c.vid(&value), Ok(id));
         // The bare id, or a signature under another key, is refused.
         assert_eq!(
-            c.id_from_headers(&headers(&[&format!("id={id}")])),
+            c.hid(&headers(&[&format!("id={id}")])),
             Err(InvalidReason::Malformed)
         );
         let other = config(CookieKey::Signed(Key::generate()));
-        assert_eq!(other.id_from_value(&value), Err(InvalidReason::Malformed));
+        assert_eq!(other.vid(&value), Err(InvalidReason::Malformed));
         let mut tampered = value.clone();
         tampered.pop();
         tampered.push(if value.ends_with('A') { 'B' } else { 'A' });
-        assert_eq!(c.id_from_value(&tampered), Err(InvalidReason::Malformed));
+        assert_eq!(c.vid(&tampered), Err(InvalidReason::Malformed));
     }
 
     #[test]
@@ -189,9 +217,9 @@ mod tests {
         jar.private_mut(&key).add(Cookie::new("id", id.to_string()));
         let value = jar.delta().next().unwrap().value().to_owned();
         let c = config(CookieKey::Private(key));
-        assert_eq!(c.id_from_value(&value), Ok(id));
+        assert_eq!(c.vid(&value), Ok(id));
         assert_eq!(
-            config(CookieKey::Private(Key::generate())).id_from_value(&value),
+            config(CookieKey::Private(Key::generate())).vid(&value),
             Err(InvalidReason::Malformed)
         );
     }
@@ -200,9 +228,6 @@ mod tests {
     fn oversized_header_is_refused_before_parsing() {
         let c = config(CookieKey::Plain);
         let big = format!("id={}; pad={}", Id::default(), "x".repeat(9000));
-        assert_eq!(
-            c.id_from_headers(&headers(&[&big])),
-            Err(InvalidReason::Malformed)
-        );
+        assert_eq!(c.hid(&headers(&[&big])), Err(InvalidReason::Malformed));
     }
 }

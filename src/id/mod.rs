@@ -3,6 +3,11 @@
 
 mod auth;
 mod cookie;
+pub(crate) mod express;
 
 pub use cookie::CookieKey;
-pub(crate) use {auth::auth_sid, cookie::CookieConfig};
+pub use express::ExpressSecrets;
+pub(crate) use {
+    auth::auth_sid,
+    cookie::{CookieConfig, SessionKey},
+};

@@ -5,6 +5,8 @@
 //! read, so that no writer — another node, another tab, the HTTP side, a racing logout — is ever
 //! overwritten silently.
 
+#[cfg(feature = "redis")]
+mod connect_redis;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -25,6 +27,9 @@ use tower_sessions::{Expiry, SessionStore};
 
 use crate::error::{InvalidReason, SessionError};
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use connect_redis::ConnectRedisStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -258,6 +263,7 @@ impl StoreHandle {
 }
 
 /// Maps a backend error into the store error tower-sessions uses.
+#[cfg_attr(not(any(feature = "redis", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn backend_error(e: impl fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
