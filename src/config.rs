@@ -16,6 +16,7 @@ use tower_sessions::session::Id;
 use tower_sessions::{Expiry, SessionStore};
 
 use crate::error::{ConfigError, InvalidReason, SessionError};
+use crate::guard::{ClientAddr, FailureLimit, Failures, InFlight};
 use crate::http::HttpStore;
 use crate::id::{CookieConfig, CookieKey, ExpressSecrets};
 use crate::lifecycle::{Broadcaster, EndReason, IoBroadcaster, session_room, user_room};
@@ -67,6 +68,11 @@ pub(crate) struct Shared {
     pub(crate) user_key: Option<String>,
     pub(crate) revalidate_every: Option<Duration>,
     pub(crate) rolling: Option<Duration>,
+    pub(crate) failures: Option<Failures>,
+    pub(crate) client_addr: Option<ClientAddr>,
+    pub(crate) in_flight: InFlight,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) max_depth: usize,
     broadcaster: RwLock<Option<Arc<dyn Broadcaster>>>,
     background_started: AtomicBool,
 }
@@ -255,6 +261,11 @@ impl SocketSessions {
             user_key: None,
             revalidate_every: Some(Duration::from_secs(30)),
             rolling: None,
+            failure_limit: Some(FailureLimit::default()),
+            client_addr: None,
+            max_loads_in_flight: 1024,
+            max_value_bytes: 64 * 1024,
+            max_depth: 32,
         }
     }
 
@@ -359,6 +370,11 @@ pub struct SocketSessionsBuilder {
     user_key: Option<String>,
     revalidate_every: Option<Duration>,
     rolling: Option<Duration>,
+    failure_limit: Option<FailureLimit>,
+    client_addr: Option<ClientAddr>,
+    max_loads_in_flight: usize,
+    max_value_bytes: usize,
+    max_depth: usize,
 }
 
 impl fmt::Debug for SocketSessionsBuilder {
@@ -524,6 +540,50 @@ impl SocketSessionsBuilder {
         self
     }
 
+    /// Limits handshakes with invalid or unknown sessions per client address (default 30 per
+    /// minute): past the limit, that address's handshakes are refused with `session_invalid`
+    /// without a store call. The address is axum's `ConnectInfo<SocketAddr>` (serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`), or [`with_client_addr`](Self::with_client_addr)'s.
+    pub fn with_failure_limit(mut self, limit: FailureLimit) -> Self {
+        self.failure_limit = Some(limit);
+        self
+    }
+
+    /// Turns the per-address failure limit off.
+    pub fn without_failure_limit(mut self) -> Self {
+        self.failure_limit = None;
+        self
+    }
+
+    /// How to find a handshake's client address (e.g. from a trusted proxy's header), instead
+    /// of axum's `ConnectInfo<SocketAddr>`.
+    pub fn with_client_addr(
+        mut self,
+        addr: impl Fn(&http::request::Parts) -> Option<std::net::IpAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.client_addr = Some(Arc::new(addr));
+        self
+    }
+
+    /// The most session loads in flight at connect (default 1024); more handshakes are refused
+    /// at once with `session_unavailable`, so a slow store cannot pile them up.
+    pub fn with_max_loads_in_flight(mut self, max: usize) -> Self {
+        self.max_loads_in_flight = max;
+        self
+    }
+
+    /// The largest value (as JSON) a socket may store under one key (default 64 KiB).
+    pub fn with_max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// The deepest nesting of a value a socket may store (default 32).
+    pub fn with_max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
     /// Checks the configuration and builds it.
     pub fn build(self) -> Result<SocketSessions, ConfigError> {
         if self.store_timeout.is_zero() {
@@ -531,6 +591,9 @@ impl SocketSessionsBuilder {
         }
         if self.write_behind.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroWriteBehind);
+        }
+        if self.max_loads_in_flight == 0 {
+            return Err(ConfigError::ZeroInterval);
         }
         if self.revalidate_every.is_some_and(|d| d.is_zero())
             || self.rolling.is_some_and(|d| d.is_zero())
@@ -562,6 +625,11 @@ impl SocketSessionsBuilder {
             user_key: self.user_key,
             revalidate_every: self.revalidate_every,
             rolling: self.rolling,
+            failures: self.failure_limit.map(Failures::new),
+            client_addr: self.client_addr,
+            in_flight: InFlight::new(self.max_loads_in_flight),
+            max_value_bytes: self.max_value_bytes,
+            max_depth: self.max_depth,
             broadcaster: RwLock::new(None),
             background_started: AtomicBool::new(false),
         };

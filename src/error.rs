@@ -28,8 +28,11 @@ pub enum ConfigError {
     /// The store timeout was zero, which would refuse every connection.
     #[error("the store timeout must be greater than zero; the default is 2 s")]
     ZeroTimeout,
-    /// A revalidation or rolling-expiry interval was zero.
-    #[error("revalidation and rolling-expiry intervals must be greater than zero")]
+    /// A revalidation or rolling-expiry interval, or the cap on loads in flight, was zero.
+    #[error(
+        "revalidation and rolling-expiry intervals, and the cap on loads in flight, must be \
+         greater than zero"
+    )]
     ZeroInterval,
     /// The write-behind delay was zero; use per-message mode to save after every change.
     #[error(
@@ -56,6 +59,11 @@ pub enum InvalidReason {
     StoreError,
     /// The store did not answer within the configured timeout.
     StoreTimeout,
+    /// Too many handshakes with invalid or unknown sessions came from this address lately;
+    /// refused without a store call (the client sees `session_invalid`, like any bad session).
+    RateLimited,
+    /// Too many session loads were in flight (a slow store); refused at once.
+    Overloaded,
     /// The handshake did not pass through the [`OriginLayer`](crate::OriginLayer): add
     /// `.layer(sessions.origin_layer())` around the Socket.IO layer.
     OriginNotChecked,
@@ -78,6 +86,7 @@ impl InvalidReason {
             self,
             InvalidReason::StoreError
                 | InvalidReason::StoreTimeout
+                | InvalidReason::Overloaded
                 | InvalidReason::OriginNotChecked
         )
     }
@@ -141,6 +150,27 @@ pub enum SessionError {
     Contended {
         /// How many saves were tried.
         attempts: u32,
+    },
+    /// A value is larger, once encoded as JSON, than the configured limit.
+    #[error(
+        "session key `{key}` would hold {size} bytes of JSON, over the limit of {limit} \
+         (`with_max_value_bytes`)"
+    )]
+    TooLarge {
+        /// The session key concerned.
+        key: String,
+        /// The value's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A value nests deeper than the configured limit.
+    #[error("session key `{key}` nests deeper than {limit} levels (`with_max_depth`)")]
+    TooDeep {
+        /// The session key concerned.
+        key: String,
+        /// The limit.
+        limit: usize,
     },
     /// The socket has no session: the connect middleware was not installed on its namespace.
     #[error(

@@ -38,6 +38,7 @@
 mod config;
 mod error;
 mod extract;
+mod guard;
 mod http;
 mod id;
 mod lifecycle;
@@ -56,6 +57,7 @@ pub use error::{
     SessionError,
 };
 pub use extract::MaybeSocketSession;
+pub use guard::FailureLimit;
 pub use http::{HttpScope, HttpScopeLayer, HttpStore};
 pub use id::{CookieKey, ExpressSecrets};
 pub use lifecycle::{EndReason, SINVALID_EVENT};

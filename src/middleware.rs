@@ -16,6 +16,7 @@ use crate::id::{SessionKey, auth_sid};
 use crate::lifecycle::{IoBroadcaster, session_room, user_room};
 use crate::origin::OriginChecked;
 use crate::session::Binding;
+use crate::store::StoreFailure;
 
 /// Loads the socket's session before the connect handler runs; refuses the connection with
 /// `session_invalid` or `session_unavailable` otherwise. Get it from
@@ -123,10 +124,34 @@ impl<F> SessionMiddleware<F> {
             );
             return Err(InvalidReason::OriginNotChecked);
         }
-        let key = self.session_id(s, auth)?;
+        let ip = match &shared.client_addr {
+            Some(addr) => addr(s.req_parts()),
+            None => crate::guard::connect_info(s.req_parts()),
+        };
+        let limited = |ip: Option<std::net::IpAddr>| matches!((&shared.failures, ip), (Some(f), Some(ip)) if f.limited(ip));
+        let fail = |reason: InvalidReason| {
+            if let (Some(f), Some(ip), InvalidReason::Malformed | InvalidReason::Unknown) =
+                (&shared.failures, ip, reason)
+            {
+                f.failed(ip);
+            }
+            reason
+        };
+        if limited(ip) {
+            return Err(InvalidReason::RateLimited);
+        }
+        let key = self.session_id(s, auth).map_err(fail)?;
+        let Some(_permit) = shared.in_flight.try_enter() else {
+            return Err(InvalidReason::Overloaded);
+        };
         let id = key.id;
         let live = shared.registry.get_or_create(shared, key);
-        match live.load_for_connect().await {
+        // Bounded as a whole: waiting behind another socket's load of the same session counts.
+        let timeout = shared.store.timeout();
+        let loaded = tokio::time::timeout(timeout, live.load_for_connect())
+            .await
+            .unwrap_or(Err(StoreFailure::Timeout(timeout)));
+        match loaded {
             Ok(Some(record)) => {
                 if !shared.knows_io() {
                     let Ok(io) = SocketIo::<A>::from_connect_parts(s, auth);
@@ -141,7 +166,7 @@ impl<F> SessionMiddleware<F> {
                 tracing::debug!(session = %live.tag, socket = %s.id, "socket bound to session");
                 Ok(Binding::new(live))
             }
-            Ok(None) => Err(InvalidReason::Unknown),
+            Ok(None) => Err(fail(InvalidReason::Unknown)),
             Err(failure) => {
                 tracing::warn!(session = %live.tag, ?failure, "session store failed at connect");
                 Err(failure.reason())

@@ -526,6 +526,7 @@ impl SocketSession {
     /// Stores `value` under `key`.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(|e| SessionError::serde(key, e))?;
+        self.check(key, &value)?;
         self.with_state(|st| {
             set(st, key, Some(value))?;
             Ok(())
@@ -564,12 +565,16 @@ impl SocketSession {
         F: FnMut(Option<T>) -> T + Send + 'static,
     {
         let owned_key = key.to_owned();
+        let limits = Limits::of(&self.inner.live.shared);
         let mut updater: Updater = Box::new(move |old: Option<Value>| {
             let old = old
                 .map(serde_json::from_value)
                 .transpose()
                 .map_err(|e| SessionError::serde(&owned_key, e))?;
-            serde_json::to_value(f(old)).map_err(|e| SessionError::serde(&owned_key, e))
+            let new =
+                serde_json::to_value(f(old)).map_err(|e| SessionError::serde(&owned_key, e))?;
+            limits.check(&owned_key, &new)?;
+            Ok(new)
         });
         let mut value = self
             .with_state(|st| {
@@ -606,6 +611,10 @@ impl SocketSession {
         }
     }
 
+    fn check(&self, key: &str, value: &Value) -> Result<(), SessionError> {
+        Limits::of(&self.inner.live.shared).check(key, value)
+    }
+
     /// The mode this session is served in.
     pub fn mode(&self) -> crate::Mode {
         self.inner.live.shared.mode
@@ -615,6 +624,65 @@ impl SocketSession {
     pub fn tag(&self) -> &SessionTag {
         &self.inner.live.tag
     }
+}
+
+/// The size and depth limits on values sockets store.
+#[derive(Clone, Copy)]
+struct Limits {
+    bytes: usize,
+    depth: usize,
+}
+
+impl Limits {
+    fn of(shared: &Shared) -> Self {
+        Limits {
+            bytes: shared.max_value_bytes,
+            depth: shared.max_depth,
+        }
+    }
+
+    fn check(self, key: &str, value: &Value) -> Result<(), SessionError> {
+        if depth(value) > self.depth {
+            return Err(SessionError::TooDeep {
+                key: key.to_owned(),
+                limit: self.depth,
+            });
+        }
+        let size = json_len(value);
+        if size > self.bytes {
+            return Err(SessionError::TooLarge {
+                key: key.to_owned(),
+                size,
+                limit: self.bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The length of a value's JSON text, without building it.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, v).expect("a JSON value encodes");
+    count.0
 }
 
 /// Writes or removes one key; refuses when the session is gone.

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use socketio_sessions::redis_store::fred::prelude::{Builder as FredBuilder, Config as FredConfig};
 use socketio_sessions::redis_store::fred::types::RespVersion;
 use socketio_sessions::{
-    ConditionalStore, ExpressSecrets, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode,
-    SocketSession, SocketSessions, SocketSessionsBuilder,
+    ConditionalStore, ExpressSecrets, FailureLimit, HttpScopeLayer, InvalidSession,
+    MaybeSocketSession, Mode, SocketSession, SocketSessions, SocketSessionsBuilder,
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
@@ -61,6 +61,10 @@ pub struct DemoOptions {
     /// Read an Express app's sessions (its `connect.sid` cookie, signed with these secrets)
     /// instead of the demo's own; the store must then be its connect-redis database.
     pub express_secrets: Option<ExpressSecrets>,
+    /// Per-address limit on invalid-session handshakes (`None`: the library's default).
+    pub failure_limit: Option<FailureLimit>,
+    /// Cap on session loads in flight at connect (`None`: the library's default).
+    pub max_loads_in_flight: Option<usize>,
     /// Also accept the session cookie's value as `auth: {sid}` (the seed's client model).
     pub auth_sid: bool,
     /// Told about every refused socket connection (the seed's `sinvalid`).
@@ -93,6 +97,8 @@ impl DemoOptions {
             rolling: None,
             redis_adapter: None,
             express_secrets: None,
+            failure_limit: None,
+            max_loads_in_flight: None,
         }
     }
 }
@@ -134,6 +140,12 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Rou
     }
     if let Some(key) = &opts.signing_key {
         sessions = sessions.with_signed(key.clone());
+    }
+    if let Some(limit) = opts.failure_limit {
+        sessions = sessions.with_failure_limit(limit);
+    }
+    if let Some(max) = opts.max_loads_in_flight {
+        sessions = sessions.with_max_loads_in_flight(max);
     }
     if let Some(secrets) = &opts.express_secrets {
         sessions = sessions.with_express(secrets.clone());

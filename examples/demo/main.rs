@@ -125,11 +125,15 @@ async fn main() {
     );
     // A stable line that scripts and the end-to-end tests wait for.
     println!("demo: listening on http://{local}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            tokio::signal::ctrl_c().await.ok();
-        })
-        .await
-        .unwrap_or_else(|e| fail(format!("server error: {e}")));
+    // Client addresses feed the per-address limit on invalid-session handshakes.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        tokio::signal::ctrl_c().await.ok();
+    })
+    .await
+    .unwrap_or_else(|e| fail(format!("server error: {e}")));
     store.close().await;
 }

@@ -201,6 +201,10 @@ impl StoreHandle {
         &self.backend
     }
 
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub(crate) fn is_conditional(&self) -> bool {
         matches!(self.backend, Backend::Conditional(_))
     }

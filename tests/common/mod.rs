@@ -45,11 +45,22 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one, or returns `None` (printing why) when the binary is missing and not required.
     pub async fn start() -> Option<RedisServer> {
+        Self::start_with(&["--appendonly", "no"]).await
+    }
+
+    /// Starts one that keeps every write on disk (AOF, fsync always), so that it can be killed
+    /// and restarted without losing acknowledged writes.
+    pub async fn start_durable() -> Option<RedisServer> {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Option<RedisServer> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -68,6 +79,7 @@ impl RedisServer {
             port: free_port(),
             child: None,
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.spawn().await;
         Some(server)
@@ -76,7 +88,8 @@ impl RedisServer {
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--save", "", "--protected-mode", "no"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -347,12 +360,15 @@ impl TestServer {
         let router = make(options).await.expect("the demo app builds");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    rx.await.ok();
-                })
-                .await
-                .unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                rx.await.ok();
+            })
+            .await
+            .unwrap();
         });
         TestServer {
             addr,

@@ -1,0 +1,198 @@
+//! When things go wrong: a store that dies under load or answers slowly, hostile handshakes,
+//! oversize values. Nothing acknowledged is lost, nothing hangs, nobody gets in.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use socketio_sessions::FailureLimit;
+
+fn unknown_cookie() -> String {
+    format!("id={}", tower_sessions::session::Id::default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_handshakes_are_limited_per_address_without_store_calls() {
+    let Some(st) = TestStore::open(Backend::Memory).await else {
+        return;
+    };
+    let window = Duration::from_secs(2);
+    let server = TestServer::start(&st, |o| {
+        o.failure_limit = Some(FailureLimit {
+            max_failures: 5,
+            window,
+        })
+    })
+    .await;
+    let valid = server.login("ann").await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        let s = TestSocket::connect(
+            &server,
+            Transport::Websocket,
+            Dial {
+                cookie: Some(unknown_cookie()),
+                ..Dial::default()
+            },
+        )
+        .await;
+        assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
+    }
+    // Past the limit: the same answer, and no store call, even for a valid cookie.
+    let before = st.calls();
+    for cookie in [unknown_cookie(), "id=garbage".into(), valid.clone()] {
+        for t in TRANSPORTS {
+            let s = TestSocket::connect(
+                &server,
+                t,
+                Dial {
+                    cookie: Some(cookie.clone()),
+                    ..Dial::default()
+                },
+            )
+            .await;
+            assert_eq!(
+                s.outcome,
+                Outcome::Refused("session_invalid".into()),
+                "{t:?}"
+            );
+        }
+    }
+    assert_eq!(st.calls(), before, "a limited handshake reached the store");
+    // The window passes: valid sessions connect again.
+    tokio::time::sleep((window + Duration::from_millis(200)).saturating_sub(started.elapsed()))
+        .await;
+    let s = connected(&server, Transport::Websocket, &valid).await;
+    assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "ann" }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_is_capped_and_the_excess_is_refused_at_once() {
+    let Some(st) = TestStore::open(Backend::Memory).await else {
+        return;
+    };
+    let server = TestServer::start(&st, |o| {
+        o.store_timeout = Duration::from_secs(2);
+        o.max_loads_in_flight = Some(4);
+    })
+    .await;
+    let cookie = server.login("bob").await;
+    st.store.hang();
+    let started = Instant::now();
+    let attempts = (0..20).map(|i| {
+        let cookie = cookie.clone();
+        let server = &server;
+        async move {
+            let s = TestSocket::connect(
+                server,
+                TRANSPORTS[i % 2],
+                Dial {
+                    cookie: Some(cookie),
+                    ..Dial::default()
+                },
+            )
+            .await;
+            (s.outcome, started.elapsed())
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    for (outcome, _) in &results {
+        assert_eq!(*outcome, Outcome::Refused("session_unavailable".into()));
+    }
+    // At most 4 waited for the store; the rest were refused well before its timeout.
+    let fast = results
+        .iter()
+        .filter(|(_, at)| *at < Duration::from_millis(1500))
+        .count();
+    assert!(fast >= 16, "only {fast} of 20 refused fast");
+    assert!(
+        results.iter().all(|(_, at)| *at < Duration::from_secs(6)),
+        "a handshake hung"
+    );
+    // The store answers again: so does the server.
+    st.store.heal();
+    let s = connected(&server, Transport::Websocket, &cookie).await;
+    assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "bob" }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_under_load_fails_fast_keeps_acknowledged_writes_and_recovers() {
+    let Some(mut redis) = RedisServer::start_durable().await else {
+        return;
+    };
+    let store = DemoStore::open(&redis.url()).await.unwrap();
+    let server = TestServer::start_with(move |o| app::app_conditional(store, o), |_| {}).await;
+    let cookie = server.login("cy").await;
+    let sockets = [
+        connected(&server, Transport::Websocket, &cookie).await,
+        connected(&server, Transport::Polling, &cookie).await,
+    ];
+    let acked = std::sync::atomic::AtomicU64::new(0);
+    let load = |rounds: usize| {
+        let (sockets, acked) = (&sockets, &acked);
+        async move {
+            let mut errors = Vec::new();
+            for _ in 0..rounds {
+                let each = sockets.iter().map(|s| async move {
+                    let sent = Instant::now();
+                    (s.ack("incr", json!({})).await, sent.elapsed())
+                });
+                for (answer, took) in futures_util::future::join_all(each).await {
+                    if answer.is_u64() {
+                        acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    } else {
+                        errors.push((answer, took));
+                    }
+                }
+            }
+            errors
+        }
+    };
+    assert!(load(20).await.is_empty(), "errors while Redis was up");
+    redis.kill();
+    let errors = load(5).await;
+    assert_eq!(
+        errors.len(),
+        10,
+        "every event while Redis is down gets an error ack"
+    );
+    for (answer, took) in &errors {
+        assert_eq!(*answer, json!({ "error": "session_unavailable" }));
+        // The store timeout is 500 ms; two handlers of the session may queue behind each other.
+        assert!(*took < Duration::from_secs(3), "an error ack took {took:?}");
+    }
+    let s = TestSocket::connect(
+        &server,
+        Transport::Websocket,
+        Dial {
+            cookie: Some(cookie.clone()),
+            ..Dial::default()
+        },
+    )
+    .await;
+    assert_eq!(s.outcome, Outcome::Refused("session_unavailable".into()));
+
+    redis.restart().await;
+    let back = Instant::now();
+    loop {
+        let answer = sockets[0].ack("incr", json!({})).await;
+        if answer.is_u64() {
+            acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "no recovery within 5 s: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = connected(&server, Transport::Websocket, &cookie).await;
+    assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "cy" }));
+    // Every acknowledged write is in the store.
+    assert_eq!(
+        server.count(&cookie).await,
+        acked.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
