@@ -1,0 +1,1416 @@
+//! `socketio-sessions-bench run [--quick]`: starts every server under test (and a redis-server
+//! of its own), runs the scenarios, prints one table with ratios to B0 and to the Node peer, the
+//! targets, and `N passed, M failed`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::http::{self, Login};
+use crate::load::{Event, Target};
+use crate::procs::{self, Proc, Spawn};
+use crate::scenario::{self, Load, Sample, Timing};
+
+/// Everything a run can be told.
+#[derive(Debug, Clone)]
+pub(crate) struct Opts {
+    quick: bool,
+    repeats: usize,
+    timing: Timing,
+    conns: usize,
+    window: usize,
+    iso_per_session: usize,
+    iso_window: usize,
+    iso_sessions: Vec<usize>,
+    rate_conns: usize,
+    rate_hz: f64,
+    churn_dialers: usize,
+    churn_pool: usize,
+    idle_conns: usize,
+    idle_per_proc: usize,
+    idle_settle: Duration,
+    redis_requests: usize,
+    pin: bool,
+    only: Option<Vec<String>>,
+    node_peer: PathBuf,
+    keep_logs: bool,
+}
+
+impl Opts {
+    fn full() -> Opts {
+        Opts {
+            quick: false,
+            repeats: 3,
+            timing: Timing {
+                warmup: Duration::from_secs(1),
+                measure: Duration::from_secs(5),
+            },
+            conns: 100,
+            window: 8,
+            iso_per_session: 8,
+            iso_window: 2,
+            iso_sessions: vec![1, 2, 8],
+            rate_conns: 1000,
+            rate_hz: 10.0,
+            churn_dialers: 32,
+            churn_pool: 1000,
+            idle_conns: 10_000,
+            idle_per_proc: 5_000,
+            idle_settle: Duration::from_secs(2),
+            redis_requests: 200_000,
+            pin: true,
+            only: None,
+            node_peer: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node-peer")),
+            keep_logs: false,
+        }
+    }
+
+    fn quick() -> Opts {
+        Opts {
+            quick: true,
+            repeats: 1,
+            timing: Timing {
+                warmup: Duration::from_millis(200),
+                measure: Duration::from_millis(600),
+            },
+            conns: 20,
+            iso_per_session: 4,
+            iso_sessions: vec![1, 2, 4],
+            rate_conns: 100,
+            churn_dialers: 8,
+            churn_pool: 64,
+            idle_conns: 500,
+            idle_per_proc: 250,
+            idle_settle: Duration::from_millis(500),
+            redis_requests: 20_000,
+            ..Opts::full()
+        }
+    }
+
+    pub(crate) fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut o = if args.iter().any(|a| a == "--quick") {
+            Opts::quick()
+        } else {
+            Opts::full()
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
+                v.parse().map_err(|_| format!("{flag}: not a number: {v}"))
+            }
+            match flag.as_str() {
+                "--quick" => {}
+                "--repeats" => o.repeats = num::<usize>(flag, value()?)?.max(1),
+                "--duration" => o.timing.measure = Duration::from_secs_f64(num(flag, value()?)?),
+                "--warmup" => o.timing.warmup = Duration::from_secs_f64(num(flag, value()?)?),
+                "--conns" => o.conns = num(flag, value()?)?,
+                "--window" => o.window = num(flag, value()?)?,
+                "--idle-conns" => o.idle_conns = num(flag, value()?)?,
+                "--no-pin" => o.pin = false,
+                "--keep-logs" => o.keep_logs = true,
+                "--node-peer" => o.node_peer = PathBuf::from(value()?),
+                "--only" => {
+                    o.only = Some(
+                        value()?
+                            .split(',')
+                            .map(|s| s.trim().to_ascii_uppercase())
+                            .collect(),
+                    )
+                }
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+// ---- what runs ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Store {
+    Memory,
+    Sqlite,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum M {
+    Conn,
+    Msg,
+}
+
+/// A server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Imp {
+    /// Plain socketioxide, no sessions.
+    B0,
+    /// socketioxide + socketio-sessions.
+    Ours(M, Store),
+    /// socket.io + express-session.
+    Node(M, Store),
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Memory => "memory",
+            Store::Sqlite => "sqlite",
+            Store::Redis => "redis",
+        }
+    }
+}
+
+impl M {
+    fn name(self) -> &'static str {
+        match self {
+            M::Conn => "per-conn",
+            M::Msg => "per-msg",
+        }
+    }
+    fn arg(self) -> &'static str {
+        match self {
+            M::Conn => "per-connection",
+            M::Msg => "per-message",
+        }
+    }
+}
+
+impl Imp {
+    fn label(self) -> String {
+        match self {
+            Imp::B0 => "B0 socketioxide (no sessions)".into(),
+            Imp::Ours(m, s) => format!("ours {} {}", m.name(), s.name()),
+            Imp::Node(m, s) => format!("Node {} {}", m.name(), s.name()),
+        }
+    }
+    fn store(self) -> Option<Store> {
+        match self {
+            Imp::B0 => None,
+            Imp::Ours(_, s) | Imp::Node(_, s) => Some(s),
+        }
+    }
+    fn tag(self) -> String {
+        self.label()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Scen {
+    S1,
+    S2,
+    S3,
+    S3i,
+    S4,
+    S5,
+    S6,
+}
+
+impl Scen {
+    fn name(self) -> &'static str {
+        match self {
+            Scen::S1 => "S1",
+            Scen::S2 => "S2",
+            Scen::S3 => "S3",
+            Scen::S3i => "S3i",
+            Scen::S4 => "S4",
+            Scen::S5 => "S5",
+            Scen::S6 => "S6",
+        }
+    }
+    fn unit(self) -> &'static str {
+        match self {
+            Scen::S5 => "conn/s",
+            Scen::S6 => "KiB/conn",
+            _ => "msg/s",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    scen: Scen,
+    imp: Imp,
+    load: Load,
+    /// S3i: how many sessions share the connections.
+    sessions: usize,
+}
+
+fn rows(o: &Opts) -> Vec<Row> {
+    use Imp::*;
+    use M::*;
+    use Store::*;
+    let mut v = Vec::new();
+    let closed = |event, sessions| Load::Closed {
+        event,
+        conns: o.conns,
+        window: o.window,
+        sessions,
+    };
+    let mut add = |scen, imp, load| {
+        v.push(Row {
+            scen,
+            imp,
+            load,
+            sessions: 0,
+        })
+    };
+    for imp in [
+        B0,
+        Ours(Conn, Memory),
+        Ours(Conn, Sqlite),
+        Ours(Conn, Redis),
+        Node(Conn, Memory),
+        Node(Conn, Redis),
+    ] {
+        add(Scen::S1, imp, closed(Event::Echo, o.conns));
+    }
+    for imp in [
+        Ours(Msg, Memory),
+        Ours(Msg, Sqlite),
+        Ours(Msg, Redis),
+        Node(Msg, Memory),
+        Node(Msg, Redis),
+    ] {
+        add(Scen::S2, imp, closed(Event::Echo, o.conns));
+    }
+    for imp in [
+        B0,
+        Ours(Msg, Memory),
+        Ours(Msg, Sqlite),
+        Ours(Msg, Redis),
+        Node(Msg, Memory),
+        Node(Msg, Redis),
+    ] {
+        add(Scen::S3, imp, closed(Event::Incr, o.conns));
+    }
+    for imp in [
+        B0,
+        Ours(Conn, Memory),
+        Ours(Msg, Memory),
+        Ours(Msg, Sqlite),
+        Ours(Msg, Redis),
+        Node(Msg, Memory),
+    ] {
+        add(
+            Scen::S4,
+            imp,
+            Load::Fixed {
+                event: Event::Incr,
+                conns: o.rate_conns,
+                hz: o.rate_hz,
+            },
+        );
+    }
+    for imp in [
+        B0,
+        Ours(Conn, Memory),
+        Ours(Conn, Sqlite),
+        Ours(Conn, Redis),
+        Ours(Msg, Memory),
+        Node(Conn, Memory),
+        Node(Conn, Redis),
+    ] {
+        add(
+            Scen::S5,
+            imp,
+            Load::Churn {
+                event: Event::Echo,
+                dialers: o.churn_dialers,
+                pool: o.churn_pool,
+            },
+        );
+    }
+    for imp in [B0, Ours(Conn, Memory), Ours(Msg, Redis), Node(Conn, Memory)] {
+        add(
+            Scen::S6,
+            imp,
+            Load::Idle {
+                conns: o.idle_conns,
+                per_proc: o.idle_per_proc,
+            },
+        );
+    }
+    for store in [Memory, Redis] {
+        for &k in &o.iso_sessions {
+            v.push(Row {
+                scen: Scen::S3i,
+                imp: Ours(Msg, store),
+                load: Load::Closed {
+                    event: Event::Incr,
+                    conns: o.iso_per_session * k,
+                    window: o.iso_window,
+                    sessions: k,
+                },
+                sessions: k,
+            });
+        }
+    }
+    v.sort_by_key(|r| r.scen);
+    if let Some(only) = &o.only {
+        let node = only.iter().any(|s| s == "S7");
+        v.retain(|r| {
+            only.iter().any(|s| s == r.scen.name()) || (node && matches!(r.imp, Imp::Node(..)))
+        });
+    }
+    v
+}
+
+// ---- the environment: servers, redis, node ----
+
+struct Server {
+    proc: Proc,
+    target: Target,
+    cookies: Vec<String>,
+    session_bytes: u64,
+}
+
+struct Env {
+    opts: Opts,
+    bin_dir: PathBuf,
+    logs: PathBuf,
+    server_cpu: Option<usize>,
+    workers: usize,
+    redis: Result<(Proc, u16), String>,
+    node: Result<String, String>,
+}
+
+impl Env {
+    fn available(&self, imp: Imp) -> Result<(), String> {
+        if let Imp::Node(..) = imp
+            && let Err(e) = &self.node
+        {
+            return Err(e.clone());
+        }
+        if imp.store() == Some(Store::Redis)
+            && let Err(e) = &self.redis
+        {
+            return Err(e.clone());
+        }
+        Ok(())
+    }
+
+    async fn start(&self, imp: Imp, sessions: usize, tag: &str) -> Result<Server, String> {
+        self.available(imp)?;
+        let store_arg = |s: Store| match s {
+            Store::Memory => "memory".to_owned(),
+            Store::Sqlite => format!("sqlite://{}", self.logs.join(format!("{tag}.db")).display()),
+            Store::Redis => format!(
+                "redis://127.0.0.1:{}",
+                self.redis.as_ref().map(|r| r.1).unwrap_or(0)
+            ),
+        };
+        let server_bin = self.bin_dir.join("bench-server");
+        let node = PathBuf::from("node");
+        let (program, args, dir): (&Path, Vec<String>, Option<&Path>) = match imp {
+            Imp::B0 => (
+                &server_bin,
+                vec![
+                    "--kind".into(),
+                    "b0".into(),
+                    "--workers".into(),
+                    self.workers.to_string(),
+                ],
+                None,
+            ),
+            Imp::Ours(m, s) => (
+                &server_bin,
+                vec![
+                    "--kind".into(),
+                    "sessions".into(),
+                    "--mode".into(),
+                    m.arg().into(),
+                    "--store".into(),
+                    store_arg(s),
+                    "--workers".into(),
+                    self.workers.to_string(),
+                ],
+                None,
+            ),
+            Imp::Node(m, s) => (
+                &node,
+                vec![
+                    "server.mjs".into(),
+                    "--mode".into(),
+                    m.arg().into(),
+                    "--store".into(),
+                    store_arg(s),
+                ],
+                Some(self.opts.node_peer.as_path()),
+            ),
+        };
+        let mut proc = Proc::spawn(Spawn {
+            name: tag,
+            program,
+            args,
+            cpu: self.server_cpu,
+            dir,
+            logs: &self.logs,
+            stdin: false,
+        })?;
+        let addr = proc.listening(Duration::from_secs(30)).await?;
+        let logins: Vec<Login> = http::login_many(addr, tag, sessions.max(1), 16)
+            .await
+            .map_err(|e| format!("{tag}: {e}"))?;
+        Ok(Server {
+            target: Target {
+                addr,
+                origin: format!("http://{addr}"),
+            },
+            session_bytes: logins.first().map_or(0, |l| l.bytes),
+            cookies: logins.into_iter().map(|l| l.cookie).collect(),
+            proc,
+        })
+    }
+}
+
+// ---- results ----
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Ran(Agg),
+    Skipped(String),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Agg {
+    value: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    rss: Option<u64>,
+    errors: u64,
+    lost: u64,
+    runs: usize,
+    messages: Vec<String>,
+    connects_per_s: Option<f64>,
+    session_bytes: u64,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn aggregate(samples: &[Sample], session_bytes: u64) -> Agg {
+    let mut messages = Vec::new();
+    for s in samples {
+        for m in &s.messages {
+            if messages.len() < 3 {
+                messages.push(m.clone());
+            }
+        }
+    }
+    Agg {
+        value: median(samples.iter().map(|s| s.value).collect()).unwrap_or(0.0),
+        p50: median(samples.iter().filter_map(|s| s.p50_ms).collect()),
+        p99: median(samples.iter().filter_map(|s| s.p99_ms).collect()),
+        rss: median(
+            samples
+                .iter()
+                .filter_map(|s| s.rss_kib.map(|r| r as f64))
+                .collect(),
+        )
+        .map(|r| r as u64),
+        errors: samples.iter().map(|s| s.errors).sum(),
+        lost: samples.iter().map(|s| s.lost).sum(),
+        runs: samples.len(),
+        messages,
+        connects_per_s: median(samples.iter().filter_map(|s| s.connects_per_s).collect()),
+        session_bytes,
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct RedisCeiling {
+    get: f64,
+    set: f64,
+    clients: usize,
+    value_bytes: usize,
+}
+
+impl RedisCeiling {
+    /// GET + SET pairs per second: one load and one save per session write.
+    fn pairs(&self) -> f64 {
+        1.0 / (1.0 / self.get + 1.0 / self.set)
+    }
+}
+
+// ---- the run ----
+
+pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
+    let started = Instant::now();
+    let require_all = std::env::var("SOCKETIO_SESSIONS_REQUIRE_ALL").is_ok_and(|v| v == "1");
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let bin_dir = exe
+        .parent()
+        .ok_or("no directory for the executable")?
+        .to_path_buf();
+    if !bin_dir.join("bench-server").exists() {
+        return Err(format!(
+            "{} not found: build with `cargo build --release -p socketio-sessions-bench`",
+            bin_dir.join("bench-server").display()
+        ));
+    }
+    let logs = std::env::temp_dir().join(format!("socketio-sessions-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let nproc = online_cpus();
+    let taskset = procs::runs("taskset").await.is_ok();
+    let mine = own_affinity();
+    // Pinned: servers on one core with one worker (Node is single-threaded), the generator and
+    // redis-server on another core (run.sh starts this process with `taskset -c 1`).
+    let (server_cpu, aux_cpu, workers) = if opts.pin && taskset && nproc >= 2 {
+        let server = (0..nproc).find(|c| !mine.contains(c)).unwrap_or(0);
+        let aux = mine.iter().copied().find(|c| *c != server).unwrap_or(1);
+        (Some(server), Some(aux), 1)
+    } else {
+        (None, None, nproc.max(1))
+    };
+
+    let node = node_status(&opts.node_peer).await;
+    let redis = start_redis(&logs, aux_cpu).await;
+
+    eprintln!(
+        "socketio-sessions-bench: {} mode, logs in {}",
+        if opts.quick { "quick" } else { "full" },
+        logs.display()
+    );
+    let env = Env {
+        opts: opts.clone(),
+        bin_dir,
+        logs: logs.clone(),
+        server_cpu,
+        workers,
+        redis,
+        node,
+    };
+
+    let header = header(&opts, server_cpu, aux_cpu, &mine, cpus, &env).await;
+    let rows = rows(&opts);
+    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; rows.len()];
+    let mut session_bytes: HashMap<Imp, u64> = HashMap::new();
+
+    // Persistent servers for S1–S5, started once (in the order first needed) and kept through
+    // every repeat.
+    let mut servers: HashMap<Imp, Server> = HashMap::new();
+    let mut needed: HashMap<Imp, usize> = HashMap::new();
+    for r in rows.iter().filter(|r| r.scen != Scen::S6) {
+        let n = needed.entry(r.imp).or_default();
+        *n = (*n).max(r.load.sessions_needed());
+    }
+    let mut failed_servers: HashMap<Imp, String> = HashMap::new();
+    let mut ceilings: Vec<RedisCeiling> = Vec::new();
+    let mut ceiling_error: Option<String> = None;
+    let redis_clients = opts.conns;
+
+    for rep in 0..opts.repeats {
+        for (i, row) in rows.iter().enumerate() {
+            if row.scen == Scen::S6 {
+                continue;
+            }
+            if let Err(why) = env.available(row.imp) {
+                outcomes[i] = Some(Outcome::Skipped(why));
+                continue;
+            }
+            if let Some(why) = failed_servers.get(&row.imp) {
+                outcomes[i] = Some(Outcome::Failed(why.clone()));
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = servers.entry(row.imp) {
+                let tag = row.imp.tag();
+                match env.start(row.imp, needed[&row.imp], &tag).await {
+                    Ok(s) => {
+                        session_bytes.insert(row.imp, s.session_bytes);
+                        slot.insert(s);
+                    }
+                    Err(e) => {
+                        eprintln!("  {}: {e}", row.imp.label());
+                        failed_servers.insert(row.imp, e.clone());
+                        outcomes[i] = Some(Outcome::Failed(e));
+                        continue;
+                    }
+                }
+            }
+            let srv = &servers[&row.imp];
+            let sample = scenario::run_load(
+                &srv.target,
+                srv.proc.pid,
+                &srv.cookies,
+                &row.load,
+                scenario_timing(&opts, row.scen),
+            )
+            .await;
+            eprintln!(
+                "[{}/{}] {:<4} {:<34} {}",
+                rep + 1,
+                opts.repeats,
+                row.scen.name(),
+                describe(row),
+                brief(row.scen, &sample)
+            );
+            results[i].push(sample);
+            // Let disconnect-time work (per-connection saves) finish before the next row.
+            tokio::time::sleep(Duration::from_millis(if opts.quick { 50 } else { 300 })).await;
+        }
+        // The Redis ceiling for S3: redis-benchmark GET and SET at S3's concurrency, in the
+        // same run, against the same redis-server.
+        if let Ok((_, port)) = &env.redis
+            && rows.iter().any(|r| r.scen == Scen::S3)
+        {
+            match redis_ceiling(&env, *port, redis_clients, &servers).await {
+                Ok(c) => {
+                    eprintln!(
+                        "[{}/{}] redis-benchmark -c {}: GET {:.0}/s, SET {:.0}/s, GET+SET pairs {:.0}/s",
+                        rep + 1,
+                        opts.repeats,
+                        c.clients,
+                        c.get,
+                        c.set,
+                        c.pairs()
+                    );
+                    ceilings.push(c);
+                }
+                Err(e) => {
+                    eprintln!("  redis-benchmark: {e}");
+                    ceiling_error = Some(e);
+                }
+            }
+        }
+    }
+    for (_, s) in servers.drain() {
+        s.proc.kill().await;
+    }
+
+    // S6: a fresh server per row, so that memory freed by earlier loads does not hide growth.
+    for (i, row) in rows.iter().enumerate() {
+        let Load::Idle { conns, per_proc } = row.load else {
+            continue;
+        };
+        if let Err(why) = env.available(row.imp) {
+            outcomes[i] = Some(Outcome::Skipped(why));
+            continue;
+        }
+        let tag = format!("s6-{}", row.imp.tag());
+        let srv = match env.start(row.imp, conns, &tag).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("  {}: {e}", row.imp.label());
+                outcomes[i] = Some(Outcome::Failed(e));
+                continue;
+            }
+        };
+        session_bytes.insert(row.imp, srv.session_bytes);
+        let sample = scenario::run_idle(
+            &srv.proc,
+            &srv.target,
+            &srv.cookies,
+            conns,
+            per_proc,
+            opts.idle_settle,
+            &logs,
+        )
+        .await;
+        eprintln!(
+            "[1/1] {:<4} {:<34} {}",
+            row.scen.name(),
+            describe(row),
+            brief(row.scen, &sample)
+        );
+        results[i].push(sample);
+        srv.proc.kill().await;
+    }
+    if let Ok((redis, _)) = env.redis {
+        redis.kill().await;
+    }
+
+    for (i, row) in rows.iter().enumerate() {
+        if outcomes[i].is_none() {
+            outcomes[i] = Some(Outcome::Ran(aggregate(
+                &results[i],
+                session_bytes.get(&row.imp).copied().unwrap_or(0),
+            )));
+        }
+    }
+    let outcomes: Vec<Outcome> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Failed("not run".into())))
+        .collect();
+    let ceiling = if ceilings.is_empty() {
+        None
+    } else {
+        Some(RedisCeiling {
+            get: median(ceilings.iter().map(|c| c.get).collect()).unwrap_or(0.0),
+            set: median(ceilings.iter().map(|c| c.set).collect()).unwrap_or(0.0),
+            clients: ceilings[0].clients,
+            value_bytes: ceilings[0].value_bytes,
+        })
+    };
+
+    let table = table(&rows, &outcomes);
+    let targets = targets(&rows, &outcomes, ceiling.as_ref(), ceiling_error.as_deref());
+    println!("{header}");
+    println!("{}", legend(&opts));
+    println!("{table}");
+    println!("{targets}");
+
+    // Pass/fail per scenario: every row completed with zero errors (and, for our rows, zero
+    // lost updates). Node rows form S7.
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (name, pick) in [
+        ("S1", Scen::S1),
+        ("S2", Scen::S2),
+        ("S3", Scen::S3),
+        ("S3i", Scen::S3i),
+        ("S4", Scen::S4),
+        ("S5", Scen::S5),
+        ("S6", Scen::S6),
+    ] {
+        let idx: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.scen == pick && !matches!(r.imp, Imp::Node(..)))
+            .map(|(i, _)| i)
+            .collect();
+        if !idx.is_empty() {
+            groups.push((name, idx));
+        }
+    }
+    let node_rows: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r.imp, Imp::Node(..)))
+        .map(|(i, _)| i)
+        .collect();
+    if !node_rows.is_empty() {
+        groups.push(("S7", node_rows));
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for (name, idx) in &groups {
+        let mut problems = Vec::new();
+        let mut ran = 0;
+        for &i in idx {
+            let label = format!("{} {}", rows[i].scen.name(), describe(&rows[i]));
+            match &outcomes[i] {
+                Outcome::Ran(a) => {
+                    ran += 1;
+                    if a.errors > 0 {
+                        problems.push(format!(
+                            "{label}: {} errors ({})",
+                            a.errors,
+                            a.messages.join(" | ")
+                        ));
+                    }
+                    if a.lost > 0 && !matches!(rows[i].imp, Imp::Node(..)) {
+                        problems.push(format!("{label}: {} lost updates", a.lost));
+                    }
+                    if a.runs == 0 {
+                        problems.push(format!("{label}: no measurement"));
+                    }
+                }
+                Outcome::Failed(e) => problems.push(format!("{label}: {e}")),
+                Outcome::Skipped(why) if require_all => problems.push(format!(
+                    "{label}: skipped ({why}) with SOCKETIO_SESSIONS_REQUIRE_ALL=1"
+                )),
+                Outcome::Skipped(_) => {}
+            }
+        }
+        if !problems.is_empty() {
+            failed += 1;
+            println!("FAIL {name}:");
+            for p in problems {
+                println!("  {p}");
+            }
+        } else if ran == 0 {
+            println!("skip {name}: every row skipped (see the table)");
+        } else {
+            passed += 1;
+        }
+    }
+    println!(
+        "wall time {:.0} s (servers, logins and loads; not the build)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{passed} passed, {failed} failed");
+    if !opts.keep_logs && failed == 0 {
+        let _ = std::fs::remove_dir_all(&logs);
+    }
+    Ok(failed == 0)
+}
+
+fn scenario_timing(o: &Opts, scen: Scen) -> Timing {
+    match scen {
+        // Fixed rate needs enough samples for a p99: at least a second in quick mode.
+        Scen::S4 if o.quick => Timing {
+            warmup: o.timing.warmup,
+            measure: Duration::from_secs(1),
+        },
+        _ => o.timing,
+    }
+}
+
+fn describe(r: &Row) -> String {
+    match r.scen {
+        Scen::S3i => format!("{}, {} session(s)", r.imp.label(), r.sessions),
+        _ => r.imp.label(),
+    }
+}
+
+fn brief(scen: Scen, s: &Sample) -> String {
+    let mut out = format!("{:>10.1} {}", s.value, scen.unit());
+    if let (Some(p50), Some(p99)) = (s.p50_ms, s.p99_ms) {
+        let _ = write!(out, "  p50 {p50:.3} ms  p99 {p99:.3} ms");
+    }
+    if let Some(rss) = s.rss_kib {
+        let _ = write!(out, "  rss {:.1} MiB", rss as f64 / 1024.0);
+    }
+    let _ = write!(out, "  errors {}", s.errors);
+    if s.lost > 0 {
+        let _ = write!(out, "  lost {}", s.lost);
+    }
+    if let Some(m) = s.messages.first() {
+        let _ = write!(out, "  ({m})");
+    }
+    out
+}
+
+// ---- helpers: environment ----
+
+fn online_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .map(|s| parse_cpu_list(s.trim()).len())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn own_affinity() -> Vec<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|l| parse_cpu_list(l.trim()))
+        })
+        .unwrap_or_default()
+}
+
+fn parse_cpu_list(s: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.parse::<usize>().ok()),
+        }
+    }
+    out
+}
+
+async fn node_status(peer: &Path) -> Result<String, String> {
+    let version = procs::runs("node").await?;
+    if !peer.join("node_modules/socket.io").exists()
+        || !peer.join("node_modules/express-session").exists()
+    {
+        return Err(format!(
+            "{}/node_modules is missing: run `npm ci` there (bench/run.sh does)",
+            peer.display()
+        ));
+    }
+    Ok(version)
+}
+
+async fn start_redis(logs: &Path, cpu: Option<usize>) -> Result<(Proc, u16), String> {
+    procs::runs("redis-server")
+        .await
+        .map_err(|e| format!("redis-server is not available: {e}"))?;
+    let port = procs::free_port()?;
+    let proc = Proc::spawn(Spawn {
+        name: "redis-server",
+        program: Path::new("redis-server"),
+        args: vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--daemonize".into(),
+            "no".into(),
+        ],
+        cpu,
+        dir: Some(logs),
+        logs,
+        stdin: false,
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(pong) = http::redis_command(port, &["PING"]).await
+            && pong == "+PONG"
+        {
+            return Ok((proc, port));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "redis-server did not answer on port {port} (log: {})",
+                proc.log.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn redis_ceiling(
+    env: &Env,
+    port: u16,
+    clients: usize,
+    servers: &HashMap<Imp, Server>,
+) -> Result<RedisCeiling, String> {
+    // The size of one of our session records (MessagePack), for redis-benchmark's -d.
+    let mut value_bytes = 100;
+    if let Some(s) = servers.get(&Imp::Ours(M::Msg, Store::Redis))
+        && let Some(id) = s
+            .cookies
+            .first()
+            .and_then(|c| c.split_once('='))
+            .map(|(_, v)| v)
+        && let Ok(reply) = http::redis_command(port, &["STRLEN", id]).await
+        && let Some(n) = reply
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+        && n > 0
+    {
+        value_bytes = n;
+    }
+    let mut cmd = match env.server_cpu {
+        Some(cpu) => {
+            let mut c = tokio::process::Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg("redis-benchmark");
+            c
+        }
+        None => tokio::process::Command::new("redis-benchmark"),
+    };
+    let out = cmd
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-c",
+            &clients.to_string(),
+            "-n",
+            &env.opts.redis_requests.to_string(),
+            "-d",
+            &value_bytes.to_string(),
+            "-t",
+            "get,set",
+            "--csv",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("redis-benchmark: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "redis-benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut c = RedisCeiling {
+        clients,
+        value_bytes,
+        ..RedisCeiling::default()
+    };
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(',').map(|f| f.trim_matches('"')).collect();
+        if fields.len() < 2 {
+            continue;
+        }
+        let rps = fields[1].parse::<f64>().unwrap_or(0.0);
+        match fields[0] {
+            "GET" => c.get = rps,
+            "SET" => c.set = rps,
+            _ => {}
+        }
+    }
+    if c.get > 0.0 && c.set > 0.0 {
+        Ok(c)
+    } else {
+        Err(format!("redis-benchmark: unexpected output: {text}"))
+    }
+}
+
+async fn header(
+    o: &Opts,
+    server_cpu: Option<usize>,
+    aux_cpu: Option<usize>,
+    mine: &[usize],
+    cpus: usize,
+    env: &Env,
+) -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let redis = procs::runs("redis-server").await.unwrap_or_else(|e| e);
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "## socketio-sessions benchmarks ({})",
+        if o.quick { "quick" } else { "full" }
+    );
+    let _ = writeln!(h);
+    let _ = writeln!(
+        h,
+        "- machine: {} CPUs online ({model}), {mem_gib:.1} GiB RAM",
+        online_cpus()
+    );
+    match (server_cpu, aux_cpu) {
+        (Some(s), Some(a)) => {
+            let _ = writeln!(
+                h,
+                "- pinned: each server on CPU {s} with 1 worker thread (Node is single-threaded); \
+                 generator on CPU(s) {mine:?} ({cpus} thread(s)); redis-server on CPU {a}"
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                h,
+                "- not pinned: servers with {} worker threads, generator with {cpus}",
+                env.workers
+            );
+        }
+    }
+    let _ = writeln!(
+        h,
+        "- node: {}; redis: {}",
+        env.node
+            .as_ref()
+            .map_or_else(|e| format!("skipped ({e})"), |v| v.clone()),
+        match &env.redis {
+            Ok(_) => redis,
+            Err(e) => format!("skipped ({e})"),
+        }
+    );
+    let _ = writeln!(
+        h,
+        "- each row: median of {} run(s) of {:.1} s after {:.1} s warm-up (S6: one run)",
+        o.repeats,
+        o.timing.measure.as_secs_f64(),
+        o.timing.warmup.as_secs_f64()
+    );
+    h
+}
+
+fn legend(o: &Opts) -> String {
+    format!(
+        "Loads: S1/S2 `echo` (reads the session: per-conn in memory, per-msg a store load), \
+         S3 `incr` (per-msg: load + conditional save before the ack), {c} connections x window {w}, \
+         one session each; S3i `incr`, {ip} connections per session x window {iw}, 1..n sessions; \
+         S4 `incr` at a fixed rate, {rc} connections x {hz} msg/s, latency from the send; \
+         S5 churn, {d} dialers: cookie -> connect -> one `echo` -> disconnect \
+         (p50/p99: dial to ack); S6 {ic} idle connections, server RSS growth per connection \
+         (fresh server). Server SocketIo max_buffer_size 1024. B0 = plain socketioxide. \
+         x B0 and x Node: ratio of the result (S4: added p50/p99 ms; S6: added KiB/conn).\n",
+        c = o.conns,
+        w = o.window,
+        ip = o.iso_per_session,
+        iw = o.iso_window,
+        rc = o.rate_conns,
+        hz = o.rate_hz,
+        d = o.churn_dialers,
+        ic = o.idle_conns,
+    )
+}
+
+// ---- the table and the targets ----
+
+fn find(rows: &[Row], outcomes: &[Outcome], scen: Scen, imp: Imp) -> Option<Agg> {
+    rows.iter()
+        .zip(outcomes)
+        .find(|(r, _)| r.scen == scen && r.imp == imp)
+        .and_then(|(_, o)| match o {
+            Outcome::Ran(a) if a.runs > 0 => Some(a.clone()),
+            _ => None,
+        })
+}
+
+/// The B0 row a row compares with (S2 compares with S1's B0: the same `echo` load).
+fn b0_of(rows: &[Row], outcomes: &[Outcome], r: &Row) -> Option<Agg> {
+    let scen = match r.scen {
+        Scen::S2 => Scen::S1,
+        Scen::S3i => return None,
+        s => s,
+    };
+    find(rows, outcomes, scen, Imp::B0)
+}
+
+/// The Node row a row compares with: same scenario, mode and store.
+fn node_of(rows: &[Row], outcomes: &[Outcome], r: &Row) -> Option<Agg> {
+    let imp = match r.imp {
+        Imp::Ours(m, s) => Imp::Node(m, s),
+        Imp::B0 => Imp::Node(M::Conn, Store::Memory),
+        Imp::Node(..) => return None,
+    };
+    if r.scen == Scen::S3i {
+        return None;
+    }
+    find(rows, outcomes, r.scen, imp)
+}
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn compare(scen: Scen, a: &Agg, base: Option<&Agg>) -> String {
+    let Some(b) = base else {
+        return "—".into();
+    };
+    match scen {
+        Scen::S4 => match (a.p50, a.p99, b.p50, b.p99) {
+            (Some(p50), Some(p99), Some(b50), Some(b99)) => {
+                format!("{:+.3} / {:+.3} ms", p50 - b50, p99 - b99)
+            }
+            _ => "—".into(),
+        },
+        Scen::S6 => format!("{:+.2} KiB", a.value - b.value),
+        _ if b.value > 0.0 => format!("{:.2}×", a.value / b.value),
+        _ => "—".into(),
+    }
+}
+
+fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| # | server under test | result | p50 ms | p99 ms | server RSS MiB | × B0 | × Node | errors |"
+    );
+    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|--:|--:|");
+    for (r, o) in rows.iter().zip(outcomes) {
+        let id = match r.imp {
+            Imp::Node(..) => format!("S7·{}", r.scen.name()),
+            _ => r.scen.name().to_owned(),
+        };
+        let who = describe(r);
+        match o {
+            Outcome::Skipped(why) => {
+                let _ = writeln!(t, "| {id} | {who} | skipped: {why} | | | | | | |");
+            }
+            Outcome::Failed(why) => {
+                let why = why.lines().next().unwrap_or_default();
+                let _ = writeln!(t, "| {id} | {who} | FAILED: {why} | | | | | | |");
+            }
+            Outcome::Ran(a) => {
+                let result = match r.scen {
+                    Scen::S6 => format!(
+                        "{:.2} KiB/conn ({} conn/s dialing)",
+                        a.value,
+                        thousands(a.connects_per_s.unwrap_or(0.0))
+                    ),
+                    Scen::S3i => format!(
+                        "{} msg/s = {}/session",
+                        thousands(a.value),
+                        thousands(a.value / r.sessions.max(1) as f64)
+                    ),
+                    s => format!("{} {}", thousands(a.value), s.unit()),
+                };
+                let p = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.3}"));
+                let rss = a
+                    .rss
+                    .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0));
+                let errors = if a.lost > 0 {
+                    format!("{} (+{} lost updates)", a.errors, a.lost)
+                } else {
+                    a.errors.to_string()
+                };
+                let _ = writeln!(
+                    t,
+                    "| {id} | {who} | {result} | {} | {} | {rss} | {} | {} | {errors} |",
+                    p(a.p50),
+                    p(a.p99),
+                    compare(r.scen, a, b0_of(rows, outcomes, r).as_ref()),
+                    compare(r.scen, a, node_of(rows, outcomes, r).as_ref()),
+                );
+            }
+        }
+    }
+    t
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn targets(
+    rows: &[Row],
+    outcomes: &[Outcome],
+    ceiling: Option<&RedisCeiling>,
+    ceiling_error: Option<&str>,
+) -> String {
+    use Imp::*;
+    use M::*;
+    use Store::*;
+    let mut t = String::from("Targets:\n");
+    let get = |scen, imp| find(rows, outcomes, scen, imp);
+    let ratio = |a: Option<Agg>, b: Option<Agg>| match (a, b) {
+        (Some(a), Some(b)) if b.value > 0.0 => Some(a.value / b.value),
+        _ => None,
+    };
+    let b0_s1 = get(Scen::S1, B0);
+    for s in [Memory, Sqlite, Redis] {
+        if let Some(r) = ratio(get(Scen::S1, Ours(Conn, s)), b0_s1.clone()) {
+            let _ = writeln!(
+                t,
+                "- S1 per-connection {} echo ≥ 0.97 × B0: {r:.2} × — {}",
+                s.name(),
+                verdict(r >= 0.97)
+            );
+        }
+    }
+    let s3 = get(Scen::S3, Ours(Msg, Memory));
+    if let Some(r) = ratio(s3.clone(), get(Scen::S3, B0)) {
+        let _ = writeln!(
+            t,
+            "- S3 per-message memory ≥ 0.75 × B0: {r:.2} × — {}",
+            verdict(r >= 0.75)
+        );
+    }
+    if let Some(r) = ratio(s3, get(Scen::S3, Node(Msg, Memory))) {
+        let _ = writeln!(
+            t,
+            "- S3 per-message memory ≥ 2.5 × Node per-message: {r:.2} × — {}",
+            verdict(r >= 2.5)
+        );
+    }
+    if let Some(r) = ratio(get(Scen::S5, Ours(Conn, Memory)), get(Scen::S5, B0)) {
+        let _ = writeln!(
+            t,
+            "- S5 per-connection memory churn ≥ 0.85 × B0: {r:.2} × — {}",
+            verdict(r >= 0.85)
+        );
+    }
+    if let Some(r) = ratio(get(Scen::S5, Ours(Msg, Memory)), get(Scen::S5, B0)) {
+        let _ = writeln!(
+            t,
+            "- S5 per-message memory churn ≥ 0.85 × B0: {r:.2} × — {}",
+            verdict(r >= 0.85)
+        );
+    }
+    if let Some(b0) = get(Scen::S6, B0) {
+        for imp in [Ours(Conn, Memory), Ours(Msg, Redis)] {
+            if let Some(a) = get(Scen::S6, imp) {
+                let limit = b0.value + 2.0 + a.session_bytes as f64 / 1024.0;
+                let _ = writeln!(
+                    t,
+                    "- S6 {} ≤ B0 + 2 KiB + session ({} B) = {limit:.2} KiB/conn: {:.2} KiB/conn — {}",
+                    imp.label(),
+                    a.session_bytes,
+                    a.value,
+                    verdict(a.value <= limit)
+                );
+            }
+        }
+    }
+    match (get(Scen::S3, Ours(Msg, Redis)), ceiling) {
+        (Some(a), Some(c)) => {
+            let r = a.value / c.pairs();
+            let _ = writeln!(
+                t,
+                "- S3 Redis ≥ 0.8 × redis-benchmark GET+SET at -c {} (-d {}: GET {}/s, SET {}/s → {} pairs/s): {} msg/s = {r:.2} × — {}",
+                c.clients,
+                c.value_bytes,
+                thousands(c.get),
+                thousands(c.set),
+                thousands(c.pairs()),
+                thousands(a.value),
+                verdict(r >= 0.8)
+            );
+        }
+        (Some(_), None) => {
+            let _ = writeln!(
+                t,
+                "- S3 Redis vs redis-benchmark: no ceiling measured ({})",
+                ceiling_error.unwrap_or("redis-benchmark not run")
+            );
+        }
+        _ => {}
+    }
+    for s in [Redis, Memory] {
+        let per_session = |k: usize| {
+            rows.iter()
+                .zip(outcomes)
+                .find(|(r, _)| r.scen == Scen::S3i && r.imp == Ours(Msg, s) && r.sessions == k)
+                .and_then(|(r, o)| match o {
+                    Outcome::Ran(a) if a.runs > 0 => Some(a.value / r.sessions as f64),
+                    _ => None,
+                })
+        };
+        let ks: Vec<usize> = rows
+            .iter()
+            .filter(|r| r.scen == Scen::S3i && r.imp == Ours(Msg, s))
+            .map(|r| r.sessions)
+            .collect();
+        if let (Some(one), Some(two)) = (per_session(1), per_session(2)) {
+            let r = two / one;
+            let more = ks
+                .iter()
+                .filter(|k| **k > 2)
+                .filter_map(|k| per_session(*k).map(|v| format!("{k} sessions {:.2} ×", v / one)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                t,
+                "- S3i {}: two sessions do not serialize each other (per-session msg/s with 2 sessions ≥ 0.8 × with 1): {r:.2} × ({more}) — {}",
+                s.name(),
+                verdict(r >= 0.8)
+            );
+        }
+    }
+    t
+}
