@@ -41,7 +41,15 @@ enum Op {
 }
 
 /// How many times a save is re-applied on a fresher record before giving up.
-const MAX_ATTEMPTS: u32 = 16;
+const MAX_ATTEMPTS: u32 = 32;
+
+/// A random pause after the `attempt`-th conflict, so that writers on different nodes that
+/// keep colliding drift apart instead of colliding again.
+async fn backoff(attempt: u32) {
+    let ceiling_us = 200u64 << attempt.min(6);
+    let jitter = (Id::default().0 as u64) % ceiling_us;
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
+}
 
 /// The session's state as this node knows it.
 #[derive(Default)]
@@ -283,7 +291,10 @@ impl LiveSession {
         } else {
             None
         };
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             let loaded = match current.take() {
                 Some(loaded) => loaded,
                 None => match store.load(&self.id).await? {
@@ -322,7 +333,11 @@ impl LiveSession {
                 }
             }
         }
-        st.discard();
+        if validate_reads {
+            // The handler is told its changes failed: they must not land later.
+            st.discard();
+        }
+        // Per-connection mode keeps them for the next save (write-behind retries, disconnect).
         Err(SessionError::Contended {
             attempts: MAX_ATTEMPTS,
         })
@@ -362,7 +377,7 @@ impl LiveSession {
                 tokio::time::sleep(wait).await;
                 let mut st = live.state.lock().await;
                 match live.persist(&mut st).await {
-                    Ok(()) | Err(SessionError::Gone | SessionError::Contended { .. }) => {
+                    Ok(()) | Err(SessionError::Gone) => {
                         // Cleared under the lock: the next change schedules a new save.
                         live.write_behind_pending.store(false, Ordering::Release);
                         return;
