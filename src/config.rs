@@ -282,6 +282,21 @@ impl SocketSessions {
         SessionMiddleware::new(self.shared.clone())
     }
 
+    /// The session id this configuration reads from request headers (the session cookie, in
+    /// its configured format), without any store call: e.g. to tie an HTTP request to its
+    /// sockets. For express-session cookies it is the id derived from the sid.
+    ///
+    /// ```
+    /// # use socketio_sessions::{InvalidReason, SocketSessions};
+    /// let sessions = SocketSessions::builder(socketio_sessions::store::MemoryStore::default())
+    ///     .with_any_origin().build().unwrap();
+    /// let headers = http::HeaderMap::new();
+    /// assert_eq!(sessions.session_id(&headers).unwrap_err(), InvalidReason::Missing);
+    /// ```
+    pub fn session_id(&self, headers: &http::HeaderMap) -> Result<Id, InvalidReason> {
+        self.shared.cookie.id_from_headers(headers).map(|k| k.id)
+    }
+
     /// The mode sessions are served in.
     pub fn mode(&self) -> Mode {
         self.shared.mode

@@ -743,3 +743,37 @@ impl Drop for Handle {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_over_the_limits_are_refused() {
+        let limits = Limits {
+            bytes: 16,
+            depth: 3,
+        };
+        assert!(limits.check("k", &json!("0123456789")).is_ok());
+        assert!(matches!(
+            limits.check("k", &json!("0123456789abcdefgh")),
+            Err(SessionError::TooLarge {
+                size: 20,
+                limit: 16,
+                ..
+            })
+        ));
+        assert!(limits.check("k", &json!([[[1]]])).is_ok());
+        assert!(matches!(
+            limits.check("k", &json!([[[[1]]]])),
+            Err(SessionError::TooDeep { limit: 3, .. })
+        ));
+        assert_eq!(
+            json_len(&json!({"a": [1, "é"]})),
+            serde_json::to_vec(&json!({"a": [1, "é"]})).unwrap().len()
+        );
+        assert_eq!(depth(&json!({"a": {"b": []}})), 3);
+        assert_eq!(depth(&json!(1)), 0);
+    }
+}

@@ -196,3 +196,87 @@ async fn redis_down_under_load_fails_fast_keeps_acknowledged_writes_and_recovers
         acked.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
+
+/// A Socket.IO connect over raw Engine.IO polling: the server's answer to `40`.
+async fn raw_connect(server: &TestServer, cookie: &str) -> String {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(http);
+    let base = server.url("/socket.io/?EIO=4&transport=polling");
+    let open = client
+        .get(&base)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let body = open.text().await.unwrap();
+    let open: serde_json::Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let posted = client.post(&url).body("40").send().await.unwrap();
+    assert!(posted.status().is_success());
+    // Long-polls until the connect answer (`40…` or `44…`) arrives; pings may come first.
+    let mut seen = String::new();
+    for _ in 0..10 {
+        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+        seen.push_str(&body);
+        if body
+            .split('\u{1e}')
+            .any(|p| p.starts_with("40") || p.starts_with("44"))
+        {
+            return seen;
+        }
+    }
+    panic!("no connect answer: {seen:?}");
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_over_a_thousand_handshakes_to_a_hung_store() {
+    let Some(st) = TestStore::open(Backend::Memory).await else {
+        return;
+    };
+    let server = TestServer::start(&st, |o| {
+        o.store_timeout = Duration::from_millis(500);
+        o.max_loads_in_flight = Some(4);
+    })
+    .await;
+    let cookie = server.login("dan").await;
+    // Warm up, then hang the store.
+    let first = raw_connect(&server, &cookie).await;
+    assert!(first.contains("40{\"sid\""), "{first}");
+    st.store.hang();
+    let before = rss_kib();
+    let started = Instant::now();
+    let mut refused = 0;
+    for _ in 0..10 {
+        let batch = (0..100).map(|_| raw_connect(&server, &cookie));
+        for answer in futures_util::future::join_all(batch).await {
+            assert!(answer.contains("session_unavailable"), "{answer}");
+            refused += 1;
+        }
+    }
+    // This process hosts the server and the clients; refused Engine.IO sessions stay open
+    // until socketioxide's connect timeout (45 s), which is most of the growth.
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert_eq!(refused, 1000);
+    assert!(
+        grown_mib < 64,
+        "RSS grew by {grown_mib} MiB over 1,000 handshakes"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "1,000 handshakes to a hung store: {:?}, RSS +{grown_mib} MiB",
+        started.elapsed()
+    );
+}

@@ -227,6 +227,23 @@ fn to_record(id: &Id, bytes: &[u8], pttl_ms: i64) -> session_store::Result<Optio
     }))
 }
 
+impl ConnectRedisStore {
+    /// Reads a connect-redis value as this store does: the app fields as the record's data,
+    /// `None` when `cookie.expires` has passed. `pttl_ms` is the key's remaining TTL.
+    pub fn decode(id: &Id, value: &[u8], pttl_ms: i64) -> session_store::Result<Option<Record>> {
+        to_record(id, value, pttl_ms)
+    }
+
+    /// The value this store writes for `data` over the stored `value`: `cookie` and every
+    /// unchanged field copied byte for byte.
+    pub fn encode(
+        value: &[u8],
+        data: &std::collections::HashMap<String, Value>,
+    ) -> session_store::Result<String> {
+        Ok(RawObject::parse(value)?.with_data(data))
+    }
+}
+
 #[async_trait]
 impl SessionStore for ConnectRedisStore {
     async fn create(&self, _: &mut Record) -> session_store::Result<()> {
