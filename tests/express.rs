@@ -212,15 +212,7 @@ async fn express_destroy_ends_the_rust_sockets() {
         started.elapsed()
     );
     // A connect after the destroy is refused.
-    let s = TestSocket::connect(
-        &node,
-        Transport::Websocket,
-        Dial {
-            cookie: Some(cookie),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let s = dial(&node, Transport::Websocket, &cookie).await;
     assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
 }
 
@@ -236,15 +228,7 @@ async fn an_old_secret_still_verifies_after_rotation() {
     assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "cy" }));
     // Without the old secret, the cookie is a forgery.
     let strict = rust_node(&redis, &["new-secret"]).await;
-    let s = TestSocket::connect(
-        &strict,
-        Transport::Websocket,
-        Dial {
-            cookie: Some(cookie),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let s = dial(&strict, Transport::Websocket, &cookie).await;
     assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
 }
 
@@ -289,15 +273,7 @@ async fn forged_and_unsigned_cookies_never_reach_redis() {
     );
     for cookie in forged {
         for t in TRANSPORTS {
-            let s = TestSocket::connect(
-                &node,
-                t,
-                Dial {
-                    cookie: Some(cookie.clone()),
-                    ..Dial::default()
-                },
-            )
-            .await;
+            let s = dial(&node, t, &cookie).await;
             assert_eq!(
                 s.outcome,
                 Outcome::Refused("session_invalid".into()),

@@ -29,30 +29,14 @@ async fn invalid_handshakes_are_limited_per_address_without_store_calls() {
     let valid = server.login("ann").await;
     let started = Instant::now();
     for _ in 0..5 {
-        let s = TestSocket::connect(
-            &server,
-            Transport::Websocket,
-            Dial {
-                cookie: Some(unknown_cookie()),
-                ..Dial::default()
-            },
-        )
-        .await;
+        let s = dial(&server, Transport::Websocket, &unknown_cookie()).await;
         assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
     }
     // Past the limit: the same answer, and no store call, even for a valid cookie.
     let before = st.calls();
     for cookie in [unknown_cookie(), "id=garbage".into(), valid.clone()] {
         for t in TRANSPORTS {
-            let s = TestSocket::connect(
-                &server,
-                t,
-                Dial {
-                    cookie: Some(cookie.clone()),
-                    ..Dial::default()
-                },
-            )
-            .await;
+            let s = dial(&server, t, &cookie).await;
             assert_eq!(
                 s.outcome,
                 Outcome::Refused("session_invalid".into()),
@@ -85,15 +69,7 @@ async fn a_slow_store_is_capped_and_the_excess_is_refused_at_once() {
         let cookie = cookie.clone();
         let server = &server;
         async move {
-            let s = TestSocket::connect(
-                server,
-                TRANSPORTS[i % 2],
-                Dial {
-                    cookie: Some(cookie),
-                    ..Dial::default()
-                },
-            )
-            .await;
+            let s = dial(server, TRANSPORTS[i % 2], &cookie).await;
             (s.outcome, started.elapsed())
         }
     });
@@ -163,15 +139,7 @@ async fn redis_down_under_load_fails_fast_keeps_acknowledged_writes_and_recovers
         // The store timeout is 500 ms; two handlers of the session may queue behind each other.
         assert!(*took < Duration::from_secs(3), "an error ack took {took:?}");
     }
-    let s = TestSocket::connect(
-        &server,
-        Transport::Websocket,
-        Dial {
-            cookie: Some(cookie.clone()),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let s = dial(&server, Transport::Websocket, &cookie).await;
     assert_eq!(s.outcome, Outcome::Refused("session_unavailable".into()));
 
     redis.restart().await;

@@ -71,15 +71,7 @@ async fn no_secret_reaches_logs_or_clients() {
         format!("id={value}x"),
         "id=AAAAAAAAAAAAAAAAAAAAAA".into(),
     ] {
-        let s = TestSocket::connect(
-            &server,
-            Transport::Websocket,
-            Dial {
-                cookie: Some(bad),
-                ..Dial::default()
-            },
-        )
-        .await;
+        let s = dial(&server, Transport::Websocket, &bad).await;
         assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
     }
     // Logout and rotation end sockets.

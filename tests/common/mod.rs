@@ -714,9 +714,9 @@ fn connect_error_message(payload: &Payload) -> String {
         .unwrap_or(text)
 }
 
-/// Connects with a cookie over `transport` and asserts that the connection is accepted.
-pub async fn connected(server: &TestServer, transport: Transport, cookie: &str) -> TestSocket {
-    let socket = TestSocket::connect(
+/// Connects with a cookie over `transport`, whatever the outcome.
+pub async fn dial(server: &TestServer, transport: Transport, cookie: &str) -> TestSocket {
+    TestSocket::connect(
         server,
         transport,
         Dial {
@@ -724,7 +724,12 @@ pub async fn connected(server: &TestServer, transport: Transport, cookie: &str) 
             ..Dial::default()
         },
     )
-    .await;
+    .await
+}
+
+/// Connects with a cookie over `transport` and asserts that the connection is accepted.
+pub async fn connected(server: &TestServer, transport: Transport, cookie: &str) -> TestSocket {
+    let socket = dial(server, transport, cookie).await;
     assert_eq!(socket.outcome, Outcome::Connected, "{transport:?}");
     socket
 }
