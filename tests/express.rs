@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use socketio_sessions::ExpressSecrets;
+use socketio_sessions::{ExpressSecrets, Mode};
 
 fn express_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/express")
@@ -137,6 +137,10 @@ fn sid_of(cookie: &str) -> String {
 
 /// A Rust node reading the Express app's sessions.
 async fn rust_node(redis: &RedisServer, secrets: &[&str]) -> TestServer {
+    rust_node_in(redis, secrets, Mode::PerMessage).await
+}
+
+async fn rust_node_in(redis: &RedisServer, secrets: &[&str], mode: Mode) -> TestServer {
     let store = DemoStore::open_express(&redis.url()).await.unwrap();
     let url = redis.url();
     let secrets = ExpressSecrets::new(secrets).unwrap();
@@ -145,6 +149,7 @@ async fn rust_node(redis: &RedisServer, secrets: &[&str]) -> TestServer {
         move |o| {
             o.express_secrets = Some(secrets);
             o.redis_adapter = Some(url);
+            o.mode = mode;
         },
     )
     .await
@@ -183,6 +188,30 @@ async fn express_logins_reach_rust_sockets_and_rust_writes_reach_express() {
             "{t:?}: {body}"
         );
         s.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_connection_writes_reach_express_at_disconnect() {
+    let Some((redis, express)) = setup("s3cret").await else {
+        return;
+    };
+    let node = rust_node_in(&redis, &["s3cret"], Mode::PerConnection).await;
+    let cookie = express.login("abe", json!({})).await;
+    let s = connected(&node, Transport::Polling, &cookie).await;
+    for n in 1..=3 {
+        assert_eq!(s.ack("incr", json!({})).await, json!(n));
+    }
+    assert_eq!(
+        express.session(&cookie).await.1["count"],
+        json!(0),
+        "saved before disconnect"
+    );
+    s.close().await;
+    let deadline = Instant::now() + SOON;
+    while express.session(&cookie).await.1["count"] != json!(3) {
+        assert!(Instant::now() < deadline, "not saved at disconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
