@@ -144,6 +144,7 @@ function shutdown() {
 process.on("SIGINT", shutdown);
 process.on("SIGTERM", shutdown);
 
-server.listen(port, "127.0.0.1", () => {
+// The same listen backlog as bench-server (Node's default is 511).
+server.listen({ port, host: "127.0.0.1", backlog: 4096 }, () => {
   console.log(`node-peer: listening on 127.0.0.1:${server.address().port}`);
 });

@@ -209,3 +209,81 @@ pub(crate) async fn runs(program: &str) -> Result<String, String> {
         Err(e) => Err(format!("{program} not found ({e})")),
     }
 }
+
+/// CPU time (user + system, in clock ticks) of `pid`, threads included.
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The machine's busy and total CPU time so far, in clock ticks (all CPUs).
+pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+    let total: u64 = v.iter().take(8).sum();
+    Some((total - idle, total))
+}
+
+/// How much of the machine processes other than `ours` (and this one) used between two
+/// readings: a noise indicator for a measurement.
+#[derive(Debug, Clone)]
+pub(crate) struct CpuWatch {
+    ours: Vec<u32>,
+    start: Option<(u64, u64, u64)>,
+}
+
+impl CpuWatch {
+    pub(crate) fn start(ours: Vec<u32>) -> CpuWatch {
+        let mut w = CpuWatch { ours, start: None };
+        w.start = w.read();
+        w
+    }
+
+    fn read(&self) -> Option<(u64, u64, u64)> {
+        let (busy, total) = machine_ticks()?;
+        let mine: u64 = std::iter::once(std::process::id())
+            .chain(self.ours.iter().copied())
+            .filter_map(cpu_ticks)
+            .sum();
+        Some((busy, total, mine))
+    }
+
+    /// Percent of the whole machine used by other processes since `start`.
+    pub(crate) fn others_pct(&self) -> Option<f64> {
+        let (b0, t0, m0) = self.start?;
+        let (b1, t1, m1) = self.read()?;
+        let total = t1.checked_sub(t0).filter(|t| *t > 0)?;
+        let others = (b1 - b0).saturating_sub(m1.saturating_sub(m0));
+        Some(others as f64 * 100.0 / total as f64)
+    }
+}
+
+/// Waits (up to `max`) until processes other than `ours` leave the machine quiet: under 10 %
+/// busy for two consecutive seconds. Returns how long it waited and whether it got quiet.
+pub(crate) async fn wait_quiet(ours: &[u32], max: Duration) -> (Duration, bool) {
+    let t0 = std::time::Instant::now();
+    let mut quiet = 0;
+    while t0.elapsed() < max {
+        let w = CpuWatch::start(ours.to_vec());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match w.others_pct() {
+            Some(p) if p < 10.0 => quiet += 1,
+            Some(_) => quiet = 0,
+            None => return (t0.elapsed(), false),
+        }
+        if quiet >= 2 {
+            return (t0.elapsed(), true);
+        }
+    }
+    (t0.elapsed(), false)
+}

@@ -32,6 +32,8 @@ pub(crate) struct Opts {
     idle_settle: Duration,
     redis_requests: usize,
     pin: bool,
+    /// Before each row, wait up to this long for other processes to leave the machine quiet.
+    wait_quiet: Option<Duration>,
     only: Option<Vec<String>>,
     node_peer: PathBuf,
     keep_logs: bool,
@@ -60,6 +62,7 @@ impl Opts {
             idle_settle: Duration::from_secs(2),
             redis_requests: 200_000,
             pin: true,
+            wait_quiet: Some(Duration::from_secs(120)),
             only: None,
             node_peer: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node-peer")),
             keep_logs: false,
@@ -84,6 +87,7 @@ impl Opts {
             idle_per_proc: 250,
             idle_settle: Duration::from_millis(500),
             redis_requests: 20_000,
+            wait_quiet: None,
             ..Opts::full()
         }
     }
@@ -113,6 +117,10 @@ impl Opts {
                 "--window" => o.window = num(flag, value()?)?,
                 "--idle-conns" => o.idle_conns = num(flag, value()?)?,
                 "--no-pin" => o.pin = false,
+                "--wait-quiet" => {
+                    o.wait_quiet = Some(Duration::from_secs_f64(num(flag, value()?)?))
+                }
+                "--no-wait-quiet" => o.wait_quiet = None,
                 "--keep-logs" => o.keep_logs = true,
                 "--node-peer" => o.node_peer = PathBuf::from(value()?),
                 "--only" => {
@@ -494,6 +502,8 @@ struct Agg {
     messages: Vec<String>,
     connects_per_s: Option<f64>,
     session_bytes: u64,
+    /// Median share of the machine used by other processes during the runs.
+    other_pct: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -535,6 +545,7 @@ fn aggregate(samples: &[Sample], session_bytes: u64) -> Agg {
         messages,
         connects_per_s: median(samples.iter().filter_map(|s| s.connects_per_s).collect()),
         session_bytes,
+        other_pct: median(samples.iter().filter_map(|s| s.other_pct).collect()),
     }
 }
 
@@ -651,8 +662,27 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
                     }
                 }
             }
+            let mut ours: Vec<u32> = servers.values().map(|s| s.proc.pid).collect();
+            if let Ok((redis, _)) = &env.redis {
+                ours.push(redis.pid);
+            }
+            if let Some(max) = opts.wait_quiet {
+                let (waited, quiet) = procs::wait_quiet(&ours, max).await;
+                if !quiet {
+                    eprintln!(
+                        "  (the machine was still busy after waiting {:.0} s: measuring anyway)",
+                        waited.as_secs_f64()
+                    );
+                } else if waited > Duration::from_secs(5) {
+                    eprintln!(
+                        "  (waited {:.0} s for a quiet machine)",
+                        waited.as_secs_f64()
+                    );
+                }
+            }
             let srv = &servers[&row.imp];
-            let sample = scenario::run_load(
+            let watch = procs::CpuWatch::start(ours);
+            let mut sample = scenario::run_load(
                 &srv.target,
                 srv.proc.pid,
                 &srv.cookies,
@@ -660,6 +690,7 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
                 scenario_timing(&opts, row.scen),
             )
             .await;
+            sample.other_pct = watch.others_pct();
             eprintln!(
                 "[{}/{}] {:<4} {:<34} {}",
                 rep + 1,
@@ -882,6 +913,9 @@ fn brief(scen: Scen, s: &Sample) -> String {
     }
     if let Some(rss) = s.rss_kib {
         let _ = write!(out, "  rss {:.1} MiB", rss as f64 / 1024.0);
+    }
+    if let Some(o) = s.other_pct {
+        let _ = write!(out, "  others {o:.0}%");
     }
     let _ = write!(out, "  errors {}", s.errors);
     if s.lost > 0 {
@@ -1131,10 +1165,17 @@ async fn header(
     );
     let _ = writeln!(
         h,
-        "- each row: median of {} run(s) of {:.1} s after {:.1} s warm-up (S6: one run)",
+        "- each row: median of {} run(s) of {:.1} s after {:.1} s warm-up (S6: one run); {}",
         o.repeats,
         o.timing.measure.as_secs_f64(),
-        o.timing.warmup.as_secs_f64()
+        o.timing.warmup.as_secs_f64(),
+        match o.wait_quiet {
+            Some(d) => format!(
+                "before each row, waited up to {:.0} s for other processes to leave the machine under 10 % busy",
+                d.as_secs_f64()
+            ),
+            None => "no waiting for a quiet machine".into(),
+        }
     );
     h
 }
@@ -1148,7 +1189,9 @@ fn legend(o: &Opts) -> String {
          S5 churn, {d} dialers: cookie -> connect -> one `echo` -> disconnect \
          (p50/p99: dial to ack); S6 {ic} idle connections, server RSS growth per connection \
          (fresh server). Server SocketIo max_buffer_size 1024. B0 = plain socketioxide. \
-         x B0 and x Node: ratio of the result (S4: added p50/p99 ms; S6: added KiB/conn).\n",
+         x B0 and x Node: ratio of the result (S4: added p50/p99 ms; S6: added KiB/conn). \
+         others' CPU: share of the machine used by processes outside the benchmark during the \
+         row (a noise indicator).\n",
         c = o.conns,
         w = o.window,
         ip = o.iso_per_session,
@@ -1229,9 +1272,9 @@ fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| # | server under test | result | p50 ms | p99 ms | server RSS MiB | × B0 | × Node | errors |"
+        "| # | server under test | result | p50 ms | p99 ms | server RSS MiB | × B0 | × Node | errors | others' CPU |"
     );
-    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for (r, o) in rows.iter().zip(outcomes) {
         let id = match r.imp {
             Imp::Node(..) => format!("S7·{}", r.scen.name()),
@@ -1240,11 +1283,11 @@ fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
         let who = describe(r);
         match o {
             Outcome::Skipped(why) => {
-                let _ = writeln!(t, "| {id} | {who} | skipped: {why} | | | | | | |");
+                let _ = writeln!(t, "| {id} | {who} | skipped: {why} | | | | | | | |");
             }
             Outcome::Failed(why) => {
                 let why = why.lines().next().unwrap_or_default();
-                let _ = writeln!(t, "| {id} | {who} | FAILED: {why} | | | | | | |");
+                let _ = writeln!(t, "| {id} | {who} | FAILED: {why} | | | | | | | |");
             }
             Outcome::Ran(a) => {
                 let result = match r.scen {
@@ -1269,9 +1312,10 @@ fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
                 } else {
                     a.errors.to_string()
                 };
+                let others = a.other_pct.map_or("—".into(), |o| format!("{o:.0}%"));
                 let _ = writeln!(
                     t,
-                    "| {id} | {who} | {result} | {} | {} | {rss} | {} | {} | {errors} |",
+                    "| {id} | {who} | {result} | {} | {} | {rss} | {} | {} | {errors} | {others} |",
                     p(a.p50),
                     p(a.p99),
                     compare(r.scen, a, b0_of(rows, outcomes, r).as_ref()),

@@ -66,6 +66,8 @@ pub(crate) struct Sample {
     pub(crate) messages: Vec<String>,
     /// Idle: connections per second while dialing.
     pub(crate) connects_per_s: Option<f64>,
+    /// Share of the machine (percent) other processes used meanwhile.
+    pub(crate) other_pct: Option<f64>,
 }
 
 fn ms(d: Option<Duration>) -> Option<f64> {
@@ -82,6 +84,7 @@ fn sample_of(run: &Run, rss: Option<u64>) -> Sample {
         lost: run.lost_updates(),
         messages: run.samples(),
         connects_per_s: None,
+        other_pct: None,
     }
 }
 
@@ -219,7 +222,6 @@ pub(crate) async fn run_idle(
             return s;
         }
     };
-    let t0 = Instant::now();
     let mut children = Vec::new();
     for (k, from) in (0..cookies.len()).step_by(per_proc.max(1)).enumerate() {
         let count = per_proc.min(cookies.len() - from);
@@ -253,14 +255,18 @@ pub(crate) async fn run_idle(
         }
     }
     let mut connected = 0u64;
+    let mut dial_secs = 0f64;
     for c in &mut children {
         match c.line(Duration::from_secs(180)).await {
             Ok(line) => {
-                let mut parts = line.split_whitespace().skip(1);
+                // ready <connected> <errors> <seconds dialing>
+                let parts: Vec<&str> = line.split_whitespace().collect();
                 connected += parts
-                    .next()
+                    .get(1)
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
+                let secs = parts.get(3).and_then(|n| n.parse().ok()).unwrap_or(0.0);
+                dial_secs = dial_secs.max(secs);
             }
             Err(e) => {
                 s.errors += 1;
@@ -268,7 +274,6 @@ pub(crate) async fn run_idle(
             }
         }
     }
-    let dial_secs = t0.elapsed().as_secs_f64();
     tokio::time::sleep(settle).await;
     let after = server.rss_kib();
     for c in &mut children {
@@ -318,6 +323,7 @@ pub(crate) async fn run_idle(
     if (connected as usize) < conns {
         s.errors += (conns - connected as usize) as u64;
     }
+    // The dialing children run side by side: the slowest one's dialing time.
     s.connects_per_s = Some(connected as f64 / dial_secs.max(1e-9));
     s
 }
@@ -327,7 +333,7 @@ pub(crate) async fn run_idle(
 /// `done <errors>`.
 pub(crate) async fn idle_child(target: Target, cookies: Vec<String>) -> Result<(), String> {
     let run = Run::new(Instant::now(), Instant::now(), 0);
-    let (wss, _) = load::dial_all(&target, &cookies, 256, &run).await;
+    let (wss, took) = load::dial_all(&target, &cookies, 256, &run).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut set = JoinSet::new();
     let mut ok = 0;
@@ -336,8 +342,9 @@ pub(crate) async fn idle_child(target: Target, cookies: Vec<String>) -> Result<(
         set.spawn(load::idle(ws, run.clone(), stop_rx.clone()));
     }
     println!(
-        "ready {ok} {}",
-        run.errors.load(std::sync::atomic::Ordering::Relaxed)
+        "ready {ok} {} {:.3}",
+        run.errors.load(std::sync::atomic::Ordering::Relaxed),
+        took.as_secs_f64()
     );
     let mut line = String::new();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());

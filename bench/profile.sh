@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Profiles the server side of the per-message path with valgrind's callgrind: bench-server runs
+# under callgrind while socketio-sessions-bench drives it (10 connections x window 4 for a few
+# seconds), then callgrind_annotate summarizes it. Instruction counts do not depend on how busy
+# the machine is, so "instructions per event" compares B0 and the sessions exactly.
+#
+#   bench/profile.sh [OUT_DIR]     (default target/bench-profile)
+#
+# Prints one line per variant (instructions per handled event) and writes, per variant, the
+# callgrind output and `callgrind_annotate --inclusive=yes` (top inclusive functions) to OUT_DIR.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+out="${1:-$root/target/bench-profile}"
+mkdir -p "$out"
+command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
+
+cargo build --release -p socketio-sessions-bench
+bin="$root/target/release"
+
+server_pid=""
+cleanup() { [[ -n "$server_pid" ]] && kill -TERM "$server_pid" 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+# name | bench-server arguments | event
+variants=(
+  "b0-echo|--kind b0|echo"
+  "b0-incr|--kind b0|incr"
+  "per-conn-memory-echo|--kind sessions --mode per-connection --store memory|echo"
+  "per-msg-memory-echo|--kind sessions --mode per-message --store memory|echo"
+  "per-msg-memory-incr|--kind sessions --mode per-message --store memory|incr"
+)
+
+printf "%-22s %8s %14s %10s %16s\n" variant events instructions "Ir/event" "handler Ir/event"
+for v in "${variants[@]}"; do
+  IFS='|' read -r name args event <<<"$v"
+  log="$out/$name.server.log"
+  # shellcheck disable=SC2086
+  valgrind --tool=callgrind --callgrind-out-file="$out/$name.callgrind" \
+    "$bin/bench-server" $args >"$log" 2>"$out/$name.valgrind.log" &
+  server_pid=$!
+  for _ in $(seq 120); do grep -q "listening on" "$log" && break; sleep 0.5; done
+  addr="$(grep -o 'listening on .*' "$log" | cut -d' ' -f3)"
+  "$bin/socketio-sessions-bench" load --addr "$addr" --event "$event" --conns 10 --window 4 \
+    --warmup 1 --duration 6 >"$out/$name.load.txt" 2>&1
+  kill -TERM "$server_pid"
+  wait "$server_pid" || true
+  server_pid=""
+  events="$(grep -o 'handled [0-9]* events' "$log" | cut -d' ' -f2)"
+  ir="$(grep -o 'Collected : [0-9]*' "$out/$name.valgrind.log" | awk '{print $3}')"
+  callgrind_annotate --inclusive=yes "$out/$name.callgrind" >"$out/$name.inclusive.txt" 2>/dev/null
+  callgrind_annotate "$out/$name.callgrind" >"$out/$name.self.txt" 2>/dev/null
+  # The event handler's inclusive cost (session operations and the ack included) plus the
+  # session extractor's: what the sessions add, independent of how syscalls were batched.
+  handler="$(grep -E '\?\?\?:(bench_server::(b0_)?(echo|incr)::\{\{closure\}\}|socketio_sessions::extract::handle) ' \
+    "$out/$name.inclusive.txt" | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')"
+  n=$((events > 0 ? events : 1))
+  printf "%-22s %8s %14s %10s %16s\n" "$name" "$events" "$ir" "$((ir / n))" "$((handler / n))"
+done
+echo "annotations in $out (*.inclusive.txt: top inclusive functions; *.self.txt: self cost)"
