@@ -281,6 +281,16 @@ impl LiveSession {
     /// record as stored now: `update`s re-run, `insert`/`remove` win on their keys. In
     /// per-message mode a changed key that the handler read makes the save fail instead.
     async fn persist(&self, st: &mut State) -> Result<(), SessionError> {
+        let result = self.try_persist(st).await;
+        if result.is_err() && self.shared.mode == Mode::PerMessage {
+            // Per message, a handler's changes land with it or not at all: once it has been
+            // told they failed, they must not land later.
+            st.discard();
+        }
+        result
+    }
+
+    async fn try_persist(&self, st: &mut State) -> Result<(), SessionError> {
         if st.ops.is_empty() {
             return Ok(());
         }
@@ -300,7 +310,6 @@ impl LiveSession {
                 None => match store.load(&self.id).await? {
                     Some(fresh) => {
                         if validate_reads && let Some(key) = st.stale_read(&fresh.record) {
-                            st.discard();
                             return Err(SessionError::Conflict { key });
                         }
                         fresh
@@ -332,10 +341,6 @@ impl LiveSession {
                     tracing::debug!(session = %self.tag, "save conflicted; re-applying changes");
                 }
             }
-        }
-        if validate_reads {
-            // The handler is told its changes failed: they must not land later.
-            st.discard();
         }
         // Per-connection mode keeps them for the next save (write-behind retries, disconnect).
         Err(SessionError::Contended {
@@ -737,7 +742,7 @@ impl Drop for Handle {
                 Err(e) => tracing::warn!(
                     session = %live.tag,
                     error = %e,
-                    "could not save the session after a message; will retry before the next one"
+                    "could not save the session after a message; its changes were dropped"
                 ),
             }
         });

@@ -248,3 +248,109 @@ async fn memory_stays_bounded_over_a_thousand_handshakes_to_a_hung_store() {
         started.elapsed()
     );
 }
+
+/// Makes files immutable (`chattr +i`: as root, file modes do not stop writes, this does) and
+/// mutable again on drop.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(files: Vec<std::path::PathBuf>) -> Option<Immutable> {
+        for f in &files {
+            let ok = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(f)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                Immutable(files.clone()).release();
+                assert!(
+                    !required(),
+                    "chattr +i failed on {f:?}, and {REQUIRE_ENV} requires this test"
+                );
+                eprintln!("skip: chattr +i is not available here");
+                return None;
+            }
+        }
+        Some(Immutable(files))
+    }
+
+    fn release(&self) {
+        for f in &self.0 {
+            std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(f)
+                .status()
+                .ok();
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_sqlite_file_fails_writes_keeps_acknowledged_ones_and_recovers() {
+    let Some(st) = TestStore::open(Backend::Sqlite).await else {
+        return;
+    };
+    let server = TestServer::start(&st, |_| {}).await;
+    let cookie = server.login("eve").await;
+    let s = connected(&server, Transport::Websocket, &cookie).await;
+    let mut acked = 0;
+    for _ in 0..10 {
+        assert!(s.ack("incr", json!({})).await.is_u64());
+        acked += 1;
+    }
+    let db = st.sqlite_path().unwrap();
+    let files: Vec<_> = ["", "-wal"]
+        .iter()
+        .map(|suffix| std::path::PathBuf::from(format!("{}{suffix}", db.display())))
+        .filter(|p| p.exists())
+        .collect();
+    let Some(read_only) = Immutable::set(files) else {
+        return;
+    };
+    for _ in 0..5 {
+        let sent = Instant::now();
+        let answer = s.ack("incr", json!({})).await;
+        assert_eq!(answer, json!({ "error": "session_unavailable" }));
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            sent.elapsed()
+        );
+    }
+    // A handshake meanwhile connects (reads may still work) or is told to retry; it never hangs.
+    let sent = Instant::now();
+    let other = dial(&server, Transport::Polling, &cookie).await;
+    assert!(
+        matches!(&other.outcome, Outcome::Connected)
+            || other.outcome == Outcome::Refused("session_unavailable".into()),
+        "{:?}",
+        other.outcome
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    other.close().await;
+    drop(read_only);
+    let back = Instant::now();
+    loop {
+        let answer = s.ack("incr", json!({})).await;
+        if answer.is_u64() {
+            acked += 1;
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "no recovery within 5 s: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.count(&cookie).await, acked);
+}

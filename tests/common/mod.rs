@@ -281,6 +281,11 @@ impl TestStore {
         })
     }
 
+    /// The SQLite file of `Backend::Sqlite`.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self._dir.as_ref().map(|d| d.path().join("sessions.db"))
+    }
+
     /// The stored record of a session, read behind the library's back.
     pub async fn record(&self, id: &Id) -> Option<Record> {
         match self.backend {
