@@ -34,6 +34,9 @@ pub(crate) struct Opts {
     pin: bool,
     /// Before each row, wait up to this long for other processes to leave the machine quiet.
     wait_quiet: Option<Duration>,
+    /// Measurements during which other processes used more than this share of the machine
+    /// (percent) are taken again, up to `MAX_REDOS` times.
+    max_others: Option<f64>,
     only: Option<Vec<String>>,
     node_peer: PathBuf,
     keep_logs: bool,
@@ -63,6 +66,7 @@ impl Opts {
             redis_requests: 200_000,
             pin: true,
             wait_quiet: Some(Duration::from_secs(120)),
+            max_others: Some(10.0),
             only: None,
             node_peer: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node-peer")),
             keep_logs: false,
@@ -88,6 +92,7 @@ impl Opts {
             idle_settle: Duration::from_millis(500),
             redis_requests: 20_000,
             wait_quiet: None,
+            max_others: None,
             ..Opts::full()
         }
     }
@@ -121,6 +126,8 @@ impl Opts {
                     o.wait_quiet = Some(Duration::from_secs_f64(num(flag, value()?)?))
                 }
                 "--no-wait-quiet" => o.wait_quiet = None,
+                "--max-others" => o.max_others = Some(num(flag, value()?)?),
+                "--keep-noisy" => o.max_others = None,
                 "--keep-logs" => o.keep_logs = true,
                 "--node-peer" => o.node_peer = PathBuf::from(value()?),
                 "--only" => {
@@ -137,6 +144,9 @@ impl Opts {
         Ok(o)
     }
 }
+
+/// How many times a noisy measurement is taken again.
+const MAX_REDOS: usize = 3;
 
 // ---- what runs ----
 
@@ -635,6 +645,7 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
     let mut ceilings: Vec<RedisCeiling> = Vec::new();
     let mut ceiling_error: Option<String> = None;
     let redis_clients = opts.conns;
+    let mut redone = 0usize;
 
     for rep in 0..opts.repeats {
         for (i, row) in rows.iter().enumerate() {
@@ -668,39 +679,56 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
             if let Ok((redis, _)) = &env.redis {
                 ours.push(redis.pid);
             }
-            if let Some(max) = opts.wait_quiet {
-                let (waited, quiet) = procs::wait_quiet(&ours, max).await;
-                if !quiet {
-                    eprintln!(
-                        "  (the machine was still busy after waiting {:.0} s: measuring anyway)",
-                        waited.as_secs_f64()
-                    );
-                } else if waited > Duration::from_secs(5) {
-                    eprintln!(
-                        "  (waited {:.0} s for a quiet machine)",
-                        waited.as_secs_f64()
-                    );
-                }
-            }
             let srv = &servers[&row.imp];
-            let watch = procs::CpuWatch::start(ours);
-            let mut sample = scenario::run_load(
-                &srv.target,
-                srv.proc.pid,
-                &srv.cookies,
-                &row.load,
-                scenario_timing(&opts, row.scen),
-            )
-            .await;
-            sample.other_pct = watch.others_pct();
-            eprintln!(
-                "[{}/{}] {:<4} {:<34} {}",
-                rep + 1,
-                opts.repeats,
-                row.scen.name(),
-                describe(row),
-                brief(row.scen, &sample)
-            );
+            let mut attempt = 0;
+            let sample = loop {
+                attempt += 1;
+                if let Some(max) = opts.wait_quiet {
+                    let (waited, quiet) = procs::wait_quiet(&ours, max).await;
+                    if !quiet {
+                        eprintln!(
+                            "  (the machine was still busy after waiting {:.0} s: measuring anyway)",
+                            waited.as_secs_f64()
+                        );
+                    } else if waited > Duration::from_secs(5) {
+                        eprintln!(
+                            "  (waited {:.0} s for a quiet machine)",
+                            waited.as_secs_f64()
+                        );
+                    }
+                }
+                let watch = procs::CpuWatch::start(ours.clone());
+                let mut sample = scenario::run_load(
+                    &srv.target,
+                    srv.proc.pid,
+                    &srv.cookies,
+                    &row.load,
+                    scenario_timing(&opts, row.scen),
+                )
+                .await;
+                sample.other_pct = watch.others_pct();
+                eprintln!(
+                    "[{}/{}] {:<4} {:<34} {}",
+                    rep + 1,
+                    opts.repeats,
+                    row.scen.name(),
+                    describe(row),
+                    brief(row.scen, &sample)
+                );
+                // A measurement during which other processes took a noticeable share of the
+                // machine is discarded and taken again (the criterion does not look at the
+                // result).
+                match (opts.max_others, sample.other_pct) {
+                    (Some(max), Some(o)) if o > max && attempt <= MAX_REDOS => {
+                        redone += 1;
+                        eprintln!(
+                            "  (others used {o:.0}% of the machine, over {max:.0}%: discarded, measuring again)"
+                        );
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    _ => break sample,
+                }
+            };
             results[i].push(sample);
             // Let disconnect-time work (per-connection saves) finish before the next row.
             tokio::time::sleep(Duration::from_millis(if opts.quick { 50 } else { 300 })).await;
@@ -878,6 +906,11 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
         } else {
             passed += 1;
         }
+    }
+    if let Some(max) = opts.max_others {
+        println!(
+            "{redone} measurement(s) discarded and taken again because other processes used over {max:.0}% of the machine meanwhile"
+        );
     }
     println!(
         "wall time {:.0} s (servers, logins and loads; not the build)",
@@ -1179,6 +1212,13 @@ async fn header(
             None => "no waiting for a quiet machine".into(),
         }
     );
+    if let Some(max) = o.max_others {
+        let _ = writeln!(
+            h,
+            "- a measurement during which other processes used over {max:.0} % of the machine is \
+             discarded and taken again (up to {MAX_REDOS} times; the last one is kept)"
+        );
+    }
     h
 }
 
