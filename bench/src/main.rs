@@ -8,7 +8,7 @@
 //! socketio-sessions-bench load --addr HOST:PORT [--event echo|incr] [--conns N] [--window N]
 //!                             [--sessions K] [--rate HZ | --churn DIALERS] [--warmup S]
 //!                             [--duration S]
-//! socketio-sessions-bench idle --addr HOST:PORT --cookies FILE --from I --count N
+//! socketio-sessions-bench idle --addr HOST:PORT (--cookies FILE --from I --count N | --login N)
 //! ```
 //!
 //! `run` is what `bench/run.sh` calls: it starts the servers (`bench-server`, the Node peer in
@@ -195,15 +195,25 @@ async fn load_cmd(args: &[String]) -> Result<bool, String> {
 async fn idle_cmd(args: &[String]) -> Result<(), String> {
     let f = flags(args)?;
     let target = target_of(&f)?;
-    let file = f.get("cookies").ok_or("--cookies is required")?;
-    let from: usize = get(&f, "from", 0)?;
-    let count: usize = get(&f, "count", usize::MAX)?;
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-    let cookies: Vec<String> = text
-        .lines()
-        .skip(from)
-        .take(count)
-        .map(str::to_owned)
-        .collect();
+    let cookies: Vec<String> = if let Some(n) = f.get("login") {
+        let n: usize = n.parse().map_err(|_| format!("--login: bad value {n}"))?;
+        http::login_many(target.addr, "idle", n, 16)
+            .await?
+            .into_iter()
+            .map(|l| l.cookie)
+            .collect()
+    } else {
+        let file = f
+            .get("cookies")
+            .ok_or("--cookies FILE or --login N is required")?;
+        let from: usize = get(&f, "from", 0)?;
+        let count: usize = get(&f, "count", usize::MAX)?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        text.lines()
+            .skip(from)
+            .take(count)
+            .map(str::to_owned)
+            .collect()
+    };
     scenario::idle_child(target, cookies).await
 }

@@ -828,7 +828,13 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
     };
 
     let table = table(&rows, &outcomes);
-    let targets = targets(&rows, &outcomes, ceiling.as_ref(), ceiling_error.as_deref());
+    let targets = targets(
+        &rows,
+        &outcomes,
+        &results,
+        (ceiling.as_ref(), &ceilings),
+        ceiling_error.as_deref(),
+    );
     println!("{header}");
     println!("{}", legend(&opts));
     println!("{table}");
@@ -1373,10 +1379,28 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
+/// The range of per-run ratios `a / b` (the runs of one repeat are paired), e.g.
+/// ` (per run 0.70–0.89)`; empty with fewer than two runs.
+fn spread(a: &[f64], b: &[f64]) -> String {
+    let r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    if r.len() < 2 {
+        return String::new();
+    }
+    let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(" (per run {lo:.2}–{hi:.2})")
+}
+
 fn targets(
     rows: &[Row],
     outcomes: &[Outcome],
-    ceiling: Option<&RedisCeiling>,
+    results: &[Vec<Sample>],
+    (ceiling, ceilings): (Option<&RedisCeiling>, &[RedisCeiling]),
     ceiling_error: Option<&str>,
 ) -> String {
     use Imp::*;
@@ -1388,13 +1412,22 @@ fn targets(
         (Some(a), Some(b)) if b.value > 0.0 => Some(a.value / b.value),
         _ => None,
     };
+    // Per-run values of a row, in repeat order.
+    let runs = |scen: Scen, imp: Imp| -> Vec<f64> {
+        rows.iter()
+            .position(|r| r.scen == scen && r.imp == imp)
+            .map(|i| results[i].iter().map(|s| s.value).collect())
+            .unwrap_or_default()
+    };
+    let pair = |a: (Scen, Imp), b: (Scen, Imp)| spread(&runs(a.0, a.1), &runs(b.0, b.1));
     let b0_s1 = get(Scen::S1, B0);
     for s in [Memory, Sqlite, Redis] {
         if let Some(r) = ratio(get(Scen::S1, Ours(Conn, s)), b0_s1.clone()) {
             let _ = writeln!(
                 t,
-                "- S1 per-connection {} echo ≥ 0.97 × B0: {r:.2} × — {}",
+                "- S1 per-connection {} echo ≥ 0.97 × B0: {r:.2} ×{} — {}",
                 s.name(),
+                pair((Scen::S1, Ours(Conn, s)), (Scen::S1, B0)),
                 verdict(r >= 0.97)
             );
         }
@@ -1403,30 +1436,29 @@ fn targets(
     if let Some(r) = ratio(s3.clone(), get(Scen::S3, B0)) {
         let _ = writeln!(
             t,
-            "- S3 per-message memory ≥ 0.75 × B0: {r:.2} × — {}",
+            "- S3 per-message memory ≥ 0.75 × B0: {r:.2} ×{} — {}",
+            pair((Scen::S3, Ours(Msg, Memory)), (Scen::S3, B0)),
             verdict(r >= 0.75)
         );
     }
     if let Some(r) = ratio(s3, get(Scen::S3, Node(Msg, Memory))) {
         let _ = writeln!(
             t,
-            "- S3 per-message memory ≥ 2.5 × Node per-message: {r:.2} × — {}",
+            "- S3 per-message memory ≥ 2.5 × Node per-message: {r:.2} ×{} — {}",
+            pair((Scen::S3, Ours(Msg, Memory)), (Scen::S3, Node(Msg, Memory))),
             verdict(r >= 2.5)
         );
     }
-    if let Some(r) = ratio(get(Scen::S5, Ours(Conn, Memory)), get(Scen::S5, B0)) {
-        let _ = writeln!(
-            t,
-            "- S5 per-connection memory churn ≥ 0.85 × B0: {r:.2} × — {}",
-            verdict(r >= 0.85)
-        );
-    }
-    if let Some(r) = ratio(get(Scen::S5, Ours(Msg, Memory)), get(Scen::S5, B0)) {
-        let _ = writeln!(
-            t,
-            "- S5 per-message memory churn ≥ 0.85 × B0: {r:.2} × — {}",
-            verdict(r >= 0.85)
-        );
+    for m in [Conn, Msg] {
+        if let Some(r) = ratio(get(Scen::S5, Ours(m, Memory)), get(Scen::S5, B0)) {
+            let _ = writeln!(
+                t,
+                "- S5 {} memory churn ≥ 0.85 × B0: {r:.2} ×{} — {}",
+                m.arg(),
+                pair((Scen::S5, Ours(m, Memory)), (Scen::S5, B0)),
+                verdict(r >= 0.85)
+            );
+        }
     }
     if let Some(b0) = get(Scen::S6, B0) {
         for imp in [Ours(Conn, Memory), Ours(Msg, Redis)] {
@@ -1446,15 +1478,17 @@ fn targets(
     match (get(Scen::S3, Ours(Msg, Redis)), ceiling) {
         (Some(a), Some(c)) => {
             let r = a.value / c.pairs();
+            let pairs: Vec<f64> = ceilings.iter().map(RedisCeiling::pairs).collect();
             let _ = writeln!(
                 t,
-                "- S3 Redis ≥ 0.8 × redis-benchmark GET+SET at -c {} (-d {}: GET {}/s, SET {}/s → {} pairs/s): {} msg/s = {r:.2} × — {}",
+                "- S3 Redis ≥ 0.8 × redis-benchmark GET+SET at -c {} (-d {}: GET {}/s, SET {}/s → {} pairs/s): {} msg/s = {r:.2} ×{} — {}",
                 c.clients,
                 c.value_bytes,
                 thousands(c.get),
                 thousands(c.set),
                 thousands(c.pairs()),
                 thousands(a.value),
+                spread(&runs(Scen::S3, Ours(Msg, Redis)), &pairs),
                 verdict(r >= 0.8)
             );
         }
@@ -1478,6 +1512,12 @@ fn targets(
                     _ => None,
                 })
         };
+        let per_session_runs = |k: usize| -> Vec<f64> {
+            rows.iter()
+                .position(|r| r.scen == Scen::S3i && r.imp == Ours(Msg, s) && r.sessions == k)
+                .map(|i| results[i].iter().map(|x| x.value / k as f64).collect())
+                .unwrap_or_default()
+        };
         let ks: Vec<usize> = rows
             .iter()
             .filter(|r| r.scen == Scen::S3i && r.imp == Ours(Msg, s))
@@ -1493,8 +1533,9 @@ fn targets(
                 .join(", ");
             let _ = writeln!(
                 t,
-                "- S3i {}: two sessions do not serialize each other (per-session msg/s with 2 sessions ≥ 0.8 × with 1): {r:.2} × ({more}) — {}",
+                "- S3i {}: two sessions do not serialize each other (per-session msg/s with 2 sessions ≥ 0.8 × with 1): {r:.2} ×{} ({more}) — {}",
                 s.name(),
+                spread(&per_session_runs(2), &per_session_runs(1)),
                 verdict(r >= 0.8)
             );
         }
