@@ -20,7 +20,7 @@ cleanup() { [[ -n "$server_pid" ]] && kill -TERM "$server_pid" 2>/dev/null || tr
 trap cleanup EXIT INT TERM
 
 peak() { # massif file -> peak useful heap bytes
-  ms_print "$1" | awk '/^ +[0-9]+ +[0-9,]+ +[0-9,]+ +[0-9,]+ +[0-9,]+ +[0-9,]+$/ {gsub(",", "", $4); if ($4 > m) m = $4} END {print m + 0}'
+  ms_print "$1" | awk '/^ +[0-9]+ +[0-9,]+ +[0-9,]+ +[0-9,]+ +[0-9,]+ +[0-9,]+$/ {v = $4; gsub(",", "", v); v += 0; if (v > m) m = v} END {print m + 0}'
 }
 
 declare -A heap
@@ -43,7 +43,8 @@ for v in "b0|--kind b0" "sessions|--kind sessions --mode per-connection --store 
   echo "$name: peak heap ${heap[$name]} B with $(head -1 "$out/heap-$name.idle.txt")"
 done
 echo "difference: $(( (heap[sessions] - heap[b0]) / n )) B per connection (stored session records included)"
-echo "session-path allocation sites at the sessions variant's peak (bytes for $n connections):"
+echo "session-path allocation sites at the sessions variant's peak (bytes for $n connections;"
+echo "massif's tree lists an allocation once per frame of its call stack, so lines overlap):"
 pk="$(grep -o '[0-9]* (peak)' "$out/heap-sessions.txt" | cut -d' ' -f1)"
 awk -v pk="$pk" 'NF == 6 && $1 ~ /^[0-9]+$/ {p = ($1 == pk); next} p' "$out/heap-sessions.txt" |
   grep -E '\(in ' | grep -E 'socketio_sessions|tower_sessions|tower_cookies' | sed -E 's/^[| ]*->//' |
