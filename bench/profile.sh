@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Profiles the server side of the per-message path with valgrind's callgrind: bench-server runs
-# under callgrind while socketio-sessions-bench drives it (10 connections x window 4 for a few
-# seconds), then callgrind_annotate summarizes it. Instruction counts do not depend on how busy
-# the machine is, so "instructions per event" compares B0 and the sessions exactly.
+# under callgrind while socketio-sessions-bench drives it (10 connections x window 4, or 8
+# churning dialers, for a few seconds), then callgrind_annotate summarizes it. Instruction
+# counts hardly depend on how busy the machine is, so "instructions per event" compares B0 and
+# the sessions far more precisely than throughput on a shared 2-core VM (the batching of
+# syscalls still varies a little with timing; the handler's own count does not).
 #
 #   bench/profile.sh [OUT_DIR]     (default target/bench-profile)
 #
@@ -22,18 +24,23 @@ server_pid=""
 cleanup() { [[ -n "$server_pid" ]] && kill -TERM "$server_pid" 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-# name | bench-server arguments | event
+# name | bench-server arguments | event | load shape
+closed="--conns 10 --window 4"
+churn="--churn 8 --sessions 64"
 variants=(
-  "b0-echo|--kind b0|echo"
-  "b0-incr|--kind b0|incr"
-  "per-conn-memory-echo|--kind sessions --mode per-connection --store memory|echo"
-  "per-msg-memory-echo|--kind sessions --mode per-message --store memory|echo"
-  "per-msg-memory-incr|--kind sessions --mode per-message --store memory|incr"
+  "b0-echo|--kind b0|echo|$closed"
+  "b0-incr|--kind b0|incr|$closed"
+  "per-conn-memory-echo|--kind sessions --mode per-connection --store memory|echo|$closed"
+  "per-msg-memory-echo|--kind sessions --mode per-message --store memory|echo|$closed"
+  "per-msg-memory-incr|--kind sessions --mode per-message --store memory|incr|$closed"
+  # Churn: one event per connection, so instructions per event = per connection's life.
+  "b0-churn|--kind b0|echo|$churn"
+  "per-conn-memory-churn|--kind sessions --mode per-connection --store memory|echo|$churn"
 )
 
 printf "%-22s %8s %14s %10s %16s\n" variant events instructions "Ir/event" "handler Ir/event"
 for v in "${variants[@]}"; do
-  IFS='|' read -r name args event <<<"$v"
+  IFS='|' read -r name args event shape <<<"$v"
   log="$out/$name.server.log"
   # shellcheck disable=SC2086
   valgrind --tool=callgrind --callgrind-out-file="$out/$name.callgrind" \
@@ -41,7 +48,8 @@ for v in "${variants[@]}"; do
   server_pid=$!
   for _ in $(seq 120); do grep -q "listening on" "$log" && break; sleep 0.5; done
   addr="$(grep -o 'listening on .*' "$log" | cut -d' ' -f3)"
-  "$bin/socketio-sessions-bench" load --addr "$addr" --event "$event" --conns 10 --window 4 \
+  # shellcheck disable=SC2086
+  "$bin/socketio-sessions-bench" load --addr "$addr" --event "$event" $shape \
     --warmup 1 --duration 6 >"$out/$name.load.txt" 2>&1
   kill -TERM "$server_pid"
   wait "$server_pid" || true

@@ -15,6 +15,7 @@
 //! bench-server --kind b0|sessions --mode per-connection|per-message
 //!              --store memory|sqlite://PATH|redis://HOST:PORT
 //!              [--addr 127.0.0.1:0] [--workers 1] [--max-buffer-size 1024] [--redis-pool 4]
+//!              [--sqlite-pool 1]
 //! ```
 //!
 //! Prints `bench-server: listening on ADDR` when ready; exits 0 on SIGINT or SIGTERM (so that
@@ -64,6 +65,7 @@ struct Args {
     workers: usize,
     max_buffer_size: usize,
     redis_pool: usize,
+    sqlite_pool: u32,
 }
 
 fn usage(msg: &str) -> ! {
@@ -71,7 +73,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: bench-server --kind b0|sessions --mode per-connection|per-message \
          --store memory|sqlite://PATH|redis://HOST:PORT [--addr 127.0.0.1:0] [--workers 1] \
-         [--max-buffer-size 1024] [--redis-pool 4]"
+         [--max-buffer-size 1024] [--redis-pool 4] [--sqlite-pool 1]"
     );
     std::process::exit(2);
 }
@@ -85,6 +87,7 @@ fn parse_args() -> Args {
         workers: 1,
         max_buffer_size: 1024,
         redis_pool: 4,
+        sqlite_pool: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -127,6 +130,13 @@ fn parse_args() -> Args {
                     .ok()
                     .filter(|n| *n > 0)
                     .unwrap_or_else(|| usage("--redis-pool must be a positive number"))
+            }
+            "--sqlite-pool" => {
+                args.sqlite_pool = value()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .unwrap_or_else(|| usage("--sqlite-pool must be a positive number"))
             }
             other => usage(&format!("unknown argument {other}")),
         }
@@ -241,12 +251,18 @@ async fn sessions_app(args: &Args, origin: &str) -> Result<Router, BoxError> {
         SocketSessions::builder(MemoryStore::default())
     } else if args.store.starts_with("sqlite://") {
         // WAL + synchronous=NORMAL, as SQLite recommends for WAL; sqlx's default is the
-        // rollback journal with synchronous=FULL (an fsync per commit).
+        // rollback journal with synchronous=FULL (an fsync per commit). One connection by
+        // default: SQLite has one writer at a time, and with sqlx's default pool of 10 the
+        // writers retry SQLITE_BUSY with backoff, which under saturation starved one store
+        // call past the 2 s store timeout about once per 8 s (see BENCHMARKS.md).
         let options = SqliteConnectOptions::from_str(&args.store)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
-        let pool = SqlitePoolOptions::new().connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(args.sqlite_pool)
+            .connect_with(options)
+            .await?;
         let store = SqliteStore::new(pool);
         store.migrate().await?;
         SocketSessions::builder(store)
