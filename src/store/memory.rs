@@ -92,7 +92,7 @@ impl ConditionalStore for MemoryStore {
         let Some((_, current)) = live(map.get(&record.id)) else {
             return Ok(SaveOutcome::Gone);
         };
-        if version(*current) != *expected {
+        if expected.0 != current.to_le_bytes() {
             return Ok(SaveOutcome::Conflict);
         }
         let next = current + 1;

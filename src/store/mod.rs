@@ -266,6 +266,61 @@ impl StoreHandle {
     }
 }
 
+/// Encodes a record as tower-sessions' Redis and sqlx stores do (MessagePack).
+#[cfg(any(feature = "redis", feature = "sqlite"))]
+fn encode_msgpack(record: &Record) -> session_store::Result<Vec<u8>> {
+    rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+/// Decodes stored MessagePack bytes; the bytes themselves are the version.
+#[cfg(any(feature = "redis", feature = "sqlite"))]
+fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
+    let record =
+        rmp_serde::from_slice(&bytes).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+    Ok(Versioned {
+        record,
+        version: Version(bytes),
+    })
+}
+
+/// Implements `SessionStore` by handing every call to the wrapped tower-sessions store in
+/// `self.inner`, so that unconditional writers use exactly that crate's format.
+#[cfg(any(feature = "redis", feature = "sqlite"))]
+macro_rules! delegate_session_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl tower_sessions::SessionStore for $store {
+            async fn create(
+                &self,
+                record: &mut tower_sessions::session::Record,
+            ) -> tower_sessions::session_store::Result<()> {
+                self.inner.create(record).await
+            }
+            async fn save(
+                &self,
+                record: &tower_sessions::session::Record,
+            ) -> tower_sessions::session_store::Result<()> {
+                self.inner.save(record).await
+            }
+            async fn load(
+                &self,
+                id: &tower_sessions::session::Id,
+            ) -> tower_sessions::session_store::Result<Option<tower_sessions::session::Record>>
+            {
+                self.inner.load(id).await
+            }
+            async fn delete(
+                &self,
+                id: &tower_sessions::session::Id,
+            ) -> tower_sessions::session_store::Result<()> {
+                self.inner.delete(id).await
+            }
+        }
+    };
+}
+#[cfg(any(feature = "redis", feature = "sqlite"))]
+use delegate_session_store;
+
 /// Maps a backend error into the store error tower-sessions uses.
 #[cfg_attr(not(any(feature = "redis", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn backend_error(e: impl fmt::Display) -> session_store::Error {

@@ -6,9 +6,12 @@ use fred::interfaces::{KeysInterface, LuaInterface};
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::session_store;
 
-use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error};
+use super::{
+    ConditionalStore, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
+    delegate_session_store, encode_msgpack,
+};
 
 /// Writes ARGV[2] with expiry ARGV[3] only if the key still holds exactly ARGV[1].
 /// Returns 1 when written, 0 when the value differs, -1 when the key is gone.
@@ -44,37 +47,13 @@ impl RedisStore {
     }
 }
 
-fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
-    rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
-}
-
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.inner.create(record).await
-    }
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.inner.save(record).await
-    }
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.inner.load(id).await
-    }
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.inner.delete(id).await
-    }
-}
+delegate_session_store!(RedisStore);
 
 #[async_trait]
 impl ConditionalStore for RedisStore {
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
         let bytes: Option<Vec<u8>> = self.pool.get(id.to_string()).await.map_err(backend_error)?;
-        let Some(bytes) = bytes else { return Ok(None) };
-        let record = rmp_serde::from_slice(&bytes)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Versioned {
-            record,
-            version: Version(bytes),
-        }))
+        bytes.map(decode_msgpack).transpose()
     }
 
     async fn save_if(
@@ -82,7 +61,7 @@ impl ConditionalStore for RedisStore {
         record: &Record,
         expected: &Version,
     ) -> session_store::Result<SaveOutcome> {
-        let bytes = encode(record)?;
+        let bytes = encode_msgpack(record)?;
         let args: Vec<RedisValue> = vec![
             RedisValue::Bytes(expected.0.clone().into()),
             RedisValue::Bytes(bytes.clone().into()),

@@ -4,10 +4,13 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::session_store::{self, ExpiredDeletion};
 use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
 
-use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error};
+use super::{
+    ConditionalStore, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
+    delegate_session_store, encode_msgpack,
+};
 
 /// Sessions in SQLite, readable and writable by `tower_sessions_sqlx_store::SqliteStore` (same
 /// table and encoding), with conditional saves.
@@ -39,21 +42,7 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.inner.create(record).await
-    }
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.inner.save(record).await
-    }
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.inner.load(id).await
-    }
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.inner.delete(id).await
-    }
-}
+delegate_session_store!(SqliteStore);
 
 #[async_trait]
 impl ExpiredDeletion for SqliteStore {
@@ -75,13 +64,7 @@ impl ConditionalStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend_error)?;
-        let Some((bytes,)) = row else { return Ok(None) };
-        let record = rmp_serde::from_slice(&bytes)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Versioned {
-            record,
-            version: Version(bytes),
-        }))
+        row.map(|(bytes,)| decode_msgpack(bytes)).transpose()
     }
 
     async fn save_if(
@@ -89,8 +72,7 @@ impl ConditionalStore for SqliteStore {
         record: &Record,
         expected: &Version,
     ) -> session_store::Result<SaveOutcome> {
-        let bytes =
-            rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let bytes = encode_msgpack(record)?;
         let query = format!(
             "update {} set data = ?, expiry_date = ? \
              where id = ? and data = ? and expiry_date > ?",
