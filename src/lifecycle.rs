@@ -58,10 +58,10 @@ fn room(kind: &str, bytes: &[u8]) -> String {
         .chain_update([0])
         .chain_update(bytes)
         .finalize();
-    let mut name = format!("{kind}:");
-    for b in &digest[..16] {
-        name.push_str(&format!("{b:02x}"));
-    }
+    let mut name = String::with_capacity(kind.len() + 33);
+    name.push_str(kind);
+    name.push(':');
+    crate::tag::push_hex(&mut name, &digest[..16]);
     name
 }
 

@@ -148,11 +148,12 @@ impl<F> SessionMiddleware<F> {
         let live = shared.registry.get_or_create(shared, key);
         // Bounded as a whole: waiting behind another socket's load of the same session counts.
         let timeout = shared.store.timeout();
-        let loaded = tokio::time::timeout(timeout, live.load_for_connect())
+        let user_key = shared.user_key.as_deref();
+        let loaded = tokio::time::timeout(timeout, live.load_for_connect(user_key))
             .await
             .unwrap_or(Err(StoreFailure::Timeout(timeout)));
         match loaded {
-            Ok(Some(record)) => {
+            Ok(Some(user)) => {
                 if !shared.knows_io() {
                     let Ok(io) = SocketIo::<A>::from_connect_parts(s, auth);
                     shared.set_broadcaster(Arc::new(IoBroadcaster(io)));
@@ -160,8 +161,8 @@ impl<F> SessionMiddleware<F> {
                 shared.start_background();
                 // Rooms by hashes, so that an end reaches this socket from any node.
                 s.join(session_room(&id));
-                if let Some(user) = shared.user_key.as_ref().and_then(|k| record.data.get(k)) {
-                    s.join(user_room(user));
+                if let Some(user) = user {
+                    s.join(user_room(&user));
                 }
                 tracing::debug!(session = %live.tag, socket = %s.id, "socket bound to session");
                 Ok(Binding::new(live))

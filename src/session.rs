@@ -54,10 +54,12 @@ async fn backoff(attempt: u32) {
 /// The session's state as this node knows it.
 #[derive(Default)]
 pub(crate) struct State {
-    /// The local view: `base` with `ops` applied; `None` once the session is known to be gone.
-    record: Option<Record>,
-    /// The record as last read from or written to the store, with its version.
+    /// The record as last read from or written to the store, with its version; `None` once the
+    /// session is known to be gone.
     base: Option<Loaded>,
+    /// The local view when it differs from `base` (`base` with `ops` applied). Copied from
+    /// `base` on the first change only, so that reads and saves do not copy the record.
+    changed: Option<Record>,
     /// Changes not saved yet, in order.
     ops: Vec<Op>,
     /// Per-message mode: keys read since `base`; a save fails if one of them changed meanwhile.
@@ -69,8 +71,8 @@ pub(crate) struct State {
 
 impl State {
     fn reset(&mut self, loaded: Option<Loaded>) {
-        self.record = loaded.as_ref().map(|l| l.record.clone());
         self.base = loaded;
+        self.changed = None;
         self.ops.clear();
         self.reads.clear();
     }
@@ -79,6 +81,21 @@ impl State {
     fn discard(&mut self) {
         let base = self.base.take();
         self.reset(base);
+    }
+
+    /// The local view; `None` once the session is known to be gone.
+    fn record(&self) -> Option<&Record> {
+        self.changed
+            .as_ref()
+            .or_else(|| self.base.as_ref().map(|b| &b.record))
+    }
+
+    /// The local view, to change it.
+    fn record_mut(&mut self) -> Option<&mut Record> {
+        if self.changed.is_none() {
+            self.changed = Some(self.base.as_ref()?.record.clone());
+        }
+        self.changed.as_mut()
     }
 
     /// A key this handler read that another writer has changed since.
@@ -154,7 +171,9 @@ impl LiveSession {
     }
 
     /// Follows the record's expiry: disconnects the session's sockets on this node with
-    /// `session_expired` when it is reached (a timer, re-armed whenever the expiry moves).
+    /// `session_expired` when it is reached. The timer is re-armed when the expiry moves
+    /// earlier; a later expiry (every save moves it) is picked up when the timer fires, so that
+    /// saves do not wake the timer.
     pub(crate) fn spawn_expiry_timer(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let mut rx = self.expiry.subscribe();
@@ -171,6 +190,9 @@ impl LiveSession {
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(wait) => {
+                        if *rx.borrow() != Some(at) {
+                            continue;
+                        }
                         let Some(live) = weak.upgrade() else { return };
                         match live.shared.store.load(&live.id).await {
                             Ok(Some(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
@@ -194,9 +216,12 @@ impl LiveSession {
     /// Records the expiry of the stored record (it moves with every save).
     pub(crate) fn note_expiry(&self, at: Option<OffsetDateTime>) {
         self.expiry.send_if_modified(|current| {
-            let changed = *current != at;
+            let wake = match (*current, at) {
+                (Some(old), Some(new)) => new < old,
+                (old, new) => old != new,
+            };
             *current = at;
-            changed
+            wake
         });
     }
 
@@ -232,7 +257,7 @@ impl LiveSession {
         let live = self.clone();
         spawn_detached(async move {
             let mut st = live.state.lock().await;
-            if st.record.is_some() {
+            if st.base.is_some() {
                 st.ops.push(Op::Touch);
                 if let Err(e) = live.persist(&mut st).await {
                     tracing::debug!(session = %live.tag, error = %e, "could not extend the session");
@@ -242,9 +267,12 @@ impl LiveSession {
         });
     }
 
-    /// Saves pending changes (if any), then loads the record. Used at connect: `Ok(false)` when
-    /// the session does not exist.
-    pub(crate) async fn load_for_connect(&self) -> Result<Option<Record>, StoreFailure> {
+    /// Saves pending changes (if any), then loads the record. Used at connect: `None` when the
+    /// session does not exist, else the value under `user_key` (if asked for and present).
+    pub(crate) async fn load_for_connect(
+        &self,
+        user_key: Option<&str>,
+    ) -> Result<Option<Option<Value>>, StoreFailure> {
         let mut st = self.state.lock().await;
         if !st.ops.is_empty() {
             // Another socket's unsaved changes: save them first so the reload keeps them.
@@ -254,9 +282,24 @@ impl LiveSession {
         }
         let loaded = self.shared.store.load(&self.id).await?;
         st.reset(loaded);
-        st.fresh = st.record.is_some();
+        st.fresh = st.base.is_some();
         self.track(&st);
-        Ok(st.record.clone())
+        Ok(st
+            .record()
+            .map(|r| user_key.and_then(|k| r.data.get(k).cloned())))
+    }
+
+    /// Per-connection mode: runs `f` on the state and schedules write-behind for its changes.
+    fn run_per_connection<R>(
+        self: &Arc<Self>,
+        st: &mut State,
+        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        let out = f(st);
+        if !st.ops.is_empty() {
+            self.schedule_write_behind();
+        }
+        out
     }
 
     /// Brings `st` up to date with the store, saving pending changes first.
@@ -296,51 +339,63 @@ impl LiveSession {
         }
         let store = &self.shared.store;
         let validate_reads = self.shared.mode == Mode::PerMessage;
-        let mut current = if store.is_conditional() {
-            st.base.clone()
-        } else {
-            None
-        };
+        // A conditional store first gets the local view, on the version it was made from; a
+        // plain store cannot refuse a stale write, so the changes always go on a fresh read.
+        let mut local = store.is_conditional();
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
             }
-            let loaded = match current.take() {
-                Some(loaded) => loaded,
-                None => match store.load(&self.id).await? {
-                    Some(fresh) => {
-                        if validate_reads && let Some(key) = st.stale_read(&fresh.record) {
-                            return Err(SessionError::Conflict { key });
-                        }
-                        fresh
-                    }
-                    None => return Err(self.gone(st)),
-                },
-            };
-            let mut next = loaded.record.clone();
-            if let Err(e) = apply_ops(&mut next, &mut st.ops) {
-                st.discard();
-                return Err(e);
-            }
-            next.expiry_date = store.expiry_date();
-            match store.save(&next, loaded.version.as_ref()).await? {
-                SaveOutcome::Saved(version) => {
-                    st.record = Some(next.clone());
-                    st.base = Some(Loaded {
-                        record: next,
-                        version: Some(version),
-                    });
-                    st.ops.clear();
-                    st.reads.clear();
-                    self.track(st);
-                    *self.last_extended.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                    return Ok(());
+            let (mut next, version) = if local {
+                let Some(base) = &st.base else {
+                    return Err(self.gone(st));
+                };
+                let next = match st.changed.take() {
+                    Some(view) => view,
+                    None => base.record.clone(),
+                };
+                (next, base.version.clone())
+            } else {
+                let Some(fresh) = store.load(&self.id).await? else {
+                    return Err(self.gone(st));
+                };
+                if validate_reads && let Some(key) = st.stale_read(&fresh.record) {
+                    return Err(SessionError::Conflict { key });
                 }
+                let mut next = fresh.record;
+                if let Err(e) = apply_ops(&mut next, &mut st.ops) {
+                    st.discard();
+                    return Err(e);
+                }
+                (next, fresh.version)
+            };
+            let expiry = std::mem::replace(&mut next.expiry_date, store.expiry_date());
+            let outcome = store.save(&next, version.as_ref()).await;
+            if let Ok(SaveOutcome::Saved(version)) = outcome {
+                st.base = Some(Loaded {
+                    record: next,
+                    version: Some(version),
+                });
+                st.changed = None;
+                st.ops.clear();
+                st.reads.clear();
+                self.track(st);
+                *self.last_extended.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                return Ok(());
+            }
+            if local {
+                // Still the local view: the changes stay visible until they are saved.
+                next.expiry_date = expiry;
+                st.changed = Some(next);
+            }
+            match outcome? {
                 SaveOutcome::Gone => return Err(self.gone(st)),
                 SaveOutcome::Conflict => {
                     tracing::debug!(session = %self.tag, "save conflicted; re-applying changes");
                 }
+                SaveOutcome::Saved(_) => unreachable!("handled above"),
             }
+            local = false;
         }
         // Per-connection mode keeps them for the next save (write-behind retries, disconnect).
         Err(SessionError::Contended {
@@ -489,15 +544,46 @@ impl SocketSession {
         &self,
         f: impl FnOnce(&mut State) -> Result<R, SessionError>,
     ) -> Result<R, SessionError> {
+        // The state is nearly always at hand. Waiting for it (and reloading it) is boxed, so
+        // that those futures are not part of every handler's future, which socketioxide moves
+        // several times when it spawns the handler.
+        match self.try_now(f) {
+            Ok(out) => out,
+            Err(f) => Box::pin(self.wait_for_state(f)).await,
+        }
+    }
+
+    /// Runs `f` at once if the state is at hand: per connection, when the lock is free; per
+    /// message, when this handler already holds it. Otherwise hands `f` back.
+    fn try_now<R, F>(&self, f: F) -> Result<Result<R, SessionError>, F>
+    where
+        F: FnOnce(&mut State) -> Result<R, SessionError>,
+    {
+        let live = &self.inner.live;
+        match live.shared.mode {
+            Mode::PerConnection => match live.state.try_lock() {
+                Ok(mut st) => Ok(live.run_per_connection(&mut st, f)),
+                Err(_) => Err(f),
+            },
+            Mode::PerMessage => match self.inner.held.try_lock() {
+                Ok(mut held) => match &mut *held {
+                    Some(st) => Ok(f(st)),
+                    None => Err(f),
+                },
+                Err(_) => Err(f),
+            },
+        }
+    }
+
+    async fn wait_for_state<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
         let live = &self.inner.live;
         match live.shared.mode {
             Mode::PerConnection => {
                 let mut st = live.state.lock().await;
-                let out = f(&mut st);
-                if !st.ops.is_empty() {
-                    live.schedule_write_behind();
-                }
-                out
+                live.run_per_connection(&mut st, f)
             }
             Mode::PerMessage => {
                 let mut held = self.inner.held.lock().await;
@@ -521,26 +607,27 @@ impl SocketSession {
     /// handler's reload). Writes to a session that no longer exists fail with
     /// [`SessionError::Gone`].
     pub async fn exists(&self) -> Result<bool, SessionError> {
-        self.with_state(|st| Ok(st.record.is_some())).await
+        self.with_state(|st| Ok(st.base.is_some())).await
     }
 
     /// The value under `key`, deserialized; `None` if absent or if the session is gone.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        match self.get_value(key).await? {
-            Some(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| SessionError::serde(key, e)),
-            None => Ok(None),
-        }
+        // Deserialized under the lock, from the stored value: no copy of it.
+        let per_message = self.mode() == Mode::PerMessage;
+        self.with_state(|st| {
+            read(st, key, per_message)
+                .map(T::deserialize)
+                .transpose()
+                .map_err(|e| SessionError::serde(key, e))
+        })
+        .await
     }
 
     /// The JSON value under `key`.
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        self.with_state(|st| {
-            st.reads.insert(key.to_owned());
-            Ok(st.record.as_ref().and_then(|r| r.data.get(key).cloned()))
-        })
-        .await
+        let per_message = self.mode() == Mode::PerMessage;
+        self.with_state(|st| Ok(read(st, key, per_message).cloned()))
+            .await
     }
 
     /// Stores `value` under `key`.
@@ -598,7 +685,7 @@ impl SocketSession {
         });
         let mut value = self
             .with_state(|st| {
-                let record = st.record.as_mut().ok_or(SessionError::Gone)?;
+                let record = st.record_mut().ok_or(SessionError::Gone)?;
                 let new = updater(record.data.get(key).cloned())?;
                 record.data.insert(key.to_owned(), new.clone());
                 st.ops.push(Op::Update(key.to_owned(), updater));
@@ -608,7 +695,7 @@ impl SocketSession {
         if self.mode() == Mode::PerMessage {
             self.save().await?;
             let stored = self
-                .with_state(|st| Ok(st.record.as_ref().and_then(|r| r.data.get(key).cloned())))
+                .with_state(|st| Ok(st.record().and_then(|r| r.data.get(key).cloned())))
                 .await?;
             value = stored.unwrap_or(value);
         }
@@ -621,11 +708,11 @@ impl SocketSession {
         let live = &self.inner.live;
         match live.shared.mode {
             Mode::PerConnection => {
-                let mut st = live.state.lock().await;
-                live.persist(&mut st).await
+                let mut st = lock(&live.state).await;
+                Box::pin(live.persist(&mut st)).await
             }
-            Mode::PerMessage => match &mut *self.inner.held.lock().await {
-                Some(st) => live.persist(st).await,
+            Mode::PerMessage => match &mut *lock(&self.inner.held).await {
+                Some(st) => Box::pin(live.persist(st)).await,
                 None => Ok(()),
             },
         }
@@ -643,6 +730,15 @@ impl SocketSession {
     /// The session's tag for logs: a salted hash, never the id itself.
     pub fn tag(&self) -> &SessionTag {
         &self.inner.live.tag
+    }
+}
+
+/// Takes a lock that is nearly always free without putting the wait for it in the caller's
+/// future (handler futures are moved several times when socketioxide spawns them).
+async fn lock<T>(mutex: &Mutex<T>) -> tokio::sync::MutexGuard<'_, T> {
+    match mutex.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => Box::pin(mutex.lock()).await,
     }
 }
 
@@ -705,16 +801,27 @@ fn json_len(v: &Value) -> usize {
     count.0
 }
 
+/// The value under `key` in the local view, noting the read for a per-message save (which
+/// fails if a key its handler read has changed meanwhile).
+fn read<'a>(st: &'a mut State, key: &str, per_message: bool) -> Option<&'a Value> {
+    if per_message && !st.reads.contains(key) {
+        st.reads.insert(key.to_owned());
+    }
+    st.record()?.data.get(key)
+}
+
 /// Writes or removes one key; refuses when the session is gone.
 fn set(st: &mut State, key: &str, value: Option<Value>) -> Result<Option<Value>, SessionError> {
-    let record = st.record.as_mut().ok_or(SessionError::Gone)?;
+    let current = st.record().ok_or(SessionError::Gone)?.data.get(key);
+    match (&value, current) {
+        (Some(v), Some(c)) if v == c => return Ok(Some(c.clone())),
+        (None, None) => return Ok(None),
+        _ => {}
+    }
+    let record = st.record_mut().ok_or(SessionError::Gone)?;
     let old = match &value {
-        Some(v) if record.data.get(key) == Some(v) => return Ok(Some(v.clone())),
         Some(v) => record.data.insert(key.to_owned(), v.clone()),
-        None => match record.data.remove(key) {
-            Some(old) => Some(old),
-            None => return Ok(None),
-        },
+        None => record.data.remove(key),
     };
     st.ops.push(Op::Set(key.to_owned(), value));
     Ok(old)

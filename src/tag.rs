@@ -17,15 +17,24 @@ impl SessionTag {
             .chain_update(id.0.to_le_bytes())
             .finalize();
         let mut hex = String::with_capacity(16);
-        for b in &digest[..8] {
-            hex.push_str(&format!("{b:02x}"));
-        }
+        push_hex(&mut hex, &digest[..8]);
         SessionTag(hex)
     }
 
     /// The tag as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Appends `bytes` in lower-case hex (`format!` per byte costs more than the hash itself, and
+/// this runs for every connection).
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
     }
 }
 
@@ -53,5 +62,14 @@ mod tests {
         assert_ne!(a, SessionTag::new(&[2; 16], &id));
         assert_eq!(a.as_str().len(), 16);
         assert!(!a.as_str().contains(&id.to_string()));
+    }
+
+    #[test]
+    fn hex_matches_format() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff, 0x10];
+        let mut out = String::from("x:");
+        push_hex(&mut out, &bytes);
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(out, format!("x:{expected}"));
     }
 }
