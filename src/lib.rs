@@ -64,7 +64,7 @@ pub use lifecycle::{EndReason, SINVALID_EVENT};
 pub use middleware::{NoSetup, SessionMiddleware, Setup};
 pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};
 pub use session::SocketSession;
-pub use store::{ConditionalStore, SaveOutcome, Version, Versioned};
+pub use store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 pub use tag::SessionTag;
 pub use tower_sessions::session::Id;
 

@@ -313,9 +313,18 @@ impl LiveSession {
                 Err(e) => return Err(e),
             }
         }
-        let loaded = self.shared.store.load(&self.id).await?;
-        st.reset(loaded);
-        self.track(st);
+        let reloaded = match &st.base {
+            Some(known) => self.shared.store.reload(known).await?,
+            None => Some(self.shared.store.load(&self.id).await?),
+        };
+        match reloaded {
+            // Unchanged: no copy; only this handler's reads start afresh.
+            None => st.reads.clear(),
+            Some(loaded) => {
+                st.reset(loaded);
+                self.track(st);
+            }
+        }
         Ok(())
     }
 

@@ -12,8 +12,8 @@ use common::*;
 use serde_json::json;
 use socketio_sessions::store::MemoryStore;
 use socketio_sessions::{
-    ConditionalStore, Mode, SaveOutcome, SessionError, SocketSession, SocketSessions, Version,
-    Versioned,
+    ConditionalStore, Mode, Reloaded, SaveOutcome, SessionError, SocketSession, SocketSessions,
+    Version, Versioned,
 };
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
@@ -37,6 +37,56 @@ async fn hammer(server: &TestServer, cookie: &str, n: usize, per_socket: usize) 
 
 mod cases {
     use super::*;
+
+    /// Per-message mode reloads through `reload_versioned` before every event: it must see
+    /// every write, including a record deleted and written again under the same id.
+    pub async fn reload_sees_every_write(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let store = &st.store;
+        let mut record = Record {
+            id: Id::default(),
+            data: [("n".to_owned(), json!(1))].into_iter().collect(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        store.create(&mut record).await.unwrap();
+        let id = record.id;
+        let first = store.load_versioned(&id).await.unwrap().unwrap();
+        let reload = |v: Version| async move { store.reload_versioned(&id, &v).await.unwrap() };
+        assert!(matches!(
+            reload(first.version.clone()).await,
+            Reloaded::Unchanged
+        ));
+
+        // An unconditional write (the HTTP side's) is a change.
+        record.data.insert("n".into(), json!(2));
+        store.save(&record).await.unwrap();
+        let Reloaded::Changed(second) = reload(first.version.clone()).await else {
+            panic!("an HTTP-side write looked unchanged");
+        };
+        assert_eq!(second.record.data["n"], json!(2));
+        assert!(matches!(
+            reload(second.version.clone()).await,
+            Reloaded::Unchanged
+        ));
+
+        // Deleted: gone. Written again under the same id: a change for every earlier version.
+        store.delete(&id).await.unwrap();
+        assert!(matches!(
+            reload(second.version.clone()).await,
+            Reloaded::Gone
+        ));
+        record.data.insert("n".into(), json!(3));
+        store.create(&mut record).await.unwrap();
+        assert_eq!(record.id, id, "the id was free again");
+        for old in [first.version, second.version] {
+            let Reloaded::Changed(again) = reload(old).await else {
+                panic!("a record written again under its id looked unchanged");
+            };
+            assert_eq!(again.record.data["n"], json!(3));
+        }
+    }
 
     pub async fn three_sockets_times_a_hundred_incr(b: Backend) {
         let Some(st) = TestStore::open(b).await else {
@@ -128,6 +178,11 @@ macro_rules! store_tests {
         $(
             mod $store {
                 use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn reload_sees_every_write() {
+                    cases::reload_sees_every_write($backend).await
+                }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn three_sockets_times_a_hundred_incr() {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
 use socketio_sessions::sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use socketio_sessions::store::{ConnectRedisStore, MemoryStore, RedisStore, SqliteStore};
-use socketio_sessions::{ConditionalStore, SaveOutcome, Version, Versioned};
+use socketio_sessions::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use tower_sessions::ExpiredDeletion;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -147,6 +147,14 @@ impl ConditionalStore for DemoStore {
             DemoStore::Sqlite(s) => s.load_versioned(id).await,
             DemoStore::Redis(s) => s.load_versioned(id).await,
             DemoStore::Express(s) => s.load_versioned(id).await,
+        }
+    }
+    async fn reload_versioned(&self, id: &Id, known: &Version) -> session_store::Result<Reloaded> {
+        match self {
+            DemoStore::Memory(s) => s.reload_versioned(id, known).await,
+            DemoStore::Sqlite(s) => s.reload_versioned(id, known).await,
+            DemoStore::Redis(s) => s.reload_versioned(id, known).await,
+            DemoStore::Express(s) => s.reload_versioned(id, known).await,
         }
     }
     async fn save_if(

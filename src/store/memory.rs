@@ -1,6 +1,7 @@
 //! An in-memory store with versioned records, usable by the HTTP layer and the socket side.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -8,7 +9,7 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::{ConditionalStore, SaveOutcome, Version, Versioned};
+use super::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 
 /// Sessions in this process's memory, like `tower_sessions::MemoryStore`, with a version per
 /// record so that saves from sockets are conditional. Use one instance (cloned) for the
@@ -44,6 +45,13 @@ fn version(n: u64) -> Version {
     Version(n.to_le_bytes().to_vec())
 }
 
+/// A version no record of this process has had: a record deleted and written again under the
+/// same id never looks unchanged to a reader holding its old version.
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
@@ -53,14 +61,13 @@ impl SessionStore for MemoryStore {
         while map.contains_key(&record.id) {
             record.id = Id::default();
         }
-        map.insert(record.id, (record.clone(), 1));
+        map.insert(record.id, (record.clone(), next_version()));
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let mut map = self.lock();
-        let next = map.get(&record.id).map_or(1, |(_, v)| v + 1);
-        map.insert(record.id, (record.clone(), next));
+        self.lock()
+            .insert(record.id, (record.clone(), next_version()));
         Ok(())
     }
 
@@ -83,6 +90,17 @@ impl ConditionalStore for MemoryStore {
         }))
     }
 
+    async fn reload_versioned(&self, id: &Id, known: &Version) -> session_store::Result<Reloaded> {
+        Ok(match live(self.lock().get(id)) {
+            None => Reloaded::Gone,
+            Some((_, v)) if known.0 == v.to_le_bytes() => Reloaded::Unchanged,
+            Some((r, v)) => Reloaded::Changed(Versioned {
+                record: r.clone(),
+                version: version(*v),
+            }),
+        })
+    }
+
     async fn save_if(
         &self,
         record: &Record,
@@ -95,7 +113,7 @@ impl ConditionalStore for MemoryStore {
         if expected.0 != current.to_le_bytes() {
             return Ok(SaveOutcome::Conflict);
         }
-        let next = current + 1;
+        let next = next_version();
         map.insert(record.id, (record.clone(), next));
         Ok(SaveOutcome::Saved(version(next)))
     }

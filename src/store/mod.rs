@@ -76,11 +76,33 @@ pub enum SaveOutcome {
     Gone,
 }
 
+/// What a reload found, compared with the version already held.
+#[derive(Debug, Clone)]
+pub enum Reloaded {
+    /// The record still has the version held.
+    Unchanged,
+    /// The record has changed: here it is.
+    Changed(Versioned),
+    /// The record no longer exists (deleted or expired).
+    Gone,
+}
+
 /// A store that can save a record only if it is unchanged since it was read.
 #[async_trait]
 pub trait ConditionalStore: SessionStore {
     /// Loads a live (unexpired) record with its version.
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>>;
+
+    /// Loads the record unless it still has version `known`: per-message mode reloads before
+    /// every event, and most of the time nothing has changed. The default loads and compares;
+    /// a store can skip copying or decoding an unchanged record.
+    async fn reload_versioned(&self, id: &Id, known: &Version) -> session_store::Result<Reloaded> {
+        Ok(match self.load_versioned(id).await? {
+            None => Reloaded::Gone,
+            Some(v) if v.version == *known => Reloaded::Unchanged,
+            Some(v) => Reloaded::Changed(v),
+        })
+    }
 
     /// Writes `record` if the stored record still has version `expected`; never creates one.
     async fn save_if(
@@ -235,6 +257,30 @@ impl StoreHandle {
         Ok(loaded.filter(|l| l.record.expiry_date > OffsetDateTime::now_utc()))
     }
 
+    /// Reloads a record held at `known`: `Ok(None)` when it is unchanged (and still live).
+    /// `Ok(Some(None))` when it is gone.
+    pub(crate) async fn reload(
+        &self,
+        known: &Loaded,
+    ) -> Result<Option<Option<Loaded>>, StoreFailure> {
+        let id = &known.record.id;
+        let (Backend::Conditional(s), Some(version)) = (&self.backend, &known.version) else {
+            return self.load(id).await.map(Some);
+        };
+        let now = OffsetDateTime::now_utc();
+        Ok(match self.bounded(s.reload_versioned(id, version)).await? {
+            Reloaded::Unchanged if known.record.expiry_date > now => None,
+            Reloaded::Unchanged | Reloaded::Gone => Some(None),
+            Reloaded::Changed(v) => Some(
+                Some(Loaded {
+                    record: v.record,
+                    version: Some(v.version),
+                })
+                .filter(|l| l.record.expiry_date > now),
+            ),
+        })
+    }
+
     /// Saves `record`, conditionally where the store can and a version is known. A plain store
     /// writes unconditionally: the caller must have just checked that the record exists.
     pub(crate) async fn save(
@@ -270,6 +316,16 @@ impl StoreHandle {
 #[cfg(any(feature = "redis", feature = "sqlite"))]
 fn encode_msgpack(record: &Record) -> session_store::Result<Vec<u8>> {
     rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+/// A reload from the stored bytes: unchanged bytes are not decoded.
+#[cfg(any(feature = "redis", feature = "sqlite"))]
+fn reload_msgpack(bytes: Option<Vec<u8>>, known: &Version) -> session_store::Result<Reloaded> {
+    Ok(match bytes {
+        None => Reloaded::Gone,
+        Some(bytes) if bytes == known.0 => Reloaded::Unchanged,
+        Some(bytes) => Reloaded::Changed(decode_msgpack(bytes)?),
+    })
 }
 
 /// Decodes stored MessagePack bytes; the bytes themselves are the version.

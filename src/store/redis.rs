@@ -9,8 +9,8 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
 use super::{
-    ConditionalStore, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
-    delegate_session_store, encode_msgpack,
+    ConditionalStore, Reloaded, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
+    delegate_session_store, encode_msgpack, reload_msgpack,
 };
 
 /// Writes ARGV[2] with expiry ARGV[3] only if the key still holds exactly ARGV[1].
@@ -45,6 +45,10 @@ impl RedisStore {
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
+
+    async fn fetch(&self, id: &Id) -> session_store::Result<Option<Vec<u8>>> {
+        self.pool.get(id.to_string()).await.map_err(backend_error)
+    }
 }
 
 delegate_session_store!(RedisStore);
@@ -52,8 +56,11 @@ delegate_session_store!(RedisStore);
 #[async_trait]
 impl ConditionalStore for RedisStore {
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
-        let bytes: Option<Vec<u8>> = self.pool.get(id.to_string()).await.map_err(backend_error)?;
-        bytes.map(decode_msgpack).transpose()
+        self.fetch(id).await?.map(decode_msgpack).transpose()
+    }
+
+    async fn reload_versioned(&self, id: &Id, known: &Version) -> session_store::Result<Reloaded> {
+        reload_msgpack(self.fetch(id).await?, known)
     }
 
     async fn save_if(

@@ -8,8 +8,8 @@ use tower_sessions::session_store::{self, ExpiredDeletion};
 use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
 
 use super::{
-    ConditionalStore, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
-    delegate_session_store, encode_msgpack,
+    ConditionalStore, Reloaded, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
+    delegate_session_store, encode_msgpack, reload_msgpack,
 };
 
 /// Sessions in SQLite, readable and writable by `tower_sessions_sqlx_store::SqliteStore` (same
@@ -40,6 +40,21 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// The stored bytes of a live record.
+    async fn fetch(&self, id: &Id) -> session_store::Result<Option<Vec<u8>>> {
+        let query = format!(
+            "select data from {} where id = ? and expiry_date > ?",
+            self.table
+        );
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(&query)
+            .bind(id.to_string())
+            .bind(OffsetDateTime::now_utc())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(row.map(|(bytes,)| bytes))
+    }
 }
 
 delegate_session_store!(SqliteStore);
@@ -54,17 +69,11 @@ impl ExpiredDeletion for SqliteStore {
 #[async_trait]
 impl ConditionalStore for SqliteStore {
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
-        let query = format!(
-            "select data from {} where id = ? and expiry_date > ?",
-            self.table
-        );
-        let row: Option<(Vec<u8>,)> = sqlx::query_as(&query)
-            .bind(id.to_string())
-            .bind(OffsetDateTime::now_utc())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        row.map(|(bytes,)| decode_msgpack(bytes)).transpose()
+        self.fetch(id).await?.map(decode_msgpack).transpose()
+    }
+
+    async fn reload_versioned(&self, id: &Id, known: &Version) -> session_store::Result<Reloaded> {
+        reload_msgpack(self.fetch(id).await?, known)
     }
 
     async fn save_if(

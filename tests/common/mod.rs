@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::Value;
-use socketio_sessions::{ConditionalStore, SaveOutcome, Version, Versioned};
+use socketio_sessions::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use tokio::sync::{mpsc, oneshot};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -213,6 +213,10 @@ impl<S: ConditionalStore + Clone> ConditionalStore for Probe<S> {
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
         self.enter().await?;
         self.inner.load_versioned(id).await
+    }
+    async fn reload_versioned(&self, id: &Id, v: &Version) -> session_store::Result<Reloaded> {
+        self.enter().await?;
+        self.inner.reload_versioned(id, v).await
     }
     async fn save_if(&self, r: &Record, v: &Version) -> session_store::Result<SaveOutcome> {
         self.enter().await?;
