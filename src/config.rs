@@ -196,10 +196,12 @@ impl fmt::Debug for Shared {
 ///     });
 /// }).with(sessions.middleware()));
 ///
+/// // Socket.IO outside the HTTP session layer: the sessions read the cookie themselves, and a
+/// // WebSocket keeps its upgrade request (and what that layer put in it) for its whole life.
 /// let app: Router = Router::new()
+///     .layer(SessionManagerLayer::new(store).with_expiry(expiry))
 ///     .layer(sio_layer)
-///     .layer(sessions.origin_layer())
-///     .layer(SessionManagerLayer::new(store).with_expiry(expiry));
+///     .layer(sessions.origin_layer());
 /// # let _ = app; Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -6,7 +6,6 @@
 //! operation, reloads the record, and keeps the lock until the handler is done and its changes
 //! are saved: reload → handler → save runs one at a time per session on this node.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +62,8 @@ pub(crate) struct State {
     /// Changes not saved yet, in order.
     ops: Vec<Op>,
     /// Per-message mode: keys read since `base`; a save fails if one of them changed meanwhile.
-    reads: HashSet<String>,
+    /// A handler reads a few keys: a list is cheaper than a hashed set.
+    reads: Vec<String>,
     /// Loaded by the connect middleware and not yet handed to a handler: the connect handler
     /// may use it without another reload.
     fresh: bool,
@@ -497,13 +497,16 @@ impl Binding {
     }
 
     pub(crate) fn handle(&self, may_use_fresh: bool) -> SocketSession {
-        SocketSession {
-            inner: Arc::new(Handle {
-                live: self.0.live.clone(),
-                held: Mutex::new(None),
+        let live = self.0.live.clone();
+        // Per connection a handle is just the live session: nothing to allocate per event.
+        let held = (live.shared.mode == Mode::PerMessage).then(|| {
+            Arc::new(Held {
+                live: live.clone(),
+                guard: Mutex::new(None),
                 may_use_fresh,
-            }),
-        }
+            })
+        });
+        SocketSession { live, held }
     }
 }
 
@@ -529,20 +532,23 @@ impl Drop for BindingInner {
 /// change over HTTP as soon as it gets the ack.
 #[derive(Clone)]
 pub struct SocketSession {
-    inner: Arc<Handle>,
+    live: Arc<LiveSession>,
+    /// Per-message mode: this handler's hold on the session, shared by clones of the handle.
+    held: Option<Arc<Held>>,
 }
 
-struct Handle {
+/// A per-message handler's hold on its session: the session lock, taken at the first
+/// operation and released (after saving) when the handler's last handle is dropped.
+struct Held {
     live: Arc<LiveSession>,
-    /// Per-message mode: the session lock, held from the first operation to the end.
-    held: Mutex<Option<OwnedMutexGuard<State>>>,
+    guard: Mutex<Option<OwnedMutexGuard<State>>>,
     may_use_fresh: bool,
 }
 
 impl fmt::Debug for SocketSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SocketSession")
-            .field("tag", &self.inner.live.tag)
+            .field("tag", &self.live.tag)
             .finish()
     }
 }
@@ -568,14 +574,14 @@ impl SocketSession {
     where
         F: FnOnce(&mut State) -> Result<R, SessionError>,
     {
-        let live = &self.inner.live;
-        match live.shared.mode {
-            Mode::PerConnection => match live.state.try_lock() {
+        let live = &self.live;
+        match &self.held {
+            None => match live.state.try_lock() {
                 Ok(mut st) => Ok(live.run_per_connection(&mut st, f)),
                 Err(_) => Err(f),
             },
-            Mode::PerMessage => match self.inner.held.try_lock() {
-                Ok(mut held) => match &mut *held {
+            Some(held) => match held.guard.try_lock() {
+                Ok(mut guard) => match &mut *guard {
                     Some(st) => Ok(f(st)),
                     None => Err(f),
                 },
@@ -588,19 +594,19 @@ impl SocketSession {
         &self,
         f: impl FnOnce(&mut State) -> Result<R, SessionError>,
     ) -> Result<R, SessionError> {
-        let live = &self.inner.live;
-        match live.shared.mode {
-            Mode::PerConnection => {
+        let live = &self.live;
+        match &self.held {
+            None => {
                 let mut st = live.state.lock().await;
                 live.run_per_connection(&mut st, f)
             }
-            Mode::PerMessage => {
-                let mut held = self.inner.held.lock().await;
-                let st = match &mut *held {
+            Some(held) => {
+                let mut guard = held.guard.lock().await;
+                let st = match &mut *guard {
                     Some(st) => st,
                     slot @ None => {
                         let mut st = live.state.clone().lock_owned().await;
-                        if !(self.inner.may_use_fresh && st.fresh) {
+                        if !(held.may_use_fresh && st.fresh) {
                             live.refresh(&mut st).await?;
                         }
                         st.fresh = false;
@@ -681,7 +687,7 @@ impl SocketSession {
         F: FnMut(Option<T>) -> T + Send + 'static,
     {
         let owned_key = key.to_owned();
-        let limits = Limits::of(&self.inner.live.shared);
+        let limits = Limits::of(&self.live.shared);
         let mut updater: Updater = Box::new(move |old: Option<Value>| {
             let old = old
                 .map(serde_json::from_value)
@@ -714,13 +720,13 @@ impl SocketSession {
     /// Saves the changes made so far now, rather than after the handler (per-message mode) or
     /// at disconnect (per-connection mode).
     pub async fn save(&self) -> Result<(), SessionError> {
-        let live = &self.inner.live;
-        match live.shared.mode {
-            Mode::PerConnection => {
+        let live = &self.live;
+        match &self.held {
+            None => {
                 let mut st = lock(&live.state).await;
                 Box::pin(live.persist(&mut st)).await
             }
-            Mode::PerMessage => match &mut *lock(&self.inner.held).await {
+            Some(held) => match &mut *lock(&held.guard).await {
                 Some(st) => Box::pin(live.persist(st)).await,
                 None => Ok(()),
             },
@@ -728,17 +734,17 @@ impl SocketSession {
     }
 
     fn check(&self, key: &str, value: &Value) -> Result<(), SessionError> {
-        Limits::of(&self.inner.live.shared).check(key, value)
+        Limits::of(&self.live.shared).check(key, value)
     }
 
     /// The mode this session is served in.
     pub fn mode(&self) -> crate::Mode {
-        self.inner.live.shared.mode
+        self.live.shared.mode
     }
 
     /// The session's tag for logs: a salted hash, never the id itself.
     pub fn tag(&self) -> &SessionTag {
-        &self.inner.live.tag
+        &self.live.tag
     }
 }
 
@@ -813,8 +819,8 @@ fn json_len(v: &Value) -> usize {
 /// The value under `key` in the local view, noting the read for a per-message save (which
 /// fails if a key its handler read has changed meanwhile).
 fn read<'a>(st: &'a mut State, key: &str, per_message: bool) -> Option<&'a Value> {
-    if per_message && !st.reads.contains(key) {
-        st.reads.insert(key.to_owned());
+    if per_message && !st.reads.iter().any(|k| k == key) {
+        st.reads.push(key.to_owned());
     }
     st.record()?.data.get(key)
 }
@@ -836,9 +842,9 @@ fn set(st: &mut State, key: &str, value: Option<Value>) -> Result<Option<Value>,
     Ok(old)
 }
 
-impl Drop for Handle {
+impl Drop for Held {
     fn drop(&mut self) {
-        let Some(mut st) = self.held.get_mut().take() else {
+        let Some(mut st) = self.guard.get_mut().take() else {
             return;
         };
         if st.ops.is_empty() {

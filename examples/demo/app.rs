@@ -182,6 +182,22 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Rou
         .route("/api/session", get(session_info))
         .route("/api/visit", post(visit));
 
+    // The HTTP side uses the sessions' store, so that logout and id rotation reach the sockets
+    // and its saves merge with socket writes.
+    let http_sessions = SessionManagerLayer::new(sessions.http_store())
+        .with_secure(false)
+        .with_expiry(expiry);
+    let router = match opts.signing_key.clone() {
+        Some(key) => router.layer(http_sessions.with_signed(key)),
+        None => router.layer(http_sessions),
+    };
+    let router = router
+        .layer(HttpScopeLayer::new())
+        .layer(Extension(sessions.clone()))
+        .layer(Extension(ExpressMode(opts.express_secrets.is_some())));
+
+    // Socket.IO outside the HTTP session layers: the sessions read the cookie themselves, and
+    // a WebSocket keeps its upgrade request (with whatever those layers put in it) for life.
     let middleware = sessions.middleware();
     let router = match &opts.redis_adapter {
         // Several nodes: rooms, broadcasts and disconnects cross nodes through Redis, and
@@ -215,21 +231,8 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Rou
             router.layer(sio_layer)
         }
     };
-    let router = router.layer(sessions.origin_layer());
-
-    // The HTTP side uses the sessions' store, so that logout and id rotation reach the sockets
-    // and its saves merge with socket writes.
-    let http_sessions = SessionManagerLayer::new(sessions.http_store())
-        .with_secure(false)
-        .with_expiry(expiry);
-    let router = match opts.signing_key.clone() {
-        Some(key) => router.layer(http_sessions.with_signed(key)),
-        None => router.layer(http_sessions),
-    };
-    Ok(router
-        .layer(HttpScopeLayer::new())
-        .layer(Extension(sessions))
-        .layer(Extension(ExpressMode(opts.express_secrets.is_some()))))
+    // Outermost: the origin check, before anything else looks at a handshake.
+    Ok(router.layer(sessions.origin_layer()))
 }
 
 /// Runs before the client's connect ack, so that no early event finds a handler missing.

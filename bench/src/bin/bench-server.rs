@@ -300,10 +300,10 @@ async fn sessions_app(args: &Args, origin: &str) -> Result<Router, BoxError> {
         .with_expiry(expiry);
     Ok(Router::new()
         .route("/login", post(login))
-        .layer(layer)
-        .layer(sessions.origin_layer())
         .layer(http_sessions)
-        .layer(HttpScopeLayer::new()))
+        .layer(HttpScopeLayer::new())
+        .layer(layer)
+        .layer(sessions.origin_layer()))
 }
 
 fn error_ack(ack: AckSender, e: &SessionError) {
