@@ -142,11 +142,11 @@ impl Shared {
                     } else {
                         EndReason::Revoked
                     };
-                    tracing::debug!(session = %live.tag, %reason, "revalidation: session gone");
+                    tracing::debug!(session = %live.tag(), %reason, "revalidation: session gone");
                     self.end(&live.id, reason, true).await;
                 }
                 Err(failure) => {
-                    tracing::debug!(session = %live.tag, ?failure, "revalidation skipped");
+                    tracing::debug!(session = %live.tag(), ?failure, "revalidation skipped");
                 }
             }
         }

@@ -164,12 +164,12 @@ impl<F> SessionMiddleware<F> {
                 if let Some(user) = user {
                     s.join(user_room(&user));
                 }
-                tracing::debug!(session = %live.tag, socket = %s.id, "socket bound to session");
+                tracing::debug!(session = %live.tag(), socket = %s.id, "socket bound to session");
                 Ok(Binding::new(live))
             }
             Ok(None) => Err(fail(InvalidReason::Unknown)),
             Err(failure) => {
-                tracing::warn!(session = %live.tag, ?failure, "session store failed at connect");
+                tracing::warn!(session = %live.tag(), ?failure, "session store failed at connect");
                 Err(failure.reason())
             }
         }

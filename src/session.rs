@@ -132,7 +132,9 @@ pub(crate) struct LiveSession {
     pub(crate) id: Id,
     /// The store's own key where it is not a tower-sessions id (an express-session sid).
     external: Option<Arc<str>>,
-    pub(crate) tag: SessionTag,
+    /// Computed on first use: only logs and `SocketSession::tag` need it, and a hash per
+    /// connection is a noticeable part of a handshake.
+    tag: std::sync::OnceLock<SessionTag>,
     shared: Arc<Shared>,
     state: Arc<Mutex<State>>,
     write_behind_pending: AtomicBool,
@@ -146,7 +148,7 @@ pub(crate) struct LiveSession {
 impl fmt::Debug for LiveSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LiveSession")
-            .field("tag", &self.tag)
+            .field("tag", self.tag())
             .finish()
     }
 }
@@ -158,7 +160,7 @@ impl LiveSession {
             crate::id::express::register(id, sid);
         }
         LiveSession {
-            tag: SessionTag::new(&shared.salt, &id),
+            tag: std::sync::OnceLock::new(),
             id,
             external: key.external,
             shared,
@@ -168,6 +170,12 @@ impl LiveSession {
             last_extended: std::sync::Mutex::new(Instant::now()),
             touch_pending: AtomicBool::new(false),
         }
+    }
+
+    /// The session's tag for logs.
+    pub(crate) fn tag(&self) -> &SessionTag {
+        self.tag
+            .get_or_init(|| SessionTag::new(&self.shared.salt, &self.id))
     }
 
     /// Follows the record's expiry: disconnects the session's sockets on this node with
@@ -197,12 +205,12 @@ impl LiveSession {
                         match live.shared.store.load(&live.id).await {
                             Ok(Some(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
                             Ok(None) => {
-                                tracing::debug!(session = %live.tag, "session expired");
+                                tracing::debug!(session = %live.tag(), "session expired");
                                 live.shared.end(&live.id, EndReason::Expired, true).await;
                                 return;
                             }
                             Err(failure) => {
-                                tracing::warn!(session = %live.tag, ?failure, "could not check the session's expiry; retrying");
+                                tracing::warn!(session = %live.tag(), ?failure, "could not check the session's expiry; retrying");
                                 drop(live);
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }
@@ -260,7 +268,7 @@ impl LiveSession {
             if st.base.is_some() {
                 st.ops.push(Op::Touch);
                 if let Err(e) = live.persist(&mut st).await {
-                    tracing::debug!(session = %live.tag, error = %e, "could not extend the session");
+                    tracing::debug!(session = %live.tag(), error = %e, "could not extend the session");
                 }
             }
             live.touch_pending.store(false, Ordering::Release);
@@ -277,7 +285,7 @@ impl LiveSession {
         if !st.ops.is_empty() {
             // Another socket's unsaved changes: save them first so the reload keeps them.
             if let Err(e) = self.persist(&mut st).await {
-                tracing::warn!(session = %self.tag, error = %e, "could not save pending session changes");
+                tracing::warn!(session = %self.tag(), error = %e, "could not save pending session changes");
             }
         }
         let loaded = self.shared.store.load(&self.id).await?;
@@ -400,7 +408,7 @@ impl LiveSession {
             match outcome? {
                 SaveOutcome::Gone => return Err(self.gone(st)),
                 SaveOutcome::Conflict => {
-                    tracing::debug!(session = %self.tag, "save conflicted; re-applying changes");
+                    tracing::debug!(session = %self.tag(), "save conflicted; re-applying changes");
                 }
                 SaveOutcome::Saved(_) => unreachable!("handled above"),
             }
@@ -413,7 +421,7 @@ impl LiveSession {
     }
 
     fn gone(&self, st: &mut State) -> SessionError {
-        tracing::debug!(session = %self.tag, "session gone: socket changes discarded");
+        tracing::debug!(session = %self.tag(), "session gone: socket changes discarded");
         st.reset(None);
         self.track(st);
         SessionError::Gone
@@ -425,7 +433,7 @@ impl LiveSession {
         match self.persist(&mut st).await {
             Ok(()) | Err(SessionError::Gone) => {}
             Err(e) => {
-                tracing::warn!(session = %self.tag, error = %e, "could not save the session")
+                tracing::warn!(session = %self.tag(), error = %e, "could not save the session")
             }
         }
     }
@@ -452,7 +460,7 @@ impl LiveSession {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(session = %live.tag, error = %e, "write-behind save failed; retrying");
+                        tracing::warn!(session = %live.tag(), error = %e, "write-behind save failed; retrying");
                         wait = (wait * 2).min(Duration::from_secs(5));
                     }
                 }
@@ -548,7 +556,7 @@ struct Held {
 impl fmt::Debug for SocketSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SocketSession")
-            .field("tag", &self.live.tag)
+            .field("tag", self.live.tag())
             .finish()
     }
 }
@@ -744,7 +752,7 @@ impl SocketSession {
 
     /// The session's tag for logs: a salted hash, never the id itself.
     pub fn tag(&self) -> &SessionTag {
-        &self.live.tag
+        self.live.tag()
     }
 }
 
@@ -862,7 +870,7 @@ impl Drop for Held {
             match live.persist(&mut st).await {
                 Ok(()) | Err(SessionError::Gone) => {}
                 Err(e) => tracing::warn!(
-                    session = %live.tag,
+                    session = %live.tag(),
                     error = %e,
                     "could not save the session after a message; its changes were dropped"
                 ),
