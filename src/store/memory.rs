@@ -45,6 +45,19 @@ fn version(n: u64) -> Version {
     Version(n.to_le_bytes().to_vec())
 }
 
+/// Whether `known` is version `n` (compared without building a `Version`).
+fn is_version(known: &Version, n: u64) -> bool {
+    known.0 == n.to_le_bytes()
+}
+
+/// A stored entry as handed out: a copy of the record, with its version.
+fn versioned((record, n): &(Record, u64)) -> Versioned {
+    Versioned {
+        record: record.clone(),
+        version: version(*n),
+    }
+}
+
 /// A version no record of this process has had: a record deleted and written again under the
 /// same id never looks unchanged to a reader holding its old version.
 fn next_version() -> u64 {
@@ -84,20 +97,14 @@ impl SessionStore for MemoryStore {
 #[async_trait]
 impl ConditionalStore for MemoryStore {
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
-        Ok(live(self.lock().get(id)).map(|(r, v)| Versioned {
-            record: r.clone(),
-            version: version(*v),
-        }))
+        Ok(live(self.lock().get(id)).map(versioned))
     }
 
     async fn reload_versioned(&self, id: &Id, known: &Version) -> session_store::Result<Reloaded> {
         Ok(match live(self.lock().get(id)) {
             None => Reloaded::Gone,
-            Some((_, v)) if known.0 == v.to_le_bytes() => Reloaded::Unchanged,
-            Some((r, v)) => Reloaded::Changed(Versioned {
-                record: r.clone(),
-                version: version(*v),
-            }),
+            Some((_, n)) if is_version(known, *n) => Reloaded::Unchanged,
+            Some(entry) => Reloaded::Changed(versioned(entry)),
         })
     }
 
@@ -110,7 +117,7 @@ impl ConditionalStore for MemoryStore {
         let Some((_, current)) = live(map.get(&record.id)) else {
             return Ok(SaveOutcome::Gone);
         };
-        if expected.0 != current.to_le_bytes() {
+        if !is_version(expected, *current) {
             return Ok(SaveOutcome::Conflict);
         }
         let next = next_version();
