@@ -78,6 +78,15 @@ fn usage(msg: &str) -> ! {
     std::process::exit(2);
 }
 
+/// A count flag's value: a number above zero, or the usage message.
+fn positive<T: FromStr + PartialOrd + Default>(flag: &str, value: String) -> T {
+    value
+        .parse()
+        .ok()
+        .filter(|n| *n > T::default())
+        .unwrap_or_else(|| usage(&format!("{flag} must be a positive number")))
+}
+
 fn parse_args() -> Args {
     let mut args = Args {
         sessions: true,
@@ -112,32 +121,14 @@ fn parse_args() -> Args {
             }
             "--store" => args.store = value(),
             "--addr" => args.addr = value(),
-            "--workers" => {
-                args.workers = value()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .unwrap_or_else(|| usage("--workers must be a positive number"))
-            }
+            "--workers" => args.workers = positive(&flag, value()),
             "--max-buffer-size" => {
                 args.max_buffer_size = value()
                     .parse()
                     .unwrap_or_else(|_| usage("--max-buffer-size must be a number"))
             }
-            "--redis-pool" => {
-                args.redis_pool = value()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .unwrap_or_else(|| usage("--redis-pool must be a positive number"))
-            }
-            "--sqlite-pool" => {
-                args.sqlite_pool = value()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .unwrap_or_else(|| usage("--sqlite-pool must be a positive number"))
-            }
+            "--redis-pool" => args.redis_pool = positive(&flag, value()),
+            "--sqlite-pool" => args.sqlite_pool = positive(&flag, value()),
             other => usage(&format!("unknown argument {other}")),
         }
     }
