@@ -5,19 +5,10 @@
 # variant's peak snapshot that belong to the session path.
 #
 #   bench/heap.sh [N] [OUT_DIR]     (default 2000, target/bench-profile)
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/valgrind.sh"
 n="${1:-2000}"
 out="${2:-$root/target/bench-profile}"
 mkdir -p "$out"
-command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
-cargo build --release -p socketio-sessions-bench
-bin="$root/target/release"
-
-server_pid=""
-cleanup() { [[ -n "$server_pid" ]] && kill -TERM "$server_pid" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
 
 peak() { # massif file -> peak useful heap bytes
   ms_print "$1" | awk '/^ +[0-9]+ +[0-9,]+ +[0-9,]+ +[0-9,]+ +[0-9,]+ +[0-9,]+$/ {v = $4; gsub(",", "", v); v += 0; if (v > m) m = v} END {print m + 0}'
@@ -28,16 +19,13 @@ for v in "b0|--kind b0" "sessions|--kind sessions --mode per-connection --store 
   IFS='|' read -r name args <<<"$v"
   log="$out/heap-$name.server.log"
   # shellcheck disable=SC2086
-  valgrind --tool=massif --massif-out-file="$out/heap-$name.massif" --depth=40 --threshold=0.05 \
-    "$bin/bench-server" $args >"$log" 2>"$out/heap-$name.valgrind.log" &
-  server_pid=$!
-  for _ in $(seq 120); do grep -q "listening on" "$log" && break; sleep 0.5; done
-  addr="$(grep -o 'listening on .*' "$log" | cut -d' ' -f3)"
+  start_server "$log" "$out/heap-$name.valgrind.log" \
+    --tool=massif --massif-out-file="$out/heap-$name.massif" --depth=40 --threshold=0.05 -- $args
   # Log in n users (their stored records are in the heap before any socket connects), hold
   # n idle connections for 15 s, stop.
   { sleep 15; echo stop; } | "$bin/socketio-sessions-bench" idle --addr "$addr" --login "$n" \
     >"$out/heap-$name.idle.txt"
-  kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
+  stop_server
   ms_print --threshold=0.05 "$out/heap-$name.massif" >"$out/heap-$name.txt"
   heap[$name]="$(peak "$out/heap-$name.massif")"
   echo "$name: peak heap ${heap[$name]} B with $(head -1 "$out/heap-$name.idle.txt")"

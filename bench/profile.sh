@@ -10,19 +10,9 @@
 #
 # Prints one line per variant (instructions per handled event) and writes, per variant, the
 # callgrind output and `callgrind_annotate --inclusive=yes` (top inclusive functions) to OUT_DIR.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/valgrind.sh"
 out="${1:-$root/target/bench-profile}"
 mkdir -p "$out"
-command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
-
-cargo build --release -p socketio-sessions-bench
-bin="$root/target/release"
-
-server_pid=""
-cleanup() { [[ -n "$server_pid" ]] && kill -TERM "$server_pid" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
 
 # name | bench-server arguments | event | load shape
 closed="--conns 10 --window 4"
@@ -43,17 +33,12 @@ for v in "${variants[@]}"; do
   IFS='|' read -r name args event shape <<<"$v"
   log="$out/$name.server.log"
   # shellcheck disable=SC2086
-  valgrind --tool=callgrind --callgrind-out-file="$out/$name.callgrind" \
-    "$bin/bench-server" $args >"$log" 2>"$out/$name.valgrind.log" &
-  server_pid=$!
-  for _ in $(seq 120); do grep -q "listening on" "$log" && break; sleep 0.5; done
-  addr="$(grep -o 'listening on .*' "$log" | cut -d' ' -f3)"
+  start_server "$log" "$out/$name.valgrind.log" \
+    --tool=callgrind --callgrind-out-file="$out/$name.callgrind" -- $args
   # shellcheck disable=SC2086
   "$bin/socketio-sessions-bench" load --addr "$addr" --event "$event" $shape \
     --warmup 1 --duration 6 >"$out/$name.load.txt" 2>&1
-  kill -TERM "$server_pid"
-  wait "$server_pid" || true
-  server_pid=""
+  stop_server
   events="$(grep -o 'handled [0-9]* events' "$log" | cut -d' ' -f2)"
   ir="$(grep -o 'Collected : [0-9]*' "$out/$name.valgrind.log" | awk '{print $3}')"
   callgrind_annotate --inclusive=yes "$out/$name.callgrind" >"$out/$name.inclusive.txt" 2>/dev/null
