@@ -28,12 +28,13 @@ pub enum ConfigError {
     /// The store timeout was zero, which would refuse every connection.
     #[error("the store timeout must be greater than zero; the default is 2 s")]
     ZeroTimeout,
-    /// A revalidation or rolling-expiry interval, or the cap on loads in flight, was zero.
-    #[error(
-        "revalidation and rolling-expiry intervals, and the cap on loads in flight, must be \
-         greater than zero"
-    )]
+    /// A revalidation, rolling-expiry or shutdown interval was zero.
+    #[error("revalidation, rolling-expiry and shutdown intervals must be greater than zero")]
     ZeroInterval,
+    /// The cap on loads in flight or on handlers waiting for a session was zero, which would
+    /// refuse everything.
+    #[error("`max_loads_in_flight` and `max_waiting_handlers` must be greater than zero")]
+    ZeroLimit,
     /// The write-behind delay was zero; use per-message mode to save after every change.
     #[error(
         "the write-behind delay must be greater than zero; use `Mode::PerMessage` to save after every message"
@@ -41,7 +42,7 @@ pub enum ConfigError {
     ZeroWriteBehind,
 }
 
-/// Why a Socket.IO connection was refused its session (the seed's `sinvalid`).
+/// Why a Socket.IO connection was refused its session (Node's socket.io-sessions called this `sinvalid`).
 ///
 /// The client sees only [`InvalidReason::client_message`]: `session_invalid` or
 /// `session_unavailable`. The finer reason is for the server's hook and logs.
@@ -64,6 +65,9 @@ pub enum InvalidReason {
     RateLimited,
     /// Too many session loads were in flight (a slow store); refused at once.
     Overloaded,
+    /// This node is shutting down ([`SocketSessions::shutdown`](crate::SocketSessions::shutdown)):
+    /// the client retries, on another node or on this one once it is back.
+    ShuttingDown,
     /// The handshake did not pass through the [`OriginLayer`](crate::OriginLayer): add
     /// `.layer(sessions.origin_layer())` around the Socket.IO layer.
     OriginNotChecked,
@@ -87,6 +91,7 @@ impl InvalidReason {
             InvalidReason::StoreError
                 | InvalidReason::StoreTimeout
                 | InvalidReason::Overloaded
+                | InvalidReason::ShuttingDown
                 | InvalidReason::OriginNotChecked
         )
     }
@@ -99,7 +104,7 @@ pub const SESSION_UNAVAILABLE: &str = "session_unavailable";
 
 /// The error a refused connection carries; its `Display` is exactly the client's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectRejection(pub InvalidReason);
+pub(crate) struct ConnectRejection(pub InvalidReason);
 
 impl fmt::Display for ConnectRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,7 +126,7 @@ pub enum SessionError {
     Gone,
     /// The session store answered with an error.
     #[error("session store error: {0}")]
-    Store(String),
+    Store(#[source] tower_sessions::session_store::Error),
     /// The session store did not answer within the configured timeout.
     #[error("the session store did not answer within {0:?}; is it running and reachable?")]
     Timeout(Duration),
@@ -172,6 +177,20 @@ pub enum SessionError {
         /// The limit.
         limit: usize,
     },
+    /// Too many handlers of this session are already waiting for their turn on this node
+    /// ([`Config::max_waiting_handlers`](crate::Config::max_waiting_handlers)): this one was
+    /// refused at once rather than queued.
+    #[error(
+        "too many handlers of this session are waiting for their turn (`max_waiting_handlers`); \
+         this event was refused"
+    )]
+    Busy,
+    /// The socket disconnected before this handler's turn came: its changes were not made.
+    #[error("the socket disconnected before this handler's turn; nothing was changed")]
+    SocketClosed,
+    /// The key is reserved for this crate's own bookkeeping.
+    #[error("session key `{0}` is reserved")]
+    ReservedKey(String),
     /// The socket has no session: the connect middleware was not installed on its namespace.
     #[error(
         "this socket has no session: install the middleware with \

@@ -4,52 +4,64 @@
 //! store the HTTP layer should use. It sees what the HTTP side does to sessions:
 //!
 //! - a **delete** (logout: `flush`/`delete`) ends the sockets of that session on every node with
-//!   `session_revoked`; a delete followed by a new record in the same request (`cycle_id`, e.g.
-//!   at login) ends them with `session_rotated`, so clients reconnect with the new cookie;
+//!   `session_revoked`; unsaved socket changes of that session are discarded with it;
+//! - an **id rotation** (`cycle_id`, e.g. at login: a delete and a new record in one request)
+//!   carries every change the session's sockets made over to the new id, saved or not, on this
+//!   node or another, then ends the sockets with `session_rotated`, so that clients reconnect
+//!   with the new cookie;
 //! - a **save** over a store with conditional saves is conditional on the record being what the
 //!   request read; on conflict only the keys the request changed are applied to the fresh
 //!   record, so socket writes that landed meanwhile are kept, and a session deleted meanwhile
-//!   stays deleted.
+//!   stays deleted;
+//! - every store call is bounded by the store timeout; a request whose store calls failed is
+//!   answered `503 Service Unavailable` with `{"error": "session_unavailable"}` instead of
+//!   tower-sessions' bare 500.
 //!
-//! Both need [`HttpScopeLayer`] around the `SessionManagerLayer`, which gives each request a
-//! scope (without it, deletes end sockets as `session_revoked` and saves overwrite).
+//! All but the last need [`HttpScopeLayer`] around the `SessionManagerLayer`, which gives each
+//! request a scope (without it, deletes end sockets as `session_revoked` at once and saves
+//! overwrite).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use crate::config::Shared;
-use crate::lifecycle::EndReason;
-use crate::store::{Backend, ConditionalStore, SaveOutcome, Versioned};
+use crate::lifecycle::{EndReason, Lifecycle, Reach};
+use crate::session::Registry;
+use crate::store::{
+    MAX_ATTEMPTS, Merged, SaveOutcome, StoreFailure, StoreHandle, Versioned, forwarding_record,
+    save_merged,
+};
 
 /// What the current request did to sessions.
 #[derive(Default)]
 struct Scope {
     /// Records the request read, with their versions.
     reads: HashMap<Id, Versioned>,
-    /// Sessions the request deleted, to end on every node when it is done.
-    deleted: Vec<(Id, Arc<Shared>)>,
-    /// Whether the request created a session (with a delete: an id rotation).
-    created: bool,
+    /// Sessions the request deleted: deleted when it is done (a rotation forwards them instead).
+    deleted: Vec<(Id, HttpStore)>,
+    /// The record the request created (with a delete: an id rotation).
+    created: Option<Record>,
+    /// Whether a store call failed or timed out.
+    failed: bool,
+    /// Whether ending a deleted session failed after the handler answered: the answer must
+    /// not claim success.
+    unfinished: bool,
 }
 
 tokio::task_local! {
     static SCOPE: RefCell<Scope>;
 }
-
-/// How many times a merged save is retried against a record that keeps changing.
-const MAX_ATTEMPTS: u32 = 16;
 
 /// Tower layer giving each HTTP request the scope [`HttpStore`] needs. Add it **outside** the
 /// `SessionManagerLayer` (after it in axum's `.layer` order).
@@ -78,44 +90,69 @@ pub struct HttpScope<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, R> Service<R> for HttpScope<S>
+/// The body of the answer to a request whose session store was unavailable.
+const UNAVAILABLE_BODY: &str = r#"{"error":"session_unavailable"}"#;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpScope<S>
 where
-    S: Service<R>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: Send + 'static,
-    S::Response: Send + 'static,
     S::Error: Send + 'static,
+    ResBody: From<&'static str> + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<Result<Response<ResBody>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: R) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let fut = self.inner.call(req);
         Box::pin(SCOPE.scope(RefCell::default(), async move {
             let res = fut.await;
             let (deleted, created) = SCOPE.with(|s| {
                 let mut s = s.borrow_mut();
-                (std::mem::take(&mut s.deleted), s.created)
+                (std::mem::take(&mut s.deleted), s.created.take())
             });
-            let reason = if created {
-                EndReason::Rotated
-            } else {
-                EndReason::Revoked
-            };
-            for (id, shared) in deleted {
-                shared.end(&id, reason, false).await;
+            for (id, store) in deleted {
+                store.finish_delete(id, created.as_ref()).await;
             }
-            res
+            let (failed, unfinished) = SCOPE.with(|s| {
+                let s = s.borrow();
+                (s.failed, s.unfinished)
+            });
+            match res {
+                Ok(res) if unfinished || (failed && res.status().is_server_error()) => {
+                    Ok(unavailable())
+                }
+                res => res,
+            }
         }))
     }
 }
 
+fn unavailable<B: From<&'static str>>() -> Response<B> {
+    let mut res = Response::new(B::from(UNAVAILABLE_BODY));
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
 fn in_scope<T>(f: impl FnOnce(&mut Scope) -> T) -> Option<T> {
     SCOPE.try_with(|s| f(&mut s.borrow_mut())).ok()
+}
+
+/// Notes a failed store call in the request's scope and hands the error to tower-sessions.
+fn failed(failure: StoreFailure) -> session_store::Error {
+    in_scope(|s| s.failed = true);
+    failure.into()
 }
 
 /// The session store for the app's `SessionManagerLayer`: the same records as the socket side,
@@ -123,135 +160,204 @@ fn in_scope<T>(f: impl FnOnce(&mut Scope) -> T) -> Option<T> {
 /// [`SocketSessions::http_store`](crate::SocketSessions::http_store).
 #[derive(Clone)]
 pub struct HttpStore {
-    shared: Arc<Shared>,
+    store: Arc<StoreHandle>,
+    /// This node's live sessions: a rotation saves theirs first.
+    registry: Arc<Registry>,
+    /// Ends the sockets of deleted and rotated sessions.
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl fmt::Debug for HttpStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpStore")
-            .field("store", &self.shared.store)
+            .field("store", &self.store)
             .finish()
     }
 }
 
+/// The keys whose value differs from `from` to `to`, as changes.
+fn diff(from: &Record, to: &Record) -> Vec<(String, Option<Value>)> {
+    to.data
+        .iter()
+        .filter(|(k, v)| from.data.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .chain(
+            from.data
+                .keys()
+                .filter(|k| !to.data.contains_key(*k))
+                .map(|k| (k.clone(), None)),
+        )
+        .collect()
+}
+
 impl HttpStore {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        HttpStore { shared }
-    }
-
-    fn plain(&self) -> &dyn SessionStore {
-        match self.shared.store.backend() {
-            Backend::Plain(s) => s.as_ref(),
-            Backend::Conditional(s) => s.as_ref(),
-        }
-    }
-
-    fn conditional(&self) -> Option<&dyn ConditionalStore> {
-        match self.shared.store.backend() {
-            Backend::Conditional(s) => Some(s.as_ref()),
-            Backend::Plain(_) => None,
+    pub(crate) fn new(
+        store: Arc<StoreHandle>,
+        registry: Arc<Registry>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
+        HttpStore {
+            store,
+            registry,
+            lifecycle,
         }
     }
 
     /// Saves what the request changed on top of the record as stored now.
-    async fn merge_save(
-        &self,
-        store: &dyn ConditionalStore,
-        record: &Record,
-        base: Versioned,
-    ) -> session_store::Result<()> {
-        let changes: Vec<(String, Option<Value>)> = record
-            .data
-            .iter()
-            .filter(|(k, v)| base.record.data.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .chain(
-                base.record
-                    .data
-                    .keys()
-                    .filter(|k| !record.data.contains_key(*k))
-                    .map(|k| (k.clone(), None)),
-            )
-            .collect();
-        let mut next = record.clone();
-        let mut version = base.version;
-        for _ in 0..MAX_ATTEMPTS {
-            match store.save_if(&next, &version).await? {
-                SaveOutcome::Saved(v) => {
-                    in_scope(|s| {
-                        s.reads.insert(
-                            next.id,
-                            Versioned {
-                                record: next.clone(),
-                                version: v,
-                            },
-                        )
-                    });
-                    return Ok(());
+    async fn merge_save(&self, record: &Record, base: Versioned) -> session_store::Result<()> {
+        let mut changes = diff(&base.record, record);
+        let mut view = record.clone();
+        let date = || record.expiry_date;
+        let merged = save_merged(
+            &*self.store,
+            record.id,
+            Some((&mut view, &base.version)),
+            &mut changes,
+            &date,
+        )
+        .await;
+        match merged {
+            Ok(Merged::Saved {
+                id,
+                record: saved,
+                version,
+            }) => {
+                let record = saved.unwrap_or(view);
+                in_scope(|s| s.reads.insert(id, Versioned { record, version }));
+                Ok(())
+            }
+            // Deleted meanwhile (a logout elsewhere): it stays deleted.
+            Ok(Merged::Gone) => Ok(()),
+            Err(crate::store::MergeError::Store(f)) => Err(failed(f)),
+            Err(e) => Err(session_store::Error::Backend(
+                crate::SessionError::from(e).to_string(),
+            )),
+        }
+    }
+
+    /// The end of a request that deleted session `old`: an id rotation when it also created a
+    /// session carrying the old one's data (`cycle_id`); a logout otherwise (`flush`, even when
+    /// the request then started a new session).
+    async fn finish_delete(&self, old: Id, created: Option<&Record>) {
+        let base = in_scope(|s| s.reads.get(&old).cloned()).flatten();
+        let carries = |new: &&Record| {
+            base.as_ref().is_some_and(|b| {
+                b.record.data.is_empty() || b.record.data.keys().any(|k| new.data.contains_key(k))
+            })
+        };
+        let forwarded = match created.filter(carries) {
+            Some(new) => match self.forward(old, new, base.as_ref()).await {
+                Ok(()) => true,
+                Err(failure) => {
+                    tracing::warn!(
+                        ?failure,
+                        "could not carry socket changes over to the rotated session"
+                    );
+                    in_scope(|s| s.unfinished = true);
+                    false
                 }
-                // Deleted meanwhile (a logout elsewhere): it stays deleted.
-                SaveOutcome::Gone => return Ok(()),
-                SaveOutcome::Conflict => {
-                    let Some(fresh) = store.load_versioned(&record.id).await? else {
-                        return Ok(());
-                    };
-                    next = fresh.record;
-                    for (k, v) in &changes {
-                        match v {
-                            Some(v) => next.data.insert(k.clone(), v.clone()),
-                            None => next.data.remove(k),
-                        };
+            },
+            None => false,
+        };
+        if !forwarded && let Err(failure) = self.store.delete(&old).await {
+            tracing::warn!(?failure, "could not delete a session");
+            in_scope(|s| s.unfinished = true);
+            return;
+        }
+        let reason = match created {
+            Some(_) => EndReason::Rotated,
+            None => EndReason::Revoked,
+        };
+        self.lifecycle.end(&old, reason, Reach::AllNodes).await;
+    }
+
+    /// Rotation: the old session's socket changes are carried over to the new record (keys the
+    /// request itself changed keep the request's value), then the old record is replaced by a
+    /// record forwarding to the new id, which later socket saves follow.
+    async fn forward(
+        &self,
+        old: Id,
+        new: &Record,
+        base: Option<&Versioned>,
+    ) -> Result<(), StoreFailure> {
+        // This node's sockets save what they hold first; other nodes' follow the forward.
+        if let Some(live) = self.registry.get(&old) {
+            live.flush().await;
+        }
+        let request_changed: Vec<String> = match base {
+            Some(base) => diff(&base.record, new)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
+            None => Vec::new(),
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(current) = self.store.load(&old).await? else {
+                return Ok(());
+            };
+            let mut carried: Vec<_> = match base {
+                Some(base) => diff(&base.record, &current.record),
+                None => diff(new, &current.record),
+            };
+            carried.retain(|(k, _)| !request_changed.contains(k));
+            if !carried.is_empty() {
+                let date = || new.expiry_date;
+                match save_merged(&*self.store, new.id, None, &mut carried, &date).await {
+                    Ok(_) => {}
+                    Err(crate::store::MergeError::Store(f)) => return Err(f),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::SessionError::from(e), "rotation: socket changes not carried over");
                     }
-                    next.expiry_date = record.expiry_date;
-                    version = fresh.version;
                 }
             }
+            match self
+                .store
+                .save_if(&forwarding_record(old, new.id), &current.version)
+                .await?
+            {
+                SaveOutcome::Saved(_) | SaveOutcome::Gone => return Ok(()),
+                // A socket saved meanwhile: carry that too.
+                SaveOutcome::Conflict => continue,
+            }
         }
-        Err(session_store::Error::Backend(format!(
-            "the session kept changing under this save; gave up after {MAX_ATTEMPTS} attempts"
-        )))
+        // Still changing after every attempt: forward it anyway, the last writes may be lost.
+        self.store.save(&forwarding_record(old, new.id)).await
     }
 }
 
 #[async_trait]
 impl SessionStore for HttpStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.plain().create(record).await?;
-        in_scope(|s| s.created = true);
+        self.store.create(record).await.map_err(failed)?;
+        in_scope(|s| s.created = Some(record.clone()));
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        if let Some(store) = self.conditional()
+        if self.store.is_conditional()
             && let Some(Some(base)) = in_scope(|s| s.reads.get(&record.id).cloned())
         {
-            return self.merge_save(store, record, base).await;
+            return self.merge_save(record, base).await;
         }
-        self.plain().save(record).await
+        self.store.save(record).await.map_err(failed)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        if let Some(store) = self.conditional()
-            && in_scope(|_| ()).is_some()
-        {
-            let loaded = store.load_versioned(id).await?;
-            return Ok(loaded.map(|v| {
-                let record = v.record.clone();
-                in_scope(|s| s.reads.insert(*id, v));
-                record
-            }));
-        }
-        self.plain().load(id).await
+        let loaded = self.store.load(id).await.map_err(failed)?;
+        Ok(loaded.map(|v| {
+            let record = v.record.clone();
+            in_scope(|s| s.reads.insert(*id, v));
+            record
+        }))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.plain().delete(id).await?;
-        let deferred = in_scope(|s| {
-            s.reads.remove(id);
-            s.deleted.push((*id, self.shared.clone()));
-        });
+        let deferred = in_scope(|s| s.deleted.push((*id, self.clone())));
         if deferred.is_none() {
-            self.shared.end(id, EndReason::Revoked, false).await;
+            self.store.delete(id).await.map_err(failed)?;
+            self.lifecycle
+                .end(id, EndReason::Revoked, Reach::AllNodes)
+                .await;
         }
         Ok(())
     }

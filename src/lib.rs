@@ -35,47 +35,67 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The stages, in the order a session id travels; each imports only the ones above it
+// (tests/layering.rs checks it). `sessions` wires them and nothing imports it.
 mod config;
+mod connect;
 mod error;
 mod extract;
 mod guard;
-mod http;
+pub mod http;
 mod id;
 mod lifecycle;
-mod middleware;
-mod origin;
-mod registry;
+pub mod origin;
 mod session;
+mod sessions;
 pub mod store;
 mod tag;
-#[cfg(feature = "redis")]
-mod watch_redis;
+mod task;
 
-pub use config::{InvalidSession, Mode, SocketSessions, SocketSessionsBuilder};
-pub use error::{
-    ConfigError, ConnectRejection, InvalidReason, SESSION_INVALID, SESSION_UNAVAILABLE,
-    SessionError,
-};
+#[doc(inline)]
+pub use config::{Config, Mode};
+#[doc(inline)]
+pub use connect::{InvalidSession, SessionMiddleware};
+#[doc(inline)]
+pub use error::{ConfigError, InvalidReason, SessionError};
+#[doc(inline)]
 pub use extract::MaybeSocketSession;
+#[doc(inline)]
 pub use guard::FailureLimit;
-pub use http::{HttpScope, HttpScopeLayer, HttpStore};
+#[doc(inline)]
+pub use http::{HttpScopeLayer, HttpStore};
+#[doc(inline)]
 pub use id::{CookieKey, ExpressSecrets};
-pub use lifecycle::{EndReason, SINVALID_EVENT};
-pub use middleware::{NoSetup, SessionMiddleware, Setup};
-pub use origin::{MissingOrigin, OriginGate, OriginLayer, OriginPolicy};
+#[doc(inline)]
+pub use lifecycle::{EndReason, SINVALID_EVENT, ShutdownReport};
+#[doc(inline)]
+pub use origin::{OriginLayer, OriginPolicy};
+#[doc(inline)]
 pub use session::SocketSession;
-pub use store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
+#[doc(inline)]
+pub use sessions::{SocketSessions, SocketSessionsBuilder};
+#[doc(inline)]
 pub use tag::SessionTag;
-pub use tower_sessions::session::Id;
 
-/// The Redis store (`tower-sessions-redis-store`, with `fred`), re-exported so that its version
-/// always matches this crate's tower-sessions.
+/// Extension points of the connect middleware.
+pub mod middleware {
+    pub use crate::connect::{NoSetup, Setup};
+}
+
+/// Re-exported so that an app uses exactly the versions this crate is built on.
+pub use {socketioxide, tower_sessions};
+
+/// The Redis store crate (`tower-sessions-redis-store`, with `fred`), re-exported so that its
+/// version always matches this crate's tower-sessions.
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use tower_sessions_redis_store as redis_store;
 
-/// The SQLite store (`tower-sessions-sqlx-store`, with `sqlx`), re-exported so that its version
-/// always matches this crate's tower-sessions.
+/// The SQLite store crate (`tower-sessions-sqlx-store`, with `sqlx`), re-exported so that its
+/// version always matches this crate's tower-sessions.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use tower_sessions_sqlx_store as sqlx_store;
+
+#[doc(hidden)]
+pub use tower_sessions::session::Id;

@@ -209,7 +209,7 @@ impl OriginPolicy {
     ///
     /// # Examples
     /// ```
-    /// use socketio_sessions::{MissingOrigin, OriginPolicy};
+    /// use socketio_sessions::origin::{MissingOrigin, OriginPolicy};
     /// let strict = OriginPolicy::allow_list(["https://app.example.com"]).unwrap()
     ///     .with_missing(MissingOrigin::Refuse);
     /// assert!(!strict.allows(None));

@@ -10,11 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use serde_json::json;
-use socketio_sessions::store::MemoryStore;
-use socketio_sessions::{
-    ConditionalStore, Mode, Reloaded, SaveOutcome, SessionError, SocketSession, SocketSessions,
-    Version, Versioned,
+use socketio_sessions::store::{
+    ConditionalStore, MemoryStore, Reloaded, SaveOutcome, Version, Versioned,
 };
+use socketio_sessions::{Mode, SessionError, SocketSession, SocketSessions};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
@@ -224,7 +223,7 @@ async fn two_nodes_on_one_redis_count_exactly() {
             let store = DemoStore::open(&redis.url()).await.unwrap();
             nodes.push(
                 TestServer::start_with(
-                    move |o| app::app_conditional(store, o),
+                    move |o| app::app(store, o),
                     |o| {
                         o.mode = mode;
                         o.write_behind = Some(Duration::from_millis(50));
@@ -249,7 +248,7 @@ async fn two_nodes_on_one_redis_count_exactly() {
 
 /// A handler that reads `count`, waits, then writes `copy`: if `count` changed meanwhile, its
 /// write was based on a stale value and must fail, not land.
-fn stale_reader_app(store: MemoryStore, o: &DemoOptions) -> axum::Router {
+fn stale_reader_app(store: MemoryStore, o: &DemoOptions) -> app::DemoApp {
     let sessions = SocketSessions::builder(store)
         .with_allowed_origins(&o.allowed_origins)
         .build()
@@ -279,16 +278,19 @@ fn stale_reader_app(store: MemoryStore, o: &DemoOptions) -> axum::Router {
         "/",
         (async || {}).with(sessions.middleware().with_setup(setup)),
     );
-    axum::Router::new()
-        .layer(layer)
-        .layer(sessions.origin_layer())
+    app::DemoApp {
+        router: axum::Router::new()
+            .layer(layer)
+            .layer(sessions.origin_layer()),
+        sessions,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_read_reaches_the_handler_as_a_conflict() {
     let store = MemoryStore::default();
     let demo_store = store.clone();
-    let demo = TestServer::start_with(move |o| app::app_conditional(demo_store, o), |_| {}).await;
+    let demo = TestServer::start_with(move |o| app::app(demo_store, o), |_| {}).await;
     let reader_store = store.clone();
     let reader = TestServer::start_with(
         move |o| async move { Ok(stale_reader_app(reader_store, &o)) },
@@ -379,7 +381,7 @@ impl ConditionalStore for Gate {
 async fn different_sessions_are_not_serialized_with_each_other() {
     let gate = Gate::default();
     let store = gate.clone();
-    let server = TestServer::start_with(move |o| app::app_conditional(store, o), |_| {}).await;
+    let server = TestServer::start_with(move |o| app::app(store, o), |_| {}).await;
     let (a, b) = (server.login("a").await, server.login("b").await);
     let sa = connected(&server, Transport::Websocket, &a).await;
     let sb = connected(&server, Transport::Websocket, &b).await;

@@ -145,7 +145,7 @@ async fn rust_node_in(redis: &RedisServer, secrets: &[&str], mode: Mode) -> Test
     let url = redis.url();
     let secrets = ExpressSecrets::new(secrets).unwrap();
     TestServer::start_with(
-        move |o| app::app_conditional(store, o),
+        move |o| app::app(store, o),
         move |o| {
             o.express_secrets = Some(secrets);
             o.redis_adapter = Some(url);

@@ -99,7 +99,7 @@ async fn redis_down_under_load_fails_fast_keeps_acknowledged_writes_and_recovers
         return;
     };
     let store = DemoStore::open(&redis.url()).await.unwrap();
-    let server = TestServer::start_with(move |o| app::app_conditional(store, o), |_| {}).await;
+    let server = TestServer::start_with(move |o| app::app(store, o), |_| {}).await;
     let cookie = server.login("cy").await;
     let sockets = [
         connected(&server, Transport::Websocket, &cookie).await,

@@ -11,11 +11,14 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketio_sessions::redis_store::fred::prelude::{Builder as FredBuilder, Config as FredConfig};
+use socketio_sessions::redis_store::fred::prelude::{
+    Builder as FredBuilder, Config as FredConfig, ReconnectPolicy,
+};
 use socketio_sessions::redis_store::fred::types::RespVersion;
+use socketio_sessions::store::ConditionalStore;
 use socketio_sessions::{
-    ConditionalStore, ExpressSecrets, FailureLimit, HttpScopeLayer, InvalidSession,
-    MaybeSocketSession, Mode, SocketSession, SocketSessions, SocketSessionsBuilder,
+    ExpressSecrets, FailureLimit, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode,
+    SocketSession, SocketSessions, SocketSessionsBuilder,
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
@@ -106,22 +109,33 @@ impl DemoOptions {
 /// Errors while building the demo.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds the whole demo app over any tower-sessions store (the tests use it for the plain-store
-/// path; the demo's own stores all save conditionally).
-#[allow(dead_code)]
-pub async fn app<S: SessionStore + Clone>(store: S, opts: DemoOptions) -> Result<Router, BoxError> {
+/// The demo app and its sessions (to shut them down with the server).
+pub struct DemoApp {
+    /// The whole app: pages, HTTP API, Socket.IO.
+    pub router: Router,
+    /// The sessions, for `shutdown` when the server stops.
+    pub sessions: SocketSessions,
+}
+
+/// Builds the whole demo app over a store with compare-and-set saves (all the demo's stores).
+pub async fn app<S: ConditionalStore + Clone>(
+    store: S,
+    opts: DemoOptions,
+) -> Result<DemoApp, BoxError> {
     build(SocketSessions::builder(store), opts).await
 }
 
-/// Builds the whole demo app over a store with conditional saves.
-pub async fn app_conditional<S: ConditionalStore + Clone>(
+/// Builds the whole demo app over any tower-sessions store, last writer wins (the tests use it
+/// for that path).
+#[allow(dead_code)]
+pub async fn app_last_writer_wins<S: SessionStore + Clone>(
     store: S,
     opts: DemoOptions,
-) -> Result<Router, BoxError> {
-    build(SocketSessions::builder_conditional(store), opts).await
+) -> Result<DemoApp, BoxError> {
+    build(SocketSessions::builder_last_writer_wins(store), opts).await
 }
 
-async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Router, BoxError> {
+async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<DemoApp, BoxError> {
     let expiry =
         Expiry::OnInactivity(time::Duration::try_from(opts.ttl).unwrap_or(time::Duration::HOUR));
     let mut sessions = sessions
@@ -206,8 +220,13 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Rou
             let config = FredConfig::from_url(url)?;
             let mut adapter_config = config.clone();
             adapter_config.version = RespVersion::RESP3;
-            let subscriber = FredBuilder::from_config(adapter_config).build_subscriber_client()?;
+            // Reconnects forever, and renews the adapter's subscriptions after a Redis restart.
+            let subscriber = FredBuilder::from_config(adapter_config)
+                .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+                .build_subscriber_client()?;
+            let resubscriber = subscriber.clone();
             let adapter = RedisAdapterCtr::new_with_fred(subscriber).await?;
+            let _resubscribe = resubscriber.manage_subscriptions();
             let (sio_layer, io) = SocketIo::builder()
                 .max_buffer_size(1024)
                 .with_adapter::<FredAdapter<_>>(adapter)
@@ -232,7 +251,10 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Rou
         }
     };
     // Outermost: the origin check, before anything else looks at a handshake.
-    Ok(router.layer(sessions.origin_layer()))
+    Ok(DemoApp {
+        router: router.layer(sessions.origin_layer()),
+        sessions,
+    })
 }
 
 /// Runs before the client's connect ack, so that no early event finds a handler missing.

@@ -32,6 +32,21 @@ fn fail(msg: String) -> ! {
     std::process::exit(2);
 }
 
+/// SIGTERM (a deploy, `docker stop`, systemd) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.ok();
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -109,7 +124,7 @@ async fn main() {
     if store_url.starts_with("redis://") {
         opts.redis_adapter = Some(store_url.clone());
     }
-    let app = app::app_conditional(store.clone(), opts.clone())
+    let app::DemoApp { router, sessions } = app::app(store.clone(), opts.clone())
         .await
         .unwrap_or_else(|e| fail(e.to_string()));
 
@@ -126,14 +141,20 @@ async fn main() {
     // A stable line that scripts and the end-to-end tests wait for.
     println!("demo: listening on http://{local}");
     // Client addresses feed the per-address limit on invalid-session handshakes.
-    axum::serve(
+    let server = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        tokio::signal::ctrl_c().await.ok();
-    })
-    .await
-    .unwrap_or_else(|e| fail(format!("server error: {e}")));
+    .with_graceful_shutdown(async move {
+        stop_signal().await;
+        // Sockets are told `server_shutdown` (they reconnect) and every unsaved change is
+        // saved before the server stops.
+        let report = sessions.shutdown().await;
+        tracing::info!(?report, "sessions shut down");
+    });
+    server
+        .await
+        .unwrap_or_else(|e| fail(format!("server error: {e}")));
     store.close().await;
+    println!("demo: stopped");
 }

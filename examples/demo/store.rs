@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
-use socketio_sessions::sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use socketio_sessions::sqlx_store::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use socketio_sessions::store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use socketio_sessions::store::{ConnectRedisStore, MemoryStore, RedisStore, SqliteStore};
-use socketio_sessions::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use tower_sessions::ExpiredDeletion;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -34,8 +36,16 @@ impl DemoStore {
         if url.starts_with("sqlite://") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| format!("bad SQLite URL: {e}"))?
-                .create_if_missing(true);
+                .create_if_missing(true)
+                // WAL with synchronous=NORMAL, as SQLite recommends for WAL: readers never wait
+                // for the writer, and a commit does not fsync (a power cut may lose the last
+                // commits, never corrupt the file).
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            // One writer at a time is all SQLite has: a small pool queues writers in the pool
+            // (fair, bounded by the store timeout) instead of in SQLITE_BUSY retries.
             let pool = SqlitePoolOptions::new()
+                .max_connections(2)
                 .connect_with(options)
                 .await
                 .map_err(|e| format!("cannot open the SQLite file: {e}"))?;
@@ -167,6 +177,23 @@ impl ConditionalStore for DemoStore {
             DemoStore::Sqlite(s) => s.save_if(record, expected).await,
             DemoStore::Redis(s) => s.save_if(record, expected).await,
             DemoStore::Express(s) => s.save_if(record, expected).await,
+        }
+    }
+    // The Express store keys records by sid: a wrapper must pass these on too.
+    fn hold_external_key(&self, id: &Id, key: &std::sync::Arc<str>) {
+        if let DemoStore::Express(s) = self {
+            s.hold_external_key(id, key);
+        }
+    }
+    fn release_external_key(&self, id: &Id) {
+        if let DemoStore::Express(s) = self {
+            s.release_external_key(id);
+        }
+    }
+    fn id_for_key(&self, key: &str) -> Option<Id> {
+        match self {
+            DemoStore::Express(s) => s.id_for_key(key),
+            _ => key.parse().ok(),
         }
     }
 }

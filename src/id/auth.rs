@@ -1,4 +1,4 @@
-//! The seed's client model: the session id in the Socket.IO `auth` payload, `{"sid": "..."}`,
+//! The client model of Node's socket.io-sessions: the session id in the Socket.IO `auth` payload, `{"sid": "..."}`,
 //! for clients that cannot send cookies. Off unless enabled, since a JS-readable session id is
 //! easier to steal than an HttpOnly cookie.
 

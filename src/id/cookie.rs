@@ -52,7 +52,7 @@ pub(crate) struct SessionKey {
 }
 
 impl SessionKey {
-    fn tower(id: Id) -> Self {
+    pub(crate) fn tower(id: Id) -> Self {
         SessionKey { id, external: None }
     }
 

@@ -8,9 +8,8 @@
 //! [`Id`] derived from the sid (a hash), and the sid itself is kept for the store while a live
 //! session uses it.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -139,60 +138,6 @@ pub(crate) fn derive_id(sid: &str) -> Id {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     Id(i128::from_le_bytes(bytes))
-}
-
-/// The sids of the express sessions that live sessions on this process use, by derived id,
-/// counted (several session configurations may share one).
-type SidMap = Mutex<HashMap<Id, (Arc<str>, usize)>>;
-
-fn sids() -> &'static SidMap {
-    static SIDS: OnceLock<SidMap> = OnceLock::new();
-    SIDS.get_or_init(Mutex::default)
-}
-
-pub(crate) fn register(id: Id, sid: &Arc<str>) {
-    let mut map = sids().lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(id).or_insert_with(|| (sid.clone(), 0)).1 += 1;
-}
-
-pub(crate) fn unregister(id: &Id) {
-    let mut map = sids().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(entry) = map.get_mut(id) {
-        entry.1 -= 1;
-        if entry.1 == 0 {
-            map.remove(id);
-        }
-    }
-}
-
-/// The express sid behind a derived id, while a live session uses it.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) fn sid_of(id: &Id) -> Option<Arc<str>> {
-    let map = sids().lock().unwrap_or_else(|e| e.into_inner());
-    map.get(id).map(|(sid, _)| sid.clone())
-}
-
-/// The key prefixes of the connect-redis stores in this process (for keyspace notifications).
-fn prefixes() -> &'static Mutex<Vec<String>> {
-    static PREFIXES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    PREFIXES.get_or_init(Mutex::default)
-}
-
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) fn register_prefix(prefix: &str) {
-    let mut list = prefixes().lock().unwrap_or_else(|e| e.into_inner());
-    if !list.iter().any(|p| p == prefix) {
-        list.push(prefix.to_owned());
-    }
-}
-
-/// The derived id of an express session by its Redis key (`<prefix><sid>`).
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) fn id_for_key(key: &str) -> Option<Id> {
-    let list = prefixes().lock().unwrap_or_else(|e| e.into_inner());
-    list.iter()
-        .find_map(|p| key.strip_prefix(p.as_str()))
-        .map(derive_id)
 }
 
 /// Reads the express-session cookie: `Missing` without one, `Malformed` when it is not signed

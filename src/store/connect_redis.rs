@@ -6,8 +6,9 @@
 //! write with a TTL of 0 or less, and are conditional on the exact bytes read: Express writes
 //! whole values without conditions, so comparing bytes is what detects its writes.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use fred::interfaces::{KeysInterface, LuaInterface};
@@ -22,8 +23,12 @@ use time::format_description::well_known::Rfc3339;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::{ConditionalStore, SaveOutcome, Version, Versioned, backend_error};
+use super::merge::Target;
+use super::{
+    ConditionalStore, Merged, SaveOutcome, Version, Versioned, backend_error, save_merged,
+};
 use crate::id::express;
+use crate::task::locked;
 
 /// GET with the remaining TTL in ms, in one round trip.
 const LOAD: &str = r#"
@@ -53,7 +58,15 @@ pub struct ConnectRedisStore {
     pool: Pool,
     prefix: Arc<str>,
     default_ttl: i64,
+    /// The sids behind the ids of live sessions, counted (several sockets' sessions, or several
+    /// session configurations over clones of this store, may hold one): records are keyed by
+    /// sid, sessions by an id derived from it, and the derivation is one-way. Shared by clones,
+    /// behind a std mutex held only to copy an entry.
+    sids: Arc<Mutex<SidTable>>,
 }
+
+/// Each live session's sid, with how many live sessions hold it.
+type SidTable = HashMap<Id, (Arc<str>, usize)>;
 
 impl fmt::Debug for ConnectRedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -68,19 +81,17 @@ impl ConnectRedisStore {
     /// A store over a connected fred pool, with connect-redis's defaults: prefix `sess:`, TTL
     /// one day when the cookie has no `expires`.
     pub fn new(pool: Pool) -> Self {
-        express::register_prefix("sess:");
         ConnectRedisStore {
             pool,
             prefix: "sess:".into(),
             default_ttl: DEFAULT_TTL_SECS,
+            sids: Arc::default(),
         }
     }
 
     /// connect-redis's `prefix` option.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into();
-        express::register_prefix(&prefix);
-        self.prefix = prefix.into();
+        self.prefix = prefix.into().into();
         self
     }
 
@@ -96,7 +107,8 @@ impl ConnectRedisStore {
     }
 
     fn key(&self, id: &Id) -> session_store::Result<String> {
-        let sid = express::sid_of(id).ok_or_else(|| {
+        let sid = locked(&self.sids).get(id).map(|(sid, _)| sid.clone());
+        let sid = sid.ok_or_else(|| {
             session_store::Error::Backend(
                 "not an express session known here: this store serves sessions read from an \
                  express-session cookie (`with_express`)"
@@ -155,7 +167,7 @@ impl RawObject {
 
     /// The JSON with `data` as the app fields: unchanged fields and `cookie` copied as they
     /// were, changed ones re-encoded, removed ones dropped, new ones appended.
-    fn with_data(&self, data: &std::collections::HashMap<String, Value>) -> String {
+    fn with_data(&self, data: &HashMap<String, Value>) -> String {
         let mut out = String::from("{");
         let push = |out: &mut String, key: &str, json: &str| {
             if out.len() > 1 {
@@ -227,15 +239,17 @@ fn to_record(id: &Id, bytes: &[u8], pttl_ms: i64) -> session_store::Result<Optio
     }))
 }
 
+#[doc(hidden)]
 impl ConnectRedisStore {
     /// Reads a connect-redis value as this store does: the app fields as the record's data,
-    /// `None` when `cookie.expires` has passed. `pttl_ms` is the key's remaining TTL.
+    /// `None` when `cookie.expires` has passed. `pttl_ms` is the key's remaining TTL. For the
+    /// fuzz targets.
     pub fn decode(id: &Id, value: &[u8], pttl_ms: i64) -> session_store::Result<Option<Record>> {
         to_record(id, value, pttl_ms)
     }
 
     /// The value this store writes for `data` over the stored `value`: `cookie` and every
-    /// unchanged field copied byte for byte.
+    /// unchanged field copied byte for byte. For the fuzz targets.
     pub fn encode(
         value: &[u8],
         data: &std::collections::HashMap<String, Value>,
@@ -253,23 +267,21 @@ impl SessionStore for ConnectRedisStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        // Unconditional, but still never creates a session and keeps its cookie object.
-        let Some(current) = self.load_versioned(&record.id).await? else {
-            return Ok(());
-        };
-        let mut written = self.save_if(record, &current.version).await?;
-        for _ in 0..16 {
-            let SaveOutcome::Conflict = written else {
-                return Ok(());
-            };
-            let Some(current) = self.load_versioned(&record.id).await? else {
-                return Ok(());
-            };
-            written = self.save_if(record, &current.version).await?;
+        // Unconditional (the whole data replaces the stored fields), but through the one merged
+        // save: it never creates a session and keeps the cookie object and untouched bytes.
+        let mut changes = WholeData(&record.data);
+        let date = || record.expiry_date;
+        match save_merged(self, record.id, None, &mut changes, &date).await {
+            Ok(Merged::Saved { .. } | Merged::Gone) => Ok(()),
+            Err(e) => Err(match e {
+                super::MergeError::Store(e) => e,
+                super::MergeError::Changes(e) => session_store::Error::Encode(e.to_string()),
+                super::MergeError::Contended => session_store::Error::Backend(format!(
+                    "the session kept changing under this save; gave up after {} attempts",
+                    super::MAX_ATTEMPTS
+                )),
+            }),
         }
-        Err(session_store::Error::Backend(
-            "the session kept changing under this save".into(),
-        ))
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -282,8 +294,59 @@ impl SessionStore for ConnectRedisStore {
     }
 }
 
+/// A whole-record write: the stored fields become exactly these.
+struct WholeData<'a>(&'a HashMap<String, Value>);
+
+impl super::Changes for WholeData<'_> {
+    fn reapply(&mut self, record: &mut Record) -> Result<(), crate::SessionError> {
+        record.data.clone_from(self.0);
+        Ok(())
+    }
+}
+
+impl Target for ConnectRedisStore {
+    type Error = session_store::Error;
+
+    fn conditional(&self) -> bool {
+        true
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        self.load_versioned(id).await
+    }
+
+    async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome> {
+        ConditionalStore::save_if(self, record, expected).await
+    }
+}
+
 #[async_trait]
 impl ConditionalStore for ConnectRedisStore {
+    fn hold_external_key(&self, id: &Id, key: &Arc<str>) {
+        locked(&self.sids)
+            .entry(*id)
+            .or_insert_with(|| (key.clone(), 0))
+            .1 += 1;
+    }
+
+    fn release_external_key(&self, id: &Id) {
+        let mut sids = locked(&self.sids);
+        if let Some(entry) = sids.get_mut(id) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                sids.remove(id);
+            }
+        }
+    }
+
+    fn id_for_key(&self, key: &str) -> Option<Id> {
+        key.strip_prefix(&*self.prefix).map(express::derive_id)
+    }
+
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
         let key = self.key(id)?;
         let answer: RedisValue = self

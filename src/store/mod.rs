@@ -7,25 +7,25 @@
 
 #[cfg(feature = "redis")]
 mod connect_redis;
+mod handle;
 mod memory;
+mod merge;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-use std::any::Any;
 use std::fmt;
-use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
-use tower_sessions::{Expiry, SessionStore};
 
-use crate::error::{InvalidReason, SessionError};
+pub(crate) use handle::{FORWARD_KEY, StoreFailure, StoreHandle, forwarding_record};
+pub(crate) use merge::{Changes, MAX_ATTEMPTS, MergeError, Merged, save_merged};
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -88,6 +88,12 @@ pub enum Reloaded {
 }
 
 /// A store that can save a record only if it is unchanged since it was read.
+///
+/// This is what [`SocketSessions::builder`](crate::SocketSessions::builder) takes: every write
+/// from a socket or from the HTTP side (through [`HttpStore`](crate::HttpStore)) is then
+/// compare-and-set, so no writer is overwritten silently. A wrapper around such a store (a cache,
+/// metrics, an enum of stores) keeps the guarantee by implementing this trait too, handing each
+/// call to the store it wraps.
 #[async_trait]
 pub trait ConditionalStore: SessionStore {
     /// Loads a live (unexpired) record with its version.
@@ -110,205 +116,24 @@ pub trait ConditionalStore: SessionStore {
         record: &Record,
         expected: &Version,
     ) -> session_store::Result<SaveOutcome>;
-}
 
-/// How tower-sessions dates a record saved without an expiry setting.
-const DEFAULT_LIFETIME: time::Duration = time::Duration::weeks(2);
-
-/// A store call that did not produce an answer.
-#[derive(Debug)]
-pub(crate) enum StoreFailure {
-    Error(String),
-    Timeout(Duration),
-}
-
-impl From<StoreFailure> for SessionError {
-    fn from(f: StoreFailure) -> Self {
-        match f {
-            StoreFailure::Error(e) => SessionError::Store(e),
-            StoreFailure::Timeout(d) => SessionError::Timeout(d),
-        }
-    }
-}
-
-impl StoreFailure {
-    pub(crate) fn reason(&self) -> InvalidReason {
-        match self {
-            StoreFailure::Error(_) => InvalidReason::StoreError,
-            StoreFailure::Timeout(_) => InvalidReason::StoreTimeout,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) enum Backend {
-    /// Any store: saves are unconditional.
-    Plain(Arc<dyn SessionStore>),
-    /// Saves compare what was read.
-    Conditional(Arc<dyn ConditionalStore>),
-}
-
-/// A record as loaded, with its version where the store has one.
-#[derive(Debug, Clone)]
-pub(crate) struct Loaded {
-    pub(crate) record: Record,
-    pub(crate) version: Option<Version>,
-}
-
-/// The store with the socket side's timeout and expiry policy.
-#[derive(Clone)]
-pub(crate) struct StoreHandle {
-    backend: Backend,
-    timeout: Duration,
-    expiry: Option<Expiry>,
-}
-
-impl fmt::Debug for StoreHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let store: &dyn fmt::Debug = match &self.backend {
-            Backend::Plain(s) => s,
-            Backend::Conditional(s) => s,
-        };
-        f.debug_struct("StoreHandle")
-            .field("store", store)
-            .field("conditional", &self.is_conditional())
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-impl StoreHandle {
-    /// Wraps any store; the conditional stores of this module are recognized by type.
-    pub(crate) fn detect<S: SessionStore>(store: S) -> Self {
-        let any: Box<dyn Any> = Box::new(store);
-        let any = match any.downcast::<MemoryStore>() {
-            Ok(s) => return Self::conditional(Arc::new(*s)),
-            Err(any) => any,
-        };
-        #[cfg(feature = "redis")]
-        let any = match any.downcast::<RedisStore>() {
-            Ok(s) => return Self::conditional(Arc::new(*s)),
-            Err(any) => any,
-        };
-        #[cfg(feature = "sqlite")]
-        let any = match any.downcast::<SqliteStore>() {
-            Ok(s) => return Self::conditional(Arc::new(*s)),
-            Err(any) => any,
-        };
-        match any.downcast::<S>() {
-            Ok(s) => Self::new(Backend::Plain(Arc::new(*s))),
-            Err(_) => unreachable!("the box holds an S"),
-        }
+    /// Told while a live session uses `id` for a record the store keys by something else (an
+    /// express-session sid): `ConnectRedisStore` keeps the sid to find the record. Every
+    /// call is matched by one [`release_external_key`](Self::release_external_key). Most
+    /// stores key records by the id itself and do nothing.
+    fn hold_external_key(&self, id: &Id, key: &Arc<str>) {
+        let _ = (id, key);
     }
 
-    pub(crate) fn conditional(store: Arc<dyn ConditionalStore>) -> Self {
-        Self::new(Backend::Conditional(store))
+    /// The live session that held `id`'s external key is gone.
+    fn release_external_key(&self, id: &Id) {
+        let _ = id;
     }
 
-    fn new(backend: Backend) -> Self {
-        StoreHandle {
-            backend,
-            timeout: Duration::from_secs(2),
-            expiry: None,
-        }
-    }
-
-    pub(crate) fn with_policy(mut self, timeout: Duration, expiry: Option<Expiry>) -> Self {
-        self.timeout = timeout;
-        self.expiry = expiry;
-        self
-    }
-
-    pub(crate) fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    pub(crate) fn is_conditional(&self) -> bool {
-        matches!(self.backend, Backend::Conditional(_))
-    }
-
-    async fn bounded<T>(
-        &self,
-        call: impl Future<Output = session_store::Result<T>>,
-    ) -> Result<T, StoreFailure> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreFailure::Error(e.to_string())),
-            Err(_) => Err(StoreFailure::Timeout(self.timeout)),
-        }
-    }
-
-    /// The live record, or `None` when it is absent or expired.
-    pub(crate) async fn load(&self, id: &Id) -> Result<Option<Loaded>, StoreFailure> {
-        let loaded = match &self.backend {
-            Backend::Plain(s) => self.bounded(s.load(id)).await?.map(|record| Loaded {
-                record,
-                version: None,
-            }),
-            Backend::Conditional(s) => self.bounded(s.load_versioned(id)).await?.map(|v| Loaded {
-                record: v.record,
-                version: Some(v.version),
-            }),
-        };
-        Ok(loaded.filter(|l| l.record.expiry_date > OffsetDateTime::now_utc()))
-    }
-
-    /// Reloads a record held at `known`: `Ok(None)` when it is unchanged (and still live).
-    /// `Ok(Some(None))` when it is gone.
-    pub(crate) async fn reload(
-        &self,
-        known: &Loaded,
-    ) -> Result<Option<Option<Loaded>>, StoreFailure> {
-        let id = &known.record.id;
-        let (Backend::Conditional(s), Some(version)) = (&self.backend, &known.version) else {
-            return self.load(id).await.map(Some);
-        };
-        let now = OffsetDateTime::now_utc();
-        Ok(match self.bounded(s.reload_versioned(id, version)).await? {
-            Reloaded::Unchanged if known.record.expiry_date > now => None,
-            Reloaded::Unchanged | Reloaded::Gone => Some(None),
-            Reloaded::Changed(v) => Some(
-                Some(Loaded {
-                    record: v.record,
-                    version: Some(v.version),
-                })
-                .filter(|l| l.record.expiry_date > now),
-            ),
-        })
-    }
-
-    /// Saves `record`, conditionally where the store can and a version is known. A plain store
-    /// writes unconditionally: the caller must have just checked that the record exists.
-    pub(crate) async fn save(
-        &self,
-        record: &Record,
-        expected: Option<&Version>,
-    ) -> Result<SaveOutcome, StoreFailure> {
-        match (&self.backend, expected) {
-            (Backend::Conditional(s), Some(v)) => self.bounded(s.save_if(record, v)).await,
-            (Backend::Conditional(s), None) => {
-                self.bounded(s.save(record)).await?;
-                Ok(SaveOutcome::Saved(Version(Vec::new())))
-            }
-            (Backend::Plain(s), _) => {
-                self.bounded(s.save(record)).await?;
-                Ok(SaveOutcome::Saved(Version(Vec::new())))
-            }
-        }
-    }
-
-    /// The expiry a save gives the record, computed as the HTTP layer computes it.
-    pub(crate) fn expiry_date(&self) -> OffsetDateTime {
-        let now = OffsetDateTime::now_utc();
-        match self.expiry {
-            Some(Expiry::OnInactivity(d)) => now.saturating_add(d),
-            Some(Expiry::AtDateTime(at)) => at,
-            Some(Expiry::OnSessionEnd) | None => now.saturating_add(DEFAULT_LIFETIME),
-        }
+    /// The session id a key of this store's keyspace stands for (Redis keyspace notifications
+    /// name keys): by default the key is the id itself.
+    fn id_for_key(&self, key: &str) -> Option<Id> {
+        Id::from_str(key).ok()
     }
 }
 

@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::Value;
-use socketio_sessions::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
+use socketio_sessions::store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use tokio::sync::{mpsc, oneshot};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -329,7 +329,10 @@ impl TestStore {
 /// The demo app on a free port, stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The demo's sessions (e.g. to shut them down as a deploy would).
+    pub sessions: socketio_sessions::SocketSessions,
     shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<oneshot::Receiver<()>>,
 }
 
 impl TestServer {
@@ -339,8 +342,8 @@ impl TestServer {
         Self::start_with(
             move |o| async move {
                 match backend {
-                    Backend::PlainMemory => app::app(plain, o).await,
-                    _ => app::app_conditional(store, o).await,
+                    Backend::PlainMemory => app::app_last_writer_wins(plain, o).await,
+                    _ => app::app(store, o).await,
                 }
             },
             opts,
@@ -354,7 +357,7 @@ impl TestServer {
         opts: impl FnOnce(&mut DemoOptions),
     ) -> TestServer
     where
-        F: std::future::Future<Output = Result<axum::Router, app::BoxError>>,
+        F: std::future::Future<Output = Result<app::DemoApp, app::BoxError>>,
     {
         secrets::watch();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -362,22 +365,41 @@ impl TestServer {
         let mut options = DemoOptions::new(app::own_origins(addr));
         options.store_timeout = Duration::from_millis(500);
         opts(&mut options);
-        let router = make(options).await.expect("the demo app builds");
+        let app::DemoApp { router, sessions } = make(options).await.expect("the demo app builds");
         let (tx, rx) = oneshot::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let on_stop = sessions.clone();
         tokio::spawn(async move {
             axum::serve(
                 listener,
                 router.into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(async {
+            .with_graceful_shutdown(async move {
                 rx.await.ok();
+                // As the demo does on SIGTERM: no session work outlives the server.
+                on_stop.shutdown().await;
             })
             .await
             .unwrap();
+            done_tx.send(()).ok();
         });
         TestServer {
             addr,
+            sessions,
             shutdown: Some(tx),
+            stopped: Some(done_rx),
+        }
+    }
+
+    /// Stops the server as a deploy would (sessions shut down first) and waits until it is done.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(done) = self.stopped.take() {
+            tokio::time::timeout(Duration::from_secs(30), done)
+                .await
+                .ok();
         }
     }
 

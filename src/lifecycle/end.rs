@@ -1,16 +1,18 @@
-//! The session's life reaching its sockets: revocation (logout, `disconnect_session`,
-//! `disconnect_user`), expiry, id rotation, and deletions that nothing announced.
+//! How a session's end reaches its sockets: the reasons, the rooms, and the broadcast.
 //!
 //! A socket whose session ends first receives the event [`SINVALID_EVENT`] with
-//! `{"reason": ...}` ([`EndReason`]), then is disconnected by the server. Every socket joins a
+//! `{"reason": ...}` ([`EndReason`]); the server disconnects it once the client acknowledged
+//! the event or [`SINVALID_FLUSH`] passed, so that the event is written before the disconnect
+//! even while the client still has events in flight. Every socket joins a
 //! room named by a hash of its session id (and one per user, when the session has the
 //! configured user key), so that the end reaches it on every node through the Socket.IO
 //! adapter (socketioxide-redis across nodes).
 
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use socketioxide::SocketIo;
@@ -32,6 +34,9 @@ pub enum EndReason {
     /// The HTTP side gave the session a new id, e.g. at login (`session_rotated`): reconnect,
     /// and the new handshake carries the new cookie.
     Rotated,
+    /// This node is shutting down (`server_shutdown`): the session is intact; reconnect (with
+    /// backoff) to another node, or to this one once it is back.
+    ServerShutdown,
 }
 
 impl EndReason {
@@ -41,6 +46,7 @@ impl EndReason {
             EndReason::Revoked => "session_revoked",
             EndReason::Expired => "session_expired",
             EndReason::Rotated => "session_rotated",
+            EndReason::ServerShutdown => "server_shutdown",
         }
     }
 }
@@ -76,29 +82,52 @@ pub(crate) fn user_room(user: &Value) -> String {
     room("user", user.to_string().as_bytes())
 }
 
+/// How long the server waits for a client's acknowledgement of [`SINVALID_EVENT`] before it
+/// disconnects the socket anyway (clients that do not acknowledge it wait this long).
+pub const SINVALID_FLUSH: Duration = Duration::from_millis(250);
+
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Which sockets an end reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every node's, through the Socket.IO adapter (logout, rotation, `disconnect_*`).
+    AllNodes,
+    /// This node's only (what this node found out by itself: expiry, revalidation, shutdown).
+    ThisNode,
+}
 
 /// Ends the sockets of a room, on every namespace, through one `SocketIo` of any adapter.
 pub(crate) trait Broadcaster: Send + Sync + 'static {
-    fn end(&self, room: String, reason: EndReason, local_only: bool) -> BoxFuture;
+    fn end(&self, room: String, reason: EndReason, reach: Reach) -> BoxFuture;
 }
 
 pub(crate) struct IoBroadcaster<A: Adapter>(pub(crate) SocketIo<A>);
 
 impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
-    fn end(&self, room: String, reason: EndReason, local_only: bool) -> BoxFuture {
+    fn end(&self, room: String, reason: EndReason, reach: Reach) -> BoxFuture {
         let namespaces = self.0.nsps();
         Box::pin(async move {
             let data = json!({ "reason": reason.as_str() });
             for ns in namespaces {
-                let ns = if local_only { ns.local() } else { ns };
-                if let Err(e) = ns
+                let ns = match reach {
+                    Reach::ThisNode => ns.local(),
+                    Reach::AllNodes => ns,
+                };
+                // The event goes out with an ack request: the disconnect waits until every
+                // client acknowledged it or the flush time passed, so that a late packet from
+                // the client cannot close the connection before the event is written.
+                let acks = ns
                     .clone()
                     .to(room.clone())
-                    .emit(SINVALID_EVENT, &data)
-                    .await
-                {
-                    tracing::debug!(error = %e, "could not announce the end of a session");
+                    .timeout(SINVALID_FLUSH)
+                    .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
+                    .await;
+                match acks {
+                    Ok(acks) => acks.for_each(|_| async {}).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not announce the end of a session")
+                    }
                 }
                 if let Err(e) = ns.to(room.clone()).disconnect().await {
                     tracing::warn!(error = %e, "could not disconnect the sockets of a session");

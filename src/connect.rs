@@ -1,0 +1,296 @@
+//! The connect stage, per handshake: origin marker → guards → id → load → bind → rooms, or a
+//! refused connection (`connect_error` `session_invalid` / `session_unavailable`; Node's
+//! socket.io-sessions called this `sinvalid`).
+
+use std::fmt::Display;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::handler::{ConnectMiddleware, FromConnectParts, Value};
+use socketioxide::socket::Socket;
+
+use crate::error::{ConnectRejection, InvalidReason};
+use crate::guard::{ClientAddr, Failures, InFlight};
+use crate::id::{CookieConfig, SessionKey, auth_sid};
+use crate::lifecycle::{IoBroadcaster, Lifecycle, session_room, user_room};
+use crate::origin::OriginChecked;
+use crate::session::{Binding, Connected, LiveSession, Policy, Registry};
+use crate::store::{StoreFailure, StoreHandle};
+
+/// What the `on_invalid` hook is told about a refused connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InvalidSession {
+    /// Why the session was refused.
+    pub reason: InvalidReason,
+    /// The namespace the client tried to join.
+    pub namespace: String,
+    /// The Socket.IO id of the refused socket.
+    pub socket_id: String,
+}
+
+/// Observes refused connections.
+pub(crate) type InvalidHook = Arc<dyn Fn(&InvalidSession) + Send + Sync>;
+
+/// Where a handshake's session id may come from.
+#[derive(Debug)]
+pub(crate) struct IdSources {
+    /// The session cookie's name and protection; also decodes an `auth` sid.
+    pub(crate) cookie: CookieConfig,
+    /// Whether the cookie is read.
+    pub(crate) use_cookie: bool,
+    /// Whether the `auth` payload's `sid` is read.
+    pub(crate) use_auth: bool,
+}
+
+/// The refusals before any store call.
+pub(crate) struct Guards {
+    /// Whether a handshake must carry the origin layer's marker.
+    pub(crate) require_origin_layer: bool,
+    /// Per-address failures; `None` when the limit is off.
+    pub(crate) failures: Option<Failures>,
+    /// Where the client address comes from, when not axum's `ConnectInfo`.
+    pub(crate) client_addr: Option<ClientAddr>,
+    /// The cap on loads in flight: a semaphore, so that a slow store refuses rather than
+    /// piles up handshakes.
+    pub(crate) in_flight: InFlight,
+}
+
+/// Everything one handshake needs, shared by every namespace's middleware.
+pub(crate) struct Connect {
+    pub(crate) ids: IdSources,
+    pub(crate) guards: Guards,
+    /// Observes refusals (Node's socket.io-sessions' `sinvalid`).
+    pub(crate) on_invalid: Option<InvalidHook>,
+    /// The session key whose value names the user's room.
+    pub(crate) user_key: Option<String>,
+    /// Where handshakes find or make their session's live copy.
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Arc<StoreHandle>,
+    pub(crate) policy: Arc<Policy>,
+    /// Learns of the `SocketIo` from the first socket, follows each new session's expiry, and
+    /// says when the node is shutting down.
+    pub(crate) lifecycle: Arc<Lifecycle>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("ids", &self.ids)
+            .field("store", &self.store)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Adapter> Connected for Socket<A> {
+    fn connected(&self) -> bool {
+        Socket::connected(self)
+    }
+}
+
+/// Loads the socket's session before the connect handler runs; refuses the connection with
+/// `session_invalid` or `session_unavailable` otherwise. Get it from
+/// [`SocketSessions::middleware`](crate::SocketSessions::middleware).
+#[derive(Clone)]
+pub struct SessionMiddleware<F = NoSetup> {
+    connect: Arc<Connect>,
+    setup: F,
+}
+
+impl<F> std::fmt::Debug for SessionMiddleware<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionMiddleware")
+            .field("connect", &self.connect)
+            .finish_non_exhaustive()
+    }
+}
+
+/// No setup step (see [`SessionMiddleware::with_setup`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSetup;
+
+/// A synchronous step run on an accepted socket before its connect ack is sent.
+pub trait Setup<A: Adapter>: Clone + Send + Sync + 'static {
+    /// Runs the step.
+    fn run(&self, socket: SocketRef<A>);
+}
+
+impl<A: Adapter> Setup<A> for NoSetup {
+    fn run(&self, _: SocketRef<A>) {}
+}
+
+impl<A: Adapter, F> Setup<A> for F
+where
+    F: Fn(SocketRef<A>) + Clone + Send + Sync + 'static,
+{
+    fn run(&self, socket: SocketRef<A>) {
+        self(socket)
+    }
+}
+
+impl SessionMiddleware {
+    pub(crate) fn new(connect: Arc<Connect>) -> Self {
+        SessionMiddleware {
+            connect,
+            setup: NoSetup,
+        }
+    }
+
+    /// Registers event handlers (or anything else synchronous) on every accepted socket
+    /// **before** the client gets its connect ack.
+    ///
+    /// socketioxide sends the ack first and then spawns the connect handler, so a client that
+    /// emits as soon as it is connected can beat a connect handler to its `socket.on(..)`
+    /// calls, and that event is dropped. Handlers registered here cannot miss an event.
+    ///
+    /// ```
+    /// # use socketio_sessions::SocketSessions;
+    /// # use socketioxide::{SocketIo, extract::{AckSender, SocketRef}, handler::ConnectHandler};
+    /// # let sessions = SocketSessions::builder(socketio_sessions::store::MemoryStore::default())
+    /// #     .with_any_origin().build().unwrap();
+    /// let (_layer, io) = SocketIo::new_layer();
+    /// let middleware = sessions.middleware().with_setup(|socket: SocketRef| {
+    ///     socket.on("ping", async |ack: AckSender| { ack.send("pong").ok(); });
+    /// });
+    /// io.ns("/", (async |_socket: SocketRef| {}).with(middleware));
+    /// ```
+    pub fn with_setup<F>(self, setup: F) -> SessionMiddleware<F> {
+        SessionMiddleware {
+            connect: self.connect,
+            setup,
+        }
+    }
+}
+
+impl Connect {
+    fn session_id<A: Adapter>(
+        &self,
+        s: &Arc<Socket<A>>,
+        auth: &Option<Value>,
+    ) -> Result<SessionKey, InvalidReason> {
+        let ids = &self.ids;
+        if ids.use_auth
+            && let Some(sid) = auth_sid(s, auth)
+        {
+            return ids.cookie.id_from_value(&sid);
+        }
+        if ids.use_cookie {
+            return ids.cookie.id_from_headers(&s.req_parts().headers);
+        }
+        Err(InvalidReason::Missing)
+    }
+
+    fn client_ip<A: Adapter>(&self, s: &Arc<Socket<A>>) -> Option<IpAddr> {
+        match &self.guards.client_addr {
+            Some(addr) => addr(s.req_parts()),
+            None => crate::guard::connect_info(s.req_parts()),
+        }
+    }
+
+    async fn bind<A: Adapter>(
+        &self,
+        s: &Arc<Socket<A>>,
+        auth: &Option<Value>,
+    ) -> Result<Binding, InvalidReason> {
+        let guards = &self.guards;
+        if self.lifecycle.stop.is_stopped() {
+            return Err(InvalidReason::ShuttingDown);
+        }
+        if guards.require_origin_layer && s.req_parts().extensions.get::<OriginChecked>().is_none()
+        {
+            tracing::error!(
+                "refusing a Socket.IO connection: the handshake did not pass through the origin \
+                 layer; add `.layer(sessions.origin_layer())` around the Socket.IO layer"
+            );
+            return Err(InvalidReason::OriginNotChecked);
+        }
+        let ip = self.client_ip(s);
+        let fail = |reason: InvalidReason| {
+            if let (Some(f), Some(ip), InvalidReason::Malformed | InvalidReason::Unknown) =
+                (&guards.failures, ip, reason)
+            {
+                f.failed(ip);
+            }
+            reason
+        };
+        if let (Some(f), Some(ip)) = (&guards.failures, ip)
+            && f.limited(ip)
+        {
+            return Err(InvalidReason::RateLimited);
+        }
+        let key = self.session_id(s, auth).map_err(fail)?;
+        let Some(_permit) = guards.in_flight.try_enter() else {
+            return Err(InvalidReason::Overloaded);
+        };
+        let id = key.id;
+        let (live, created) = self.registry.get_or_create(id, || {
+            LiveSession::new(
+                key,
+                self.store.clone(),
+                self.policy.clone(),
+                self.lifecycle.stop.clone(),
+            )
+        });
+        if created {
+            self.lifecycle.follow(&live);
+        }
+        // Bounded as a whole: waiting behind another socket's load of the same session counts.
+        let timeout = self.store.timeout();
+        let loaded = tokio::time::timeout(timeout, live.load_for_connect(self.user_key.as_deref()))
+            .await
+            .unwrap_or(Err(StoreFailure::Timeout(timeout)));
+        match loaded {
+            Ok(Some(at_connect)) => {
+                if !self.lifecycle.knows_io() {
+                    let Ok(io) = SocketIo::<A>::from_connect_parts(s, auth);
+                    self.lifecycle.set_broadcaster(Arc::new(IoBroadcaster(io)));
+                }
+                self.lifecycle.start();
+                // Rooms by hashes, so that an end reaches this socket from any node.
+                s.join(session_room(&id));
+                if let Some(user) = at_connect.user {
+                    s.join(user_room(&user));
+                }
+                tracing::debug!(session = %live.tag(), socket = %s.id, "socket bound to session");
+                let socket: std::sync::Weak<dyn Connected> = Arc::downgrade(s) as _;
+                Ok(Binding::new(live, socket))
+            }
+            Ok(None) => Err(fail(InvalidReason::Unknown)),
+            Err(failure) => {
+                tracing::warn!(session = %live.tag(), ?failure, "session store failed at connect");
+                Err(failure.reason())
+            }
+        }
+    }
+}
+
+impl<A: Adapter, F: Setup<A>> ConnectMiddleware<A, SessionMiddleware> for SessionMiddleware<F> {
+    async fn call<'a>(
+        &'a self,
+        s: Arc<Socket<A>>,
+        auth: &'a Option<Value>,
+    ) -> Result<(), Box<dyn Display + Send>> {
+        match self.connect.bind(&s, auth).await {
+            Ok(binding) => {
+                s.extensions.insert(binding);
+                self.setup.run(SocketRef::from(s));
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::debug!(?reason, socket = %s.id, "connection refused its session");
+                if let Some(hook) = &self.connect.on_invalid {
+                    hook(&InvalidSession {
+                        reason,
+                        namespace: s.ns().to_owned(),
+                        socket_id: s.id.to_string(),
+                    });
+                }
+                Err(Box::new(ConnectRejection(reason)) as Box<dyn Display + Send>)
+            }
+        }
+    }
+}

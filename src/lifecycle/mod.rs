@@ -1,0 +1,121 @@
+//! The lifecycle stage: the one place that decides when a socket's session ends, and owns the
+//! background work that finds out (expiry timers, revalidation, Redis keyspace notifications)
+//! and the node's shutdown.
+//!
+//! Ends come from: the HTTP side (logout, rotation), the app (`disconnect_*`), the record's
+//! expiry, revalidation and keyspace notifications (deletions nothing announced), and
+//! shutdown. Each goes through [`Lifecycle::end`].
+
+mod end;
+mod expiry;
+mod shutdown;
+#[cfg(feature = "redis")]
+mod watch_redis;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tower_sessions::session::Id;
+
+use crate::session::Registry;
+use crate::store::StoreHandle;
+use crate::task::Stop;
+
+pub(crate) use end::{Broadcaster, IoBroadcaster, Reach, session_room, user_room};
+pub use end::{EndReason, SINVALID_EVENT};
+pub use shutdown::ShutdownReport;
+#[cfg(feature = "redis")]
+pub(crate) use watch_redis::watch;
+
+/// The lifecycle of one configuration's sessions on this node.
+pub(crate) struct Lifecycle {
+    /// How ends reach sockets: a `SocketIo` of the app's adapter, known from `attach` or the
+    /// first accepted socket. Behind a lock rather than set once, because shutdown takes it
+    /// back: the `SocketIo` holds the namespaces that hold this node, a cycle to break.
+    broadcaster: RwLock<Option<Arc<dyn Broadcaster>>>,
+    /// The same store handle the live sessions use (bounded calls, forwarding records hidden).
+    store: Arc<StoreHandle>,
+    /// The node's live sessions: what revalidation and shutdown walk.
+    registry: Arc<Registry>,
+    revalidate_every: Option<Duration>,
+    /// Background tasks start with the first accepted socket, once.
+    started: AtomicBool,
+    /// Set by shutdown; every background task ends on it.
+    pub(crate) stop: Arc<Stop>,
+    /// How long shutdown may take as a whole.
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("knows_io", &self.knows_io())
+            .field("revalidate_every", &self.revalidate_every)
+            .field("stopped", &self.stop.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lifecycle {
+    pub(crate) fn new(
+        store: Arc<StoreHandle>,
+        registry: Arc<Registry>,
+        stop: Arc<Stop>,
+        revalidate_every: Option<Duration>,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        Lifecycle {
+            broadcaster: RwLock::new(None),
+            store,
+            registry,
+            revalidate_every,
+            started: AtomicBool::new(false),
+            stop,
+            shutdown_timeout,
+        }
+    }
+
+    /// Ends the sockets of session `id` with `reason`.
+    pub(crate) async fn end(&self, id: &Id, reason: EndReason, reach: Reach) {
+        self.end_room(session_room(id), reason, reach).await;
+    }
+
+    /// Ends the sockets of a room with `reason`.
+    pub(crate) async fn end_room(&self, room: String, reason: EndReason, reach: Reach) {
+        let broadcaster = crate::task::locked_read(&self.broadcaster).clone();
+        match broadcaster {
+            Some(b) => b.end(room, reason, reach).await,
+            None => tracing::debug!(
+                %reason,
+                "no Socket.IO instance known yet (call `attach`): nothing to disconnect"
+            ),
+        }
+    }
+
+    pub(crate) fn knows_io(&self) -> bool {
+        crate::task::locked_read(&self.broadcaster).is_some()
+    }
+
+    pub(crate) fn set_broadcaster(&self, b: Arc<dyn Broadcaster>) {
+        if !self.stop.is_stopped() {
+            *crate::task::locked_write(&self.broadcaster) = Some(b);
+        }
+    }
+
+    /// Starts the background tasks (revalidation), once.
+    pub(crate) fn start(self: &Arc<Self>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(every) = self.revalidate_every {
+            expiry::spawn_revalidation(Arc::downgrade(self), every, self.stop.clone());
+        }
+    }
+
+    /// Follows a newly bound live session's expiry: its sockets on this node end with
+    /// `session_expired` when the record is found gone at its expiry.
+    pub(crate) fn follow(self: &Arc<Self>, live: &Arc<crate::session::LiveSession>) {
+        expiry::spawn_expiry_timer(Arc::downgrade(self), live, self.stop.clone());
+    }
+}

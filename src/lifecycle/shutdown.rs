@@ -1,0 +1,61 @@
+//! The node's graceful shutdown: no new bindings, every socket told `server_shutdown`, every
+//! unsaved change saved, background work stopped, all within the shutdown timeout.
+
+use futures_util::future::join_all;
+
+use super::{EndReason, Lifecycle, Reach};
+use crate::task::locked_write;
+
+/// What [`SocketSessions::shutdown`](crate::SocketSessions::shutdown) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Sessions with sockets on this node when the shutdown began.
+    pub sessions: usize,
+    /// Of those, sessions whose changes could not be saved in time (the store failed or the
+    /// timeout passed): those changes are lost.
+    pub unsaved: usize,
+    /// Whether the shutdown finished within its timeout.
+    pub completed: bool,
+}
+
+impl Lifecycle {
+    /// Stops the node's session work; see [`SocketSessions::shutdown`](crate::SocketSessions::shutdown).
+    pub(crate) async fn shutdown(&self) -> ShutdownReport {
+        if self.stop.stop() {
+            return ShutdownReport {
+                completed: true,
+                ..ShutdownReport::default()
+            };
+        }
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let sessions = self.registry.all();
+        // Sockets first, so that no event makes new changes while the saves run.
+        let ends = join_all(
+            sessions
+                .iter()
+                .map(|live| self.end(&live.id, EndReason::ServerShutdown, Reach::ThisNode)),
+        );
+        let ended = tokio::time::timeout_at(deadline, ends).await.is_ok();
+        let saves = join_all(sessions.iter().map(|live| live.flush()));
+        let saved = tokio::time::timeout_at(deadline, saves).await;
+        let unsaved = match &saved {
+            Ok(results) => results.iter().filter(|ok| !**ok).count(),
+            Err(_) => sessions.iter().filter(|live| live.has_unsaved()).count(),
+        };
+        // The `SocketIo` holds the namespaces, which hold this node: let go of it.
+        *locked_write(&self.broadcaster) = None;
+        let report = ShutdownReport {
+            sessions: sessions.len(),
+            unsaved,
+            completed: ended && saved.is_ok(),
+        };
+        tracing::info!(
+            sessions = report.sessions,
+            unsaved = report.unsaved,
+            completed = report.completed,
+            "session shutdown done"
+        );
+        report
+    }
+}

@@ -1,0 +1,376 @@
+//! What handlers hold: the socket's binding to its live session, and the [`SocketSession`]
+//! handle with one access rule per mode.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::live::LiveSession;
+use super::state::{State, Updater};
+use crate::config::Mode;
+use crate::error::SessionError;
+use crate::tag::SessionTag;
+use crate::task::{lock, spawn_detached};
+
+/// Whether a socket is still connected: the binding asks its socket, whatever its adapter.
+pub(crate) trait Connected: Send + Sync {
+    fn connected(&self) -> bool;
+}
+
+/// A socket's tie to its live session, kept in the socket's extensions. In per-connection mode,
+/// dropping it (when the socket is gone) saves what the socket changed.
+#[derive(Clone)]
+pub(crate) struct Binding(Arc<BindingInner>);
+
+struct BindingInner {
+    live: Arc<LiveSession>,
+    /// Weak: the socket holds the binding in its extensions, so a strong pointer would keep the
+    /// socket alive forever. Handlers ask it whether their socket is gone before their turn.
+    socket: Weak<dyn Connected>,
+}
+
+impl fmt::Debug for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Binding").field(&self.0.live).finish()
+    }
+}
+
+impl Binding {
+    pub(crate) fn new(live: Arc<LiveSession>, socket: Weak<dyn Connected>) -> Self {
+        Binding(Arc::new(BindingInner { live, socket }))
+    }
+
+    pub(crate) fn live(&self) -> &Arc<LiveSession> {
+        &self.0.live
+    }
+
+    /// A handler's handle; `at_connect` lets the connect handler use the state the handshake
+    /// just loaded.
+    pub(crate) fn handle(&self, at_connect: bool) -> SocketSession {
+        let live = self.0.live.clone();
+        let access = match live.mode() {
+            // Per connection a handle is just the live session: nothing to allocate per event.
+            Mode::PerConnection => Access::PerConnection,
+            Mode::PerMessage => Access::PerMessage(Arc::new(Hold {
+                live: live.clone(),
+                socket: self.0.socket.clone(),
+                guard: Mutex::new(None),
+                at_connect,
+            })),
+        };
+        SocketSession { live, access }
+    }
+}
+
+impl Drop for BindingInner {
+    fn drop(&mut self) {
+        if self.live.mode() == Mode::PerConnection {
+            let live = self.live.clone();
+            spawn_detached(async move {
+                live.flush().await;
+            });
+        }
+    }
+}
+
+/// The session of a socket, as handlers see it (the `session` argument of Node's
+/// socket.io-sessions).
+///
+/// Extract it in connect and message handlers; in disconnect handlers use
+/// [`MaybeSocketSession`](crate::MaybeSocketSession). Values are stored as JSON in the same
+/// record the HTTP side reads, so `session.get::<String>("user")` sees what an axum handler
+/// inserted with `session.insert("user", ..)`.
+///
+/// In per-message mode the first operation of a handler reloads the session and locks it for
+/// this session on this node until the handler returns; changes are then saved. Call
+/// [`save`](SocketSession::save) before acknowledging when the client must be able to read the
+/// change over HTTP as soon as it gets the ack.
+#[derive(Clone)]
+pub struct SocketSession {
+    live: Arc<LiveSession>,
+    access: Access,
+}
+
+/// How a handle reaches the state.
+#[derive(Clone)]
+enum Access {
+    /// Lock the state for each operation.
+    PerConnection,
+    /// This handler's hold on the session, shared by clones of the handle.
+    PerMessage(Arc<Hold>),
+}
+
+/// A per-message handler's hold on its session: the session lock, taken at the first
+/// operation and released (after saving) when the handler's last handle is dropped.
+struct Hold {
+    /// Kept here as well as in the handle: the hold's drop saves through it.
+    live: Arc<LiveSession>,
+    socket: Weak<dyn Connected>,
+    guard: Mutex<Option<OwnedMutexGuard<State>>>,
+    at_connect: bool,
+}
+
+impl fmt::Debug for SocketSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketSession")
+            .field("tag", self.live.tag())
+            .finish()
+    }
+}
+
+/// Counts a handler waiting for its session's turn while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl SocketSession {
+    /// Runs `f` on the up-to-date state, under the session lock.
+    async fn with_state<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        // The state is nearly always at hand. Waiting for it (and reloading it) is boxed, so
+        // that those futures are not part of every handler's future, which socketioxide moves
+        // several times when it spawns the handler.
+        match self.try_now(f) {
+            Ok(out) => out,
+            Err(f) => Box::pin(self.wait_for_state(f)).await,
+        }
+    }
+
+    /// Runs `f` at once if the state is at hand: per connection, when the lock is free; per
+    /// message, when this handler already holds it. Otherwise hands `f` back.
+    fn try_now<R, F>(&self, f: F) -> Result<Result<R, SessionError>, F>
+    where
+        F: FnOnce(&mut State) -> Result<R, SessionError>,
+    {
+        let live = &self.live;
+        match &self.access {
+            Access::PerConnection => match live.state.try_lock() {
+                Ok(mut st) => {
+                    let out = f(&mut st);
+                    live.changed(&st);
+                    Ok(out)
+                }
+                Err(_) => Err(f),
+            },
+            Access::PerMessage(hold) => match hold.guard.try_lock() {
+                Ok(mut guard) => match &mut *guard {
+                    Some(st) => Ok(f(st)),
+                    None => Err(f),
+                },
+                Err(_) => Err(f),
+            },
+        }
+    }
+
+    async fn wait_for_state<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        let live = &self.live;
+        match &self.access {
+            Access::PerConnection => {
+                let mut st = live.state.lock().await;
+                let out = f(&mut st);
+                live.changed(&st);
+                out
+            }
+            Access::PerMessage(hold) => {
+                let mut guard = hold.guard.lock().await;
+                let st = match &mut *guard {
+                    Some(st) => st,
+                    slot @ None => {
+                        let mut st = match live.state.clone().try_lock_owned() {
+                            Ok(st) => st,
+                            Err(_) => hold.wait_turn().await?,
+                        };
+                        if !(hold.at_connect && st.fresh) {
+                            live.refresh(&mut st).await?;
+                        }
+                        st.fresh = false;
+                        slot.insert(st)
+                    }
+                };
+                f(st)
+            }
+        }
+    }
+
+    /// Whether the session still exists (in per-message mode: in the store, as of this
+    /// handler's reload). Writes to a session that no longer exists fail with
+    /// [`SessionError::Gone`].
+    pub async fn exists(&self) -> Result<bool, SessionError> {
+        self.with_state(|st| Ok(st.base.is_some())).await
+    }
+
+    /// The value under `key`, deserialized; `None` if absent or if the session is gone.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        // Deserialized under the lock, from the stored value: no copy of it.
+        let track = self.tracks_reads();
+        self.with_state(|st| {
+            st.read(key, track)
+                .map(T::deserialize)
+                .transpose()
+                .map_err(|e| SessionError::serde(key, e))
+        })
+        .await
+    }
+
+    /// The JSON value under `key`.
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        let track = self.tracks_reads();
+        self.with_state(|st| Ok(st.read(key, track).cloned())).await
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(|e| SessionError::serde(key, e))?;
+        self.live.policy.limits.check(key, &value)?;
+        self.with_state(|st| st.set(key, Some(value)).map(drop))
+            .await
+    }
+
+    /// Removes `key`, returning its old value.
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let old = self.with_state(|st| st.set(key, None)).await?;
+        old.map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| SessionError::serde(key, e))
+    }
+
+    /// Replaces the value under `key` with `f(old)` and returns the new value, atomically:
+    /// nothing else changes the key in between, on this node or any other. If another writer
+    /// changed the record first, `f` is run again on the fresh value, so `f` must be a pure
+    /// function of its argument (counters, appending to a list).
+    ///
+    /// In per-message mode the change is saved before `update` returns, so the value returned
+    /// is the one stored. In per-connection mode it is saved with the others (and `f` re-run
+    /// then if needed).
+    ///
+    /// ```no_run
+    /// # async fn f(session: socketio_sessions::SocketSession) -> Result<(), socketio_sessions::SessionError> {
+    /// let count: u64 = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        F: FnMut(Option<T>) -> T + Send + 'static,
+    {
+        let owned_key = key.to_owned();
+        let limits = self.live.policy.limits;
+        limits.check(key, &Value::Null)?;
+        let updater: Updater = Box::new(move |old: Option<Value>| {
+            let old = old
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| SessionError::serde(&owned_key, e))?;
+            let new =
+                serde_json::to_value(f(old)).map_err(|e| SessionError::serde(&owned_key, e))?;
+            limits.check(&owned_key, &new)?;
+            Ok(new)
+        });
+        let mut value = self.with_state(|st| st.update(key, updater)).await?;
+        if self.mode() == Mode::PerMessage {
+            self.save().await?;
+            let stored = self
+                .with_state(|st| Ok(st.record().and_then(|r| r.data.get(key).cloned())))
+                .await?;
+            value = stored.unwrap_or(value);
+        }
+        serde_json::from_value(value).map_err(|e| SessionError::serde(key, e))
+    }
+
+    /// Saves the changes made so far now, rather than after the handler (per-message mode) or
+    /// at disconnect (per-connection mode).
+    pub async fn save(&self) -> Result<(), SessionError> {
+        let live = &self.live;
+        match &self.access {
+            Access::PerConnection => {
+                let mut st = lock(&live.state).await;
+                Box::pin(live.persist(&mut st)).await
+            }
+            Access::PerMessage(hold) => match &mut *lock(&hold.guard).await {
+                Some(st) => Box::pin(live.persist(st)).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// The mode this session is served in.
+    pub fn mode(&self) -> Mode {
+        self.live.mode()
+    }
+
+    /// The session's tag for logs: a salted hash, never the id itself.
+    pub fn tag(&self) -> &SessionTag {
+        self.live.tag()
+    }
+
+    /// Per message, reads are noted: a save fails if a key the handler read changed meanwhile.
+    fn tracks_reads(&self) -> bool {
+        matches!(self.access, Access::PerMessage(_))
+    }
+}
+
+impl Hold {
+    /// Waits for the session's turn, unless too many handlers already wait (refused at once)
+    /// or the socket is gone by the time the turn comes (the handler's changes are not made).
+    async fn wait_turn(&self) -> Result<OwnedMutexGuard<State>, SessionError> {
+        let live = &self.live;
+        let waiting = Waiting(&live.waiting);
+        if live.waiting.fetch_add(1, Ordering::AcqRel) >= live.policy.max_waiting {
+            tracing::warn!(
+                session = %live.tag(),
+                limit = live.policy.max_waiting,
+                "too many handlers waiting for this session; event refused"
+            );
+            return Err(SessionError::Busy);
+        }
+        let st = live.state.clone().lock_owned().await;
+        drop(waiting);
+        if !self.socket.upgrade().is_some_and(|s| s.connected()) {
+            return Err(SessionError::SocketClosed);
+        }
+        Ok(st)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Some(mut st) = self.guard.get_mut().take() else {
+            return;
+        };
+        if st.ops.is_empty() {
+            // What this handler read matters to no later save.
+            st.reads.clear();
+            return;
+        }
+        if std::thread::panicking() {
+            // A handler that panicked half-way must not persist half its changes.
+            st.discard();
+            return;
+        }
+        let live = self.live.clone();
+        spawn_detached(async move {
+            match live.persist(&mut st).await {
+                Ok(()) | Err(SessionError::Gone) => {}
+                Err(e) => tracing::warn!(
+                    session = %live.tag(),
+                    error = %e,
+                    "could not save the session after a message; its changes were dropped"
+                ),
+            }
+        });
+    }
+}

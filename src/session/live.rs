@@ -1,0 +1,344 @@
+//! The live session: the one in-memory copy of a session on this node, shared by its sockets.
+//! It holds its store and policy, never the node that made it: it loads, saves through the one
+//! merged save, and publishes what it learns of the record's expiry for the lifecycle to follow.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, watch};
+use tower_sessions::session::Id;
+
+use super::policy::Policy;
+use super::state::{Op, Pending, State};
+use crate::config::Mode;
+use crate::error::SessionError;
+use crate::id::SessionKey;
+use crate::store::{
+    MergeError, Merged, Reloaded, StoreFailure, StoreHandle, Versioned, save_merged,
+};
+use crate::tag::SessionTag;
+use crate::task::{Stop, locked, spawn_detached};
+
+/// What a handshake learns from the session it loads.
+#[derive(Debug)]
+pub(crate) struct AtConnect {
+    /// The value under the configured user key, if asked for and present.
+    pub(crate) user: Option<Value>,
+}
+
+/// The one in-memory copy of a session on this node.
+pub(crate) struct LiveSession {
+    pub(crate) id: Id,
+    /// The store's own key where it is not a tower-sessions id (an express-session sid); the
+    /// store is told while this session lives.
+    external: Option<Arc<str>>,
+    /// Computed on first use: only logs and `SocketSession::tag` need it, and a hash per
+    /// connection is a noticeable part of a handshake.
+    tag: OnceLock<SessionTag>,
+    /// Shared by every live session of the node: a handle, not a copy, of the store.
+    pub(crate) store: Arc<StoreHandle>,
+    pub(crate) policy: Arc<Policy>,
+    /// The node's stop signal: write-behind retries end at shutdown (which saves instead).
+    stop: Arc<Stop>,
+    /// An async lock, held across store calls: per message, from a handler's first session call
+    /// to its save; per connection, for one operation or one save.
+    pub(crate) state: Arc<Mutex<State>>,
+    /// Per-message handlers of this session waiting for the lock: bounded by the policy.
+    pub(crate) waiting: AtomicUsize,
+    /// Whether a write-behind save is scheduled (one at a time).
+    write_behind_pending: AtomicBool,
+    /// The record's expiry as last seen; the lifecycle's expiry timer watches it. A watch, so
+    /// that saves (which move it later) do not wake the timer.
+    expiry: watch::Sender<Option<OffsetDateTime>>,
+    /// When a save last moved the expiry forward (rolling expiry).
+    last_extended: std::sync::Mutex<Instant>,
+    /// Whether a rolling-expiry touch is in flight.
+    touch_pending: AtomicBool,
+}
+
+impl fmt::Debug for LiveSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveSession")
+            .field("tag", self.tag())
+            .finish()
+    }
+}
+
+impl LiveSession {
+    pub(crate) fn new(
+        key: SessionKey,
+        store: Arc<StoreHandle>,
+        policy: Arc<Policy>,
+        stop: Arc<Stop>,
+    ) -> Self {
+        if let Some(sid) = &key.external {
+            store.hold_external_key(&key.id, sid);
+        }
+        LiveSession {
+            id: key.id,
+            external: key.external,
+            tag: OnceLock::new(),
+            store,
+            policy,
+            stop,
+            state: Arc::default(),
+            waiting: AtomicUsize::new(0),
+            write_behind_pending: AtomicBool::new(false),
+            expiry: watch::Sender::new(None),
+            last_extended: std::sync::Mutex::new(Instant::now()),
+            touch_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// The session's tag for logs.
+    pub(crate) fn tag(&self) -> &SessionTag {
+        self.tag
+            .get_or_init(|| SessionTag::new(&self.policy.salt, &self.id))
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        self.policy.mode
+    }
+
+    /// Follows the record's expiry as this node learns it.
+    pub(crate) fn expiry_watch(&self) -> watch::Receiver<Option<OffsetDateTime>> {
+        self.expiry.subscribe()
+    }
+
+    /// Records the expiry of the stored record; wakes the expiry timer only when it moved
+    /// earlier (or appeared or vanished).
+    pub(crate) fn note_expiry(&self, at: Option<OffsetDateTime>) {
+        self.expiry.send_if_modified(|current| {
+            let wake = match (*current, at) {
+                (Some(old), Some(new)) => new < old,
+                (old, new) => old != new,
+            };
+            *current = at;
+            wake
+        });
+    }
+
+    fn track(&self, st: &State) {
+        self.note_expiry(st.base.as_ref().map(|b| b.record.expiry_date));
+    }
+
+    /// Whether the last known expiry has passed.
+    pub(crate) fn past_expiry(&self) -> bool {
+        self.expiry
+            .borrow()
+            .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    }
+
+    /// Socket activity: with rolling expiry, moves the expiry forward, at most one store write
+    /// per interval.
+    pub(crate) fn activity(self: &Arc<Self>) {
+        let Some(interval) = self.policy.rolling else {
+            return;
+        };
+        if locked(&self.last_extended).elapsed() < interval
+            || self.touch_pending.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let live = self.clone();
+        spawn_detached(async move {
+            let mut st = live.state.lock().await;
+            if st.base.is_some() {
+                st.ops.push(Op::Touch);
+                if let Err(e) = live.persist(&mut st).await {
+                    tracing::debug!(session = %live.tag(), error = %e, "could not extend the session");
+                }
+            }
+            live.touch_pending.store(false, Ordering::Release);
+        });
+    }
+
+    /// Saves pending changes (another socket's), then loads the record for a handshake:
+    /// `None` when the session does not exist.
+    pub(crate) async fn load_for_connect(
+        &self,
+        user_key: Option<&str>,
+    ) -> Result<Option<AtConnect>, StoreFailure> {
+        let mut st = self.state.lock().await;
+        if !st.ops.is_empty() {
+            // Another socket's unsaved changes: save them first so the reload keeps them.
+            if let Err(e) = self.persist(&mut st).await {
+                tracing::warn!(session = %self.tag(), error = %e, "could not save pending session changes");
+            }
+        }
+        let loaded = self.store.load(&self.id).await?;
+        st.reset(loaded);
+        st.fresh = st.base.is_some();
+        self.track(&st);
+        Ok(st.record().map(|r| AtConnect {
+            user: user_key.and_then(|k| r.data.get(k).cloned()),
+        }))
+    }
+
+    /// Per-connection mode: schedules write-behind for changes just made.
+    pub(crate) fn changed(self: &Arc<Self>, st: &State) {
+        if !st.ops.is_empty() {
+            self.schedule_write_behind();
+        }
+    }
+
+    /// Brings `st` up to date with the store, saving pending changes first.
+    pub(crate) async fn refresh(&self, st: &mut State) -> Result<(), SessionError> {
+        if !st.ops.is_empty() {
+            match self.persist(st).await {
+                // Saved on top of the stored record: the state is current.
+                Ok(()) | Err(SessionError::Gone) => return Ok(()),
+                Err(SessionError::Conflict { .. } | SessionError::Contended { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let reloaded = match &st.base {
+            Some(known) => self.store.reload(known).await?,
+            None => match self.store.load(&self.id).await? {
+                Some(v) => Reloaded::Changed(v),
+                None => Reloaded::Gone,
+            },
+        };
+        match reloaded {
+            // Unchanged: no copy; only this handler's reads start afresh.
+            Reloaded::Unchanged => st.reads.clear(),
+            Reloaded::Changed(loaded) => {
+                st.reset(Some(loaded));
+                self.track(st);
+            }
+            Reloaded::Gone => {
+                st.reset(None);
+                self.track(st);
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves pending changes through the merged save. Per message, a handler's changes land
+    /// with it or not at all: once it has been told they failed, they must not land later.
+    pub(crate) async fn persist(&self, st: &mut State) -> Result<(), SessionError> {
+        let result = self.try_persist(st).await;
+        if result.is_err() && self.policy.mode == Mode::PerMessage {
+            st.discard();
+        }
+        result
+    }
+
+    async fn try_persist(&self, st: &mut State) -> Result<(), SessionError> {
+        if st.ops.is_empty() {
+            return Ok(());
+        }
+        let check_reads = self.policy.mode == Mode::PerMessage;
+        let Some(Pending {
+            view,
+            version,
+            mut log,
+        }) = st.pending(check_reads)
+        else {
+            return Err(self.gone(st));
+        };
+        let store = &*self.store;
+        let date = || store.expiry_date();
+        match save_merged(store, self.id, Some((view, version)), &mut log, &date).await {
+            Ok(Merged::Saved { id, .. }) if id != self.id => {
+                // The session's id was rotated: the changes went to the new session, and this
+                // one is over here (its sockets are being told to reconnect).
+                tracing::debug!(session = %self.tag(), "changes saved to the rotated session");
+                st.reset(None);
+                self.track(st);
+                Ok(())
+            }
+            Ok(Merged::Saved {
+                record, version, ..
+            }) => {
+                let record = match record {
+                    Some(record) => record,
+                    None => st.changed.take().expect("the saved view is the state's"),
+                };
+                st.reset(Some(Versioned { record, version }));
+                self.track(st);
+                *locked(&self.last_extended) = Instant::now();
+                Ok(())
+            }
+            Ok(Merged::Gone) => Err(self.gone(st)),
+            Err(MergeError::Changes(e)) => {
+                st.discard();
+                Err(e)
+            }
+            // Kept for the next save (per connection: write-behind retries, disconnect).
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn gone(&self, st: &mut State) -> SessionError {
+        tracing::debug!(session = %self.tag(), "session gone: socket changes discarded");
+        st.reset(None);
+        self.track(st);
+        SessionError::Gone
+    }
+
+    /// Saves pending changes now (per-connection mode: at disconnect, write-behind, rotation
+    /// and shutdown). Returns whether nothing is left unsaved.
+    pub(crate) async fn flush(&self) -> bool {
+        let mut st = self.state.lock().await;
+        match self.persist(&mut st).await {
+            Ok(()) | Err(SessionError::Gone) => true,
+            Err(e) => {
+                tracing::warn!(session = %self.tag(), error = %e, "could not save the session");
+                false
+            }
+        }
+    }
+
+    /// Whether changes are waiting to be saved (taken without waiting: a busy session counts).
+    pub(crate) fn has_unsaved(&self) -> bool {
+        self.state.try_lock().map_or(true, |st| !st.ops.is_empty())
+    }
+
+    /// Per-connection write-behind: saves within `delay` of the first unsaved change, and keeps
+    /// retrying (backing off to 5 s) while the store fails, until the node stops.
+    fn schedule_write_behind(self: &Arc<Self>) {
+        let Some(delay) = self.policy.write_behind else {
+            return;
+        };
+        if self.write_behind_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let live = self.clone();
+        spawn_detached(async move {
+            let stopped = live.stop.stopped();
+            tokio::pin!(stopped);
+            let mut wait = delay;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                let mut st = live.state.lock().await;
+                match live.persist(&mut st).await {
+                    Ok(()) | Err(SessionError::Gone) => {
+                        // Cleared under the lock: the next change schedules a new save.
+                        live.write_behind_pending.store(false, Ordering::Release);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %live.tag(), error = %e, "write-behind save failed; retrying");
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        if self.external.is_some() {
+            self.store.release_external_key(&self.id);
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! A session's state as this node knows it, and the log of changes not saved yet. Pure data:
+//! no store, no runtime, tested on its own.
+
+use serde_json::Value;
+use tower_sessions::session::Record;
+
+use crate::error::SessionError;
+use crate::store::{Changes, Versioned};
+
+/// Re-runs an `update` closure on a (possibly fresher) value.
+pub(crate) type Updater = Box<dyn FnMut(Option<Value>) -> Result<Value, SessionError> + Send>;
+
+/// One change a socket made, kept until it is saved so that it can be re-applied to a fresher
+/// record when a conditional save conflicts.
+pub(crate) enum Op {
+    /// `insert` (`Some`) or `remove` (`None`): the last write to the key wins.
+    Set(String, Option<Value>),
+    /// `update`: re-run on the key's current value.
+    Update(String, Updater),
+    /// Nothing to change, but save (rolling expiry: the save moves the expiry forward).
+    Touch,
+}
+
+/// The session's state as this node knows it.
+#[derive(Default)]
+pub(crate) struct State {
+    /// The record as last read from or written to the store, with its version; `None` once the
+    /// session is known to be gone.
+    pub(crate) base: Option<Versioned>,
+    /// The local view when it differs from `base` (`base` with `ops` applied). Copied from
+    /// `base` on the first change only, so that reads and saves do not copy the record.
+    pub(crate) changed: Option<Record>,
+    /// Changes not saved yet, in order.
+    pub(crate) ops: Vec<Op>,
+    /// Per-message mode: keys read since `base`; a save fails if one of them changed meanwhile.
+    /// A handler reads a few keys: a list is cheaper than a hashed set.
+    pub(crate) reads: Vec<String>,
+    /// Loaded at connect and not yet handed to a handler: the connect handler may use it
+    /// without another reload.
+    pub(crate) fresh: bool,
+}
+
+impl State {
+    pub(crate) fn reset(&mut self, loaded: Option<Versioned>) {
+        self.base = loaded;
+        self.changed = None;
+        self.ops.clear();
+        self.reads.clear();
+    }
+
+    /// Drops unsaved changes, back to the last stored state.
+    pub(crate) fn discard(&mut self) {
+        let base = self.base.take();
+        self.reset(base);
+    }
+
+    /// The local view; `None` once the session is known to be gone.
+    pub(crate) fn record(&self) -> Option<&Record> {
+        self.changed
+            .as_ref()
+            .or_else(|| self.base.as_ref().map(|b| &b.record))
+    }
+
+    /// The local view, to change it.
+    pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
+        if self.changed.is_none() {
+            self.changed = Some(self.base.as_ref()?.record.clone());
+        }
+        self.changed.as_mut()
+    }
+
+    /// The value under `key` in the local view, noting the read when `track` (a per-message
+    /// save fails if a key its handler read has changed meanwhile).
+    pub(crate) fn read(&mut self, key: &str, track: bool) -> Option<&Value> {
+        if track && !self.reads.iter().any(|k| k == key) {
+            self.reads.push(key.to_owned());
+        }
+        self.record()?.data.get(key)
+    }
+
+    /// Writes or removes one key; refuses when the session is gone. Returns the old value.
+    pub(crate) fn set(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+    ) -> Result<Option<Value>, SessionError> {
+        let current = self.record().ok_or(SessionError::Gone)?.data.get(key);
+        match (&value, current) {
+            (Some(v), Some(c)) if v == c => return Ok(Some(c.clone())),
+            (None, None) => return Ok(None),
+            _ => {}
+        }
+        let record = self.record_mut().ok_or(SessionError::Gone)?;
+        let old = match &value {
+            Some(v) => record.data.insert(key.to_owned(), v.clone()),
+            None => record.data.remove(key),
+        };
+        self.ops.push(Op::Set(key.to_owned(), value));
+        Ok(old)
+    }
+
+    /// Runs `f` on the key's value, stores the result and logs it to be re-run on conflict.
+    pub(crate) fn update(&mut self, key: &str, mut f: Updater) -> Result<Value, SessionError> {
+        let record = self.record_mut().ok_or(SessionError::Gone)?;
+        let new = f(record.data.get(key).cloned())?;
+        record.data.insert(key.to_owned(), new.clone());
+        self.ops.push(Op::Update(key.to_owned(), f));
+        Ok(new)
+    }
+
+    /// What a save needs from the state, borrowed apart: the local view to try first (a copy of
+    /// `base` is made only for a save without changes to the view, a touch), its version, and
+    /// the changes to re-apply.
+    pub(crate) fn pending(&mut self, check_reads: bool) -> Option<Pending<'_>> {
+        if self.changed.is_none() {
+            self.changed = Some(self.base.as_ref()?.record.clone());
+        }
+        let base = self.base.as_ref()?;
+        Some(Pending {
+            view: self.changed.as_mut()?,
+            version: &base.version,
+            log: OpLog {
+                ops: &mut self.ops,
+                reads: check_reads.then_some((&self.reads[..], &base.record)),
+            },
+        })
+    }
+}
+
+/// The parts of a [`State`] a save works on.
+pub(crate) struct Pending<'a> {
+    pub(crate) view: &'a mut Record,
+    pub(crate) version: &'a crate::store::Version,
+    pub(crate) log: OpLog<'a>,
+}
+
+/// A socket's unsaved changes, as the merged save re-applies them.
+pub(crate) struct OpLog<'a> {
+    ops: &'a mut [Op],
+    /// Per-message mode: the keys the handler read and the record it read them from.
+    reads: Option<(&'a [String], &'a Record)>,
+}
+
+impl Changes for OpLog<'_> {
+    fn check(&self, fresh: &Record) -> Result<(), SessionError> {
+        let Some((reads, base)) = self.reads else {
+            return Ok(());
+        };
+        match reads
+            .iter()
+            .find(|k| base.data.get(*k) != fresh.data.get(*k))
+        {
+            Some(key) => Err(SessionError::Conflict { key: key.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    fn reapply(&mut self, record: &mut Record) -> Result<(), SessionError> {
+        for op in self.ops.iter_mut() {
+            match op {
+                Op::Set(key, Some(v)) => {
+                    record.data.insert(key.clone(), v.clone());
+                }
+                Op::Set(key, None) => {
+                    record.data.remove(key);
+                }
+                Op::Update(key, f) => {
+                    let new = f(record.data.get(key).cloned())?;
+                    record.data.insert(key.clone(), new);
+                }
+                Op::Touch => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Version;
+    use serde_json::json;
+    use tower_sessions::session::Id;
+
+    fn loaded(data: Value) -> Versioned {
+        Versioned {
+            record: Record {
+                id: Id::default(),
+                data: serde_json::from_value(data).unwrap(),
+                expiry_date: time::OffsetDateTime::now_utc(),
+            },
+            version: Version::from_bytes(*b"v1"),
+        }
+    }
+
+    #[test]
+    fn changes_copy_the_record_once_and_replay_on_a_fresher_one() {
+        let mut st = State::default();
+        st.reset(Some(loaded(json!({"count": 1, "name": "ann"}))));
+        assert!(st.changed.is_none(), "reading does not copy");
+        assert_eq!(st.read("count", false), Some(&json!(1)));
+        let inc: Updater = Box::new(|v| Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1)));
+        assert_eq!(st.update("count", inc).unwrap(), json!(2));
+        st.set("name", None).unwrap();
+        assert_eq!(st.set("same", Some(json!(1))).unwrap(), None);
+        assert_eq!(st.ops.len(), 3);
+        // Setting a key to its current value logs nothing.
+        st.set("same", Some(json!(1))).unwrap();
+        assert_eq!(st.ops.len(), 3);
+
+        let mut fresh = loaded(json!({"count": 10, "name": "bob", "other": true})).record;
+        let pending = st.pending(false).unwrap();
+        let mut log = pending.log;
+        log.reapply(&mut fresh).unwrap();
+        assert_eq!(fresh.data.get("count"), Some(&json!(11)));
+        assert_eq!(fresh.data.get("name"), None);
+        assert_eq!(fresh.data.get("other"), Some(&json!(true)));
+        assert_eq!(fresh.data.get("same"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn a_changed_read_refuses_the_fresher_record() {
+        let mut st = State::default();
+        st.reset(Some(loaded(json!({"a": 1, "b": 1}))));
+        st.read("a", true);
+        st.set("b", Some(json!(2))).unwrap();
+        let unchanged_a = loaded(json!({"a": 1, "b": 5})).record;
+        let changed_a = loaded(json!({"a": 2, "b": 1})).record;
+        let pending = st.pending(true).unwrap();
+        assert!(pending.log.check(&unchanged_a).is_ok());
+        assert!(matches!(
+            pending.log.check(&changed_a),
+            Err(SessionError::Conflict { key }) if key == "a"
+        ));
+    }
+
+    #[test]
+    fn a_gone_session_refuses_writes_and_discard_restores_the_base() {
+        let mut st = State::default();
+        assert!(matches!(
+            st.set("k", Some(json!(1))),
+            Err(SessionError::Gone)
+        ));
+        st.reset(Some(loaded(json!({"k": 1}))));
+        st.set("k", Some(json!(2))).unwrap();
+        st.discard();
+        assert!(st.ops.is_empty());
+        assert_eq!(st.read("k", false), Some(&json!(1)));
+    }
+}

@@ -1,0 +1,295 @@
+//! The store as this crate calls it: every call bounded by the store timeout, records dated as
+//! the HTTP layer dates them, and the records that forward a rotated id hidden from readers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store;
+use tower_sessions::{Expiry, SessionStore};
+
+use super::merge::Target;
+use super::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
+use crate::error::{InvalidReason, SessionError};
+
+/// How tower-sessions dates a record saved without an expiry setting.
+const DEFAULT_LIFETIME: time::Duration = time::Duration::weeks(2);
+
+/// The data key of a forwarding record: when the HTTP side rotates a session's id, the old
+/// record is replaced for a while by `{FORWARD_KEY: "<new id>"}`, so that socket changes not yet
+/// saved under the old id land in the new session. Readers never see such a record.
+pub(crate) const FORWARD_KEY: &str = "__socketio_sessions.rotated_to";
+
+/// How long a forwarding record lives: sockets of the old id are ended at once, and their last
+/// save follows it within the store timeout; revalidation catches a node that missed the end.
+pub(crate) const FORWARD_LIFETIME: time::Duration = time::Duration::minutes(10);
+
+/// The id a forwarding record points to.
+pub(crate) fn forwarded_to(record: &Record) -> Option<Id> {
+    match record.data.get(FORWARD_KEY)? {
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A forwarding record for `old`, pointing to `new`.
+pub(crate) fn forwarding_record(old: Id, new: Id) -> Record {
+    Record {
+        id: old,
+        data: [(FORWARD_KEY.to_owned(), Value::String(new.to_string()))]
+            .into_iter()
+            .collect(),
+        expiry_date: OffsetDateTime::now_utc() + FORWARD_LIFETIME,
+    }
+}
+
+/// A store call that did not produce an answer.
+#[derive(Debug)]
+pub(crate) enum StoreFailure {
+    Error(session_store::Error),
+    Timeout(Duration),
+}
+
+impl From<StoreFailure> for SessionError {
+    fn from(f: StoreFailure) -> Self {
+        match f {
+            StoreFailure::Error(e) => SessionError::Store(e),
+            StoreFailure::Timeout(d) => SessionError::Timeout(d),
+        }
+    }
+}
+
+impl From<StoreFailure> for session_store::Error {
+    fn from(f: StoreFailure) -> Self {
+        match f {
+            StoreFailure::Error(e) => e,
+            StoreFailure::Timeout(d) => session_store::Error::Backend(format!(
+                "the session store did not answer within {d:?}"
+            )),
+        }
+    }
+}
+
+impl StoreFailure {
+    /// Why a handshake that met this failure is refused.
+    pub(crate) fn reason(&self) -> InvalidReason {
+        match self {
+            StoreFailure::Error(_) => InvalidReason::StoreError,
+            StoreFailure::Timeout(_) => InvalidReason::StoreTimeout,
+        }
+    }
+}
+
+/// What the store can do, picked by the type the builder was given.
+#[derive(Clone)]
+enum Backend {
+    /// Any store: saves are unconditional (last writer wins).
+    Plain(Arc<dyn SessionStore>),
+    /// Saves compare what was read.
+    Conditional(Arc<dyn ConditionalStore>),
+}
+
+/// The store with this node's timeout and expiry policy. Plain stores hand out records with an
+/// empty [`Version`], which no save compares.
+#[derive(Clone)]
+pub(crate) struct StoreHandle {
+    backend: Backend,
+    timeout: Duration,
+    expiry: Option<Expiry>,
+}
+
+impl fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store: &dyn fmt::Debug = match &self.backend {
+            Backend::Plain(s) => s,
+            Backend::Conditional(s) => s,
+        };
+        f.debug_struct("StoreHandle")
+            .field("store", store)
+            .field("conditional", &self.is_conditional())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl StoreHandle {
+    /// A store whose saves are compare-and-set.
+    pub(crate) fn conditional(
+        store: Arc<dyn ConditionalStore>,
+        timeout: Duration,
+        expiry: Option<Expiry>,
+    ) -> Self {
+        StoreHandle {
+            backend: Backend::Conditional(store),
+            timeout,
+            expiry,
+        }
+    }
+
+    /// A store whose saves overwrite.
+    pub(crate) fn plain(
+        store: Arc<dyn SessionStore>,
+        timeout: Duration,
+        expiry: Option<Expiry>,
+    ) -> Self {
+        StoreHandle {
+            backend: Backend::Plain(store),
+            timeout,
+            expiry,
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) fn is_conditional(&self) -> bool {
+        matches!(self.backend, Backend::Conditional(_))
+    }
+
+    fn as_plain(&self) -> &dyn SessionStore {
+        match &self.backend {
+            Backend::Plain(s) => s.as_ref(),
+            Backend::Conditional(s) => s.as_ref(),
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = session_store::Result<T>>,
+    ) -> Result<T, StoreFailure> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreFailure::Error(e)),
+            Err(_) => Err(StoreFailure::Timeout(self.timeout)),
+        }
+    }
+
+    /// The record as stored, forwarding records included; `None` when absent or expired.
+    async fn load_stored(&self, id: &Id) -> Result<Option<Versioned>, StoreFailure> {
+        let loaded = match &self.backend {
+            Backend::Plain(s) => self.bounded(s.load(id)).await?.map(|record| Versioned {
+                record,
+                version: Version(Vec::new()),
+            }),
+            Backend::Conditional(s) => self.bounded(s.load_versioned(id)).await?,
+        };
+        Ok(loaded.filter(|l| l.record.expiry_date > OffsetDateTime::now_utc()))
+    }
+
+    /// The live session record, or `None` when it is absent, expired, or forwards a rotated id.
+    pub(crate) async fn load(&self, id: &Id) -> Result<Option<Versioned>, StoreFailure> {
+        Ok(self
+            .load_stored(id)
+            .await?
+            .filter(|l| forwarded_to(&l.record).is_none()))
+    }
+
+    /// Reloads a record held at `known`.
+    pub(crate) async fn reload(&self, known: &Versioned) -> Result<Reloaded, StoreFailure> {
+        let id = &known.record.id;
+        let Backend::Conditional(s) = &self.backend else {
+            return Ok(match self.load(id).await? {
+                Some(v) => Reloaded::Changed(v),
+                None => Reloaded::Gone,
+            });
+        };
+        let now = OffsetDateTime::now_utc();
+        Ok(
+            match self.bounded(s.reload_versioned(id, &known.version)).await? {
+                Reloaded::Unchanged if known.record.expiry_date > now => Reloaded::Unchanged,
+                Reloaded::Changed(v)
+                    if v.record.expiry_date > now && forwarded_to(&v.record).is_none() =>
+                {
+                    Reloaded::Changed(v)
+                }
+                _ => Reloaded::Gone,
+            },
+        )
+    }
+
+    /// Writes `record` if it is still at `expected` (a plain store writes unconditionally; the
+    /// caller has just read it).
+    pub(crate) async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> Result<SaveOutcome, StoreFailure> {
+        match &self.backend {
+            Backend::Conditional(s) => self.bounded(s.save_if(record, expected)).await,
+            Backend::Plain(s) => {
+                self.bounded(s.save(record)).await?;
+                Ok(SaveOutcome::Saved(Version(Vec::new())))
+            }
+        }
+    }
+
+    /// Writes `record` unconditionally.
+    pub(crate) async fn save(&self, record: &Record) -> Result<(), StoreFailure> {
+        self.bounded(self.as_plain().save(record)).await
+    }
+
+    /// Creates a record (the store may change its id to a free one).
+    pub(crate) async fn create(&self, record: &mut Record) -> Result<(), StoreFailure> {
+        self.bounded(self.as_plain().create(record)).await
+    }
+
+    /// Deletes a record.
+    pub(crate) async fn delete(&self, id: &Id) -> Result<(), StoreFailure> {
+        self.bounded(self.as_plain().delete(id)).await
+    }
+
+    /// The expiry a save gives the record, computed as the HTTP layer computes it.
+    pub(crate) fn expiry_date(&self) -> OffsetDateTime {
+        let now = OffsetDateTime::now_utc();
+        match self.expiry {
+            Some(Expiry::OnInactivity(d)) => now.saturating_add(d),
+            Some(Expiry::AtDateTime(at)) => at,
+            Some(Expiry::OnSessionEnd) | None => now.saturating_add(DEFAULT_LIFETIME),
+        }
+    }
+
+    pub(crate) fn hold_external_key(&self, id: &Id, key: &Arc<str>) {
+        if let Backend::Conditional(s) = &self.backend {
+            s.hold_external_key(id, key);
+        }
+    }
+
+    pub(crate) fn release_external_key(&self, id: &Id) {
+        if let Backend::Conditional(s) = &self.backend {
+            s.release_external_key(id);
+        }
+    }
+
+    /// The session id behind a key of the store's keyspace.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn id_for_key(&self, key: &str) -> Option<Id> {
+        match &self.backend {
+            Backend::Conditional(s) => s.id_for_key(key),
+            Backend::Plain(_) => key.parse().ok(),
+        }
+    }
+}
+
+impl Target for StoreHandle {
+    type Error = StoreFailure;
+
+    fn conditional(&self) -> bool {
+        self.is_conditional()
+    }
+
+    async fn load(&self, id: &Id) -> Result<Option<Versioned>, StoreFailure> {
+        self.load_stored(id).await
+    }
+
+    async fn save_if(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> Result<SaveOutcome, StoreFailure> {
+        StoreHandle::save_if(self, record, expected).await
+    }
+}
