@@ -60,8 +60,8 @@ export type SinvalidReason = "session_invalid" | "session_revoked" | "session_ex
  * - `session_unavailable`: the server could not reach its session store; retried with backoff;
  * - `server_shutdown`: the server is shutting down; retried with backoff (another node, or this
  *   one once it is back);
- * - `session_rotated`: the session has a new id (a new login): reconnects at once, with the
- *   new cookie.
+ * - `session_rotated`: the session has a new id (a new login): reconnects with the new cookie
+ *   after the backoff's first delay, and retries a refused handshake for `rotationGrace` ms.
  */
 export type RetryingReason = "session_unavailable" | "server_shutdown" | "session_rotated";
 

@@ -154,12 +154,12 @@ export function createSessionSocket(io, url, options = {}) {
         return;
       default: {
         // "session_rotated", or a reason this helper does not know (reported as a rotation):
-        // a new handshake at once sends the current cookie, which names the new session.
-        /** @type {"session_rotated" | undefined} a new reason must get its own case */
+        // a new handshake soon sends the current cookie, which names the new session.
+        /** @type {"session_rotated" | undefined} a declared reason must get its own case */
         const rotated = reason;
         graceUntil = Date.now() + rotationGrace;
         attempt = 0;
-        retry(rotated || "session_rotated");
+        retry("session_rotated");
         socket.disconnect();
       }
     }
