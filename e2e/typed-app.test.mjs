@@ -7,7 +7,7 @@
 // The browser part skips without chromium, unless SOCKETIO_SESSIONS_REQUIRE_ALL=1.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -112,6 +112,31 @@ describe("the npm package in a TypeScript page built with Vite", () => {
       assert.deepEqual(got.get(line), [codeWanted], `line ${line} (${lines[line - 1].trim()}):\n${out}`);
     }
     for (const line of got.keys()) assert.ok(want.has(line), `unexpected error on line ${line}:\n${out}`);
+  });
+
+  it("the READMEs' TypeScript examples type-check", T, async () => {
+    const dir = join(APP, ".readme-check"); // inside typed-app: resolves its node_modules
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    try {
+      const stubs = "declare const showLogin: (...a: unknown[]) => void, showRetry: typeof showLogin, " +
+        "addLine: typeof showLogin, showUser: typeof showLogin;\n";
+      const files = [];
+      for (const readme of ["README.md", "client/README.md"]) {
+        const text = readFileSync(resolve(ROOT, readme), "utf8");
+        for (const [, code] of text.matchAll(/```ts\n([\s\S]*?)```/g)) {
+          if (!code.includes('from "socketio-sessions-client"')) continue;
+          files.push(`example${files.length}.ts`);
+          writeFileSync(join(dir, files.at(-1)), `${stubs}${code}export {};\n`);
+        }
+      }
+      assert.ok(files.length >= 2, `${files.length} examples found`);
+      writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ extends: "../tsconfig.json", files, include: [] }));
+      const { code, out } = await run(bin("tsc"), ["--noEmit", "-p", dir, "--pretty", "false"], APP);
+      assert.equal(code, 0, out);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("vite build bundles it", T, async () => {
