@@ -37,8 +37,10 @@
 
 /** @type {typeof import("./socketio-sessions.js").STATES} */
 export const STATES = ["connecting", "connected", "retrying", "invalid", "disconnected", "closed"];
+/** @type {(keyof SessionSocketEvents)[]} */
+const LOCAL_EVENTS = ["sconnect", "sinvalid", "retrying", "state"];
 /** @type {ReadonlySet<string | symbol>} */
-const LOCAL = new Set(/** @type {(keyof SessionSocketEvents)[]} */ (["sconnect", "sinvalid", "retrying", "state"]));
+const LOCAL = new Set(LOCAL_EVENTS);
 
 /**
  * Opens a Socket.IO connection that carries the session (cookie, or `sid` when given).
@@ -82,7 +84,11 @@ export function createSessionSocket(io, url, options = {}) {
   let closed = false;
   let shuttingDown = false; // after server_shutdown, until connected: network errors retried here
 
-  /** @type {<K extends keyof SessionSocketEvents>(event: K, ...args: Parameters<SessionSocketEvents[K]>) => void} */
+  /**
+   * Calls the listeners of a local event; typed, so that each payload matches its declaration.
+   * @type {<K extends keyof SessionSocketEvents>(
+   *   event: K, ...args: Parameters<SessionSocketEvents[K]>) => void}
+   */
   const fire = (event, ...args) => {
     for (const fn of [...(listeners.get(event) || [])]) fn(...args);
   };
@@ -179,8 +185,11 @@ export function createSessionSocket(io, url, options = {}) {
       return api;
     },
     off(event, fn) {
-      if (!LOCAL.has(event)) fn === undefined ? untyped.off(event) : untyped.off(event, /** @type {any} */ (fn));
-      else listeners.set(event, fn === undefined ? [] : (listeners.get(event) || []).filter((f) => f !== fn));
+      if (LOCAL.has(event)) {
+        const rest = fn === undefined ? [] : (listeners.get(event) || []).filter((f) => f !== fn);
+        listeners.set(event, rest);
+      } else if (fn === undefined) untyped.off(event);
+      else untyped.off(event, /** @type {any} */ (fn));
       return api;
     },
     emit(event, ...args) {
