@@ -31,8 +31,11 @@
  * } from "./socketio-sessions.js"
  */
 /**
- * The events this helper takes from the wire itself.
- * @typedef {{ sinvalid: (data?: { reason?: ServerSinvalidReason }) => void }} WireEvents
+ * The events this helper takes from the wire itself (a `session_invalid` reason is not sent
+ * by the server, but would end the socket, as a refused handshake does).
+ * @typedef {{
+ *   sinvalid: (data?: { reason?: ServerSinvalidReason | "session_invalid" }) => void,
+ * }} WireEvents
  */
 
 /** @type {typeof import("./socketio-sessions.js").STATES} */
@@ -151,6 +154,7 @@ export function createSessionSocket(io, url, options = {}) {
     switch (reason) {
       case "session_revoked":
       case "session_expired":
+      case "session_invalid":
         return invalid(reason);
       case "server_shutdown":
         // Reconnect with backoff: to another node, or to this one once it is back.

@@ -198,11 +198,11 @@ describe("client helper against a scripted socket.io server", () => {
         assert.equal(s.socket.active, false);
       });
 
-      it("session_revoked and session_expired end the socket; no reconnect", T, async () => {
+      it("session_revoked, session_expired (and session_invalid) end the socket; no reconnect", T, async () => {
         const port = await freePort();
         const server = await fakeServer(port);
         cleanup.push(() => server.close());
-        for (const reason of ["session_revoked", "session_expired"]) {
+        for (const reason of ["session_revoked", "session_expired", "session_invalid"]) {
           const s = helper(port, transport);
           const seen = record(s);
           await next(s, "sconnect");
