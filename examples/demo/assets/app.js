@@ -12,6 +12,7 @@ const REASONS = {
   session_expired: "Your session expired. Please log in again.",
   session_unavailable: "The session store is unavailable; retrying…",
   session_rotated: "Your session changed (a new login); reconnecting…",
+  server_shutdown: "The server is restarting; reconnecting…",
 };
 const STATES = {
   connecting: ["connecting", "connecting"],
