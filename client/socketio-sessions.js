@@ -34,7 +34,7 @@
  * The events this helper takes from the wire itself (a `session_invalid` reason is not sent
  * by the server, but would end the socket, as a refused handshake does).
  * @typedef {{
- *   sinvalid: (data?: { reason?: ServerSinvalidReason | "session_invalid" }) => void,
+ *   sinvalid: (data?: { reason?: ServerSinvalidReason | "session_invalid" }, ack?: () => void) => void,
  * }} WireEvents
  */
 
@@ -148,7 +148,9 @@ export function createSessionSocket(io, url, options = {}) {
       socket.disconnect();
     } else setState(socket.active ? "connecting" : "disconnected"); // network: socket.io retries
   });
-  wire.on("sinvalid", (data) => {
+  wire.on("sinvalid", (data, ack) => {
+    // The server waits for this before it disconnects the socket: acknowledging lets it go at once.
+    if (typeof ack === "function") ack();
     if (stopped) return;
     const reason = data && data.reason;
     switch (reason) {
