@@ -68,9 +68,9 @@ pub struct DemoOptions {
     pub failure_limit: Option<FailureLimit>,
     /// Cap on session loads in flight at connect (`None`: the library's default).
     pub max_loads_in_flight: Option<usize>,
-    /// Also accept the session cookie's value as `auth: {sid}` (the seed's client model).
+    /// Also accept the session cookie's value as `auth: {sid}` (the client model of Node's socket.io-sessions).
     pub auth_sid: bool,
-    /// Told about every refused socket connection (the seed's `sinvalid`).
+    /// Told about every refused socket connection (Node's socket.io-sessions' `sinvalid`).
     pub on_invalid: Option<InvalidHook>,
 }
 
@@ -265,7 +265,7 @@ fn register_handlers<A: Adapter>(socket: SocketRef<A>) {
     socket.on_disconnect(on_disconnect::<A>);
 }
 
-/// The seed's `sconnection(client, session)`: greet the user and tell the others.
+/// Node's socket.io-sessions' `sconnection(client, session)`: greet the user and tell the others.
 async fn on_connect<A: Adapter>(socket: SocketRef<A>, session: SocketSession) {
     let user = session.get::<String>("user").await.ok().flatten();
     socket.emit("welcome", &json!({ "user": user })).ok();
