@@ -89,7 +89,10 @@ fn no_stage_imports_a_later_one() {
             }
         }
     }
-    assert!(checked > 20, "only {checked} imports seen: is the parser broken?");
+    assert!(
+        checked > 20,
+        "only {checked} imports seen: is the parser broken?"
+    );
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
