@@ -507,7 +507,8 @@ impl SocketSessionsBuilder {
         self
     }
 
-    /// The Engine.IO path the origin layer guards (default `/socket.io/`, socketioxide's).
+    /// The Engine.IO path the origin layer guards (default `/socket.io/`, socketioxide's): the
+    /// path with and without its trailing slash, and everything below it.
     pub fn with_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
         self.path = path.into();
         self

@@ -118,10 +118,7 @@ impl<F> SessionMiddleware<F> {
         let shared = &self.shared;
         if shared.require_origin_layer && s.req_parts().extensions.get::<OriginChecked>().is_none()
         {
-            tracing::error!(
-                "refusing a Socket.IO connection: the handshake did not pass through the origin \
-                 layer; add `.layer(sessions.origin_layer())` around the Socket.IO layer"
-            );
+            crate::origin::report_unchecked_handshake();
             return Err(InvalidReason::OriginNotChecked);
         }
         let ip = match &shared.client_addr {
