@@ -15,6 +15,7 @@ use tower_sessions::cookie::Key;
 use tower_sessions::session::Id;
 use tower_sessions::{Expiry, SessionStore};
 
+use crate::csrf::CsrfLayer;
 use crate::error::{ConfigError, InvalidReason, SessionError};
 use crate::guard::{ClientAddr, FailureLimit, Failures, InFlight};
 use crate::http::HttpStore;
@@ -275,6 +276,13 @@ impl SocketSessions {
     /// Socket.IO layer (`.layer(sio_layer).layer(sessions.origin_layer())`).
     pub fn origin_layer(&self) -> OriginLayer {
         OriginLayer::new(self.origin.clone(), self.path.clone())
+    }
+
+    /// The same origin allowlist as a guard for the app's state-changing HTTP routes: 403 for
+    /// a `POST`/`PUT`/`PATCH`/`DELETE` from a foreign origin or `Origin: null` (CSRF). Add it to
+    /// the routes that log in, log out or write (see [`CsrfLayer`]).
+    pub fn csrf_layer(&self) -> CsrfLayer {
+        CsrfLayer::from_shared(self.origin.clone())
     }
 
     /// The connect middleware that loads the session (or refuses the connection with

@@ -17,7 +17,8 @@
 //!   observes both.
 //! - **Secure defaults:** the [`OriginLayer`] refuses disallowed origins with 403 before any
 //!   cookie is parsed or store called; cookie sessions do not build without an origin policy;
-//!   session ids never appear in logs (a salted [`SessionTag`] does).
+//!   session ids never appear in logs (a salted [`SessionTag`] does). The same allowlist
+//!   guards state-changing HTTP routes against CSRF ([`CsrfLayer`]).
 //!
 //! ## How it fits together
 //!
@@ -36,6 +37,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+mod csrf;
 mod error;
 mod extract;
 mod guard;
@@ -52,6 +54,7 @@ mod tag;
 mod watch_redis;
 
 pub use config::{InvalidSession, Mode, SocketSessions, SocketSessionsBuilder};
+pub use csrf::{CsrfGuard, CsrfLayer};
 pub use error::{
     ConfigError, ConnectRejection, InvalidReason, SESSION_INVALID, SESSION_UNAVAILABLE,
     SessionError,
