@@ -23,6 +23,7 @@ use crate::id::{CookieConfig, CookieKey, ExpressSecrets};
 use crate::lifecycle::{Broadcaster, EndReason, IoBroadcaster, session_room, user_room};
 use crate::middleware::SessionMiddleware;
 use crate::origin::{MissingOrigin, OriginLayer, OriginPolicy};
+use crate::proxy::TrustedProxies;
 use crate::registry::Registry;
 use crate::store::{ConditionalStore, StoreHandle};
 
@@ -522,8 +523,9 @@ impl SocketSessionsBuilder {
         self
     }
 
-    /// The largest `Cookie` header (all values together) that is parsed (default 8 KiB);
-    /// larger ones are refused as malformed without being parsed.
+    /// The largest session cookie value (or `auth` sid) that is parsed (default 8 KiB); larger
+    /// ones are refused as malformed without being parsed. The app's other cookies do not
+    /// count.
     pub fn with_max_cookie_bytes(mut self, bytes: usize) -> Self {
         self.max_cookie_bytes = bytes;
         self
@@ -567,9 +569,13 @@ impl SocketSessionsBuilder {
     }
 
     /// Limits handshakes with invalid or unknown sessions per client address (default 30 per
-    /// minute): past the limit, that address's handshakes are refused with `session_invalid`
-    /// without a store call. The address is axum's `ConnectInfo<SocketAddr>` (serve with
-    /// `into_make_service_with_connect_info::<SocketAddr>()`), or [`with_client_addr`](Self::with_client_addr)'s.
+    /// minute): past the limit, that address's handshakes with unverified ids (plain cookies,
+    /// forged or malformed values) are refused with the retryable `session_unavailable`
+    /// without a store call. Cookies whose signature or encryption verifies are never limited.
+    /// The address is axum's `ConnectInfo<SocketAddr>` (serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`); behind a reverse proxy, see
+    /// [`with_trusted_proxies`](Self::with_trusted_proxies) (or
+    /// [`with_client_addr`](Self::with_client_addr) for a function of your own).
     pub fn with_failure_limit(mut self, limit: FailureLimit) -> Self {
         self.failure_limit = Some(limit);
         self
@@ -588,6 +594,14 @@ impl SocketSessionsBuilder {
         addr: impl Fn(&http::request::Parts) -> Option<std::net::IpAddr> + Send + Sync + 'static,
     ) -> Self {
         self.client_addr = Some(Arc::new(addr));
+        self
+    }
+
+    /// The reverse proxies in front of the app: when a handshake comes from one of them, the
+    /// failure limit counts the client address they forwarded (the right-most untrusted hop of
+    /// `X-Forwarded-For`, or of `Forwarded`), not the proxy's. See [`TrustedProxies`].
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.client_addr = Some(proxies.into_client_addr());
         self
     }
 

@@ -125,19 +125,14 @@ impl<F> SessionMiddleware<F> {
             Some(addr) => addr(s.req_parts()),
             None => crate::guard::connect_info(s.req_parts()),
         };
-        let limited = |ip: Option<std::net::IpAddr>| matches!((&shared.failures, ip), (Some(f), Some(ip)) if f.limited(ip));
-        let fail = |reason: InvalidReason| {
-            if let (Some(f), Some(ip), InvalidReason::Malformed | InvalidReason::Unknown) =
-                (&shared.failures, ip, reason)
-            {
-                f.failed(ip);
-            }
-            reason
+        // The id first (no store call): verified cookies are never limited, and a plain id
+        // holds a failure slot over its lookup, given back if the session exists.
+        let key = self.session_id(s, auth);
+        let slot = match (&shared.failures, ip) {
+            (Some(f), Some(ip)) => f.admit(ip, &key)?,
+            _ => None,
         };
-        if limited(ip) {
-            return Err(InvalidReason::RateLimited);
-        }
-        let key = self.session_id(s, auth).map_err(fail)?;
+        let key = key?;
         let Some(_permit) = shared.in_flight.try_enter() else {
             return Err(InvalidReason::Overloaded);
         };
@@ -164,7 +159,12 @@ impl<F> SessionMiddleware<F> {
                 tracing::debug!(session = %live.tag(), socket = %s.id, "socket bound to session");
                 Ok(Binding::new(live))
             }
-            Ok(None) => Err(fail(InvalidReason::Unknown)),
+            Ok(None) => {
+                if let Some(slot) = slot {
+                    slot.failed();
+                }
+                Err(InvalidReason::Unknown)
+            }
             Err(failure) => {
                 tracing::warn!(session = %live.tag(), ?failure, "session store failed at connect");
                 Err(failure.reason())
