@@ -202,27 +202,18 @@ impl Connect {
         }
         if guards.require_origin_layer && s.req_parts().extensions.get::<OriginChecked>().is_none()
         {
-            tracing::error!(
-                "refusing a Socket.IO connection: the handshake did not pass through the origin \
-                 layer; add `.layer(sessions.origin_layer())` around the Socket.IO layer"
-            );
+            crate::origin::report_unchecked_handshake();
             return Err(InvalidReason::OriginNotChecked);
         }
         let ip = self.client_ip(s);
-        let fail = |reason: InvalidReason| {
-            if let (Some(f), Some(ip), InvalidReason::Malformed | InvalidReason::Unknown) =
-                (&guards.failures, ip, reason)
-            {
-                f.failed(ip);
-            }
-            reason
+        // The id first (no store call): verified cookies are never limited, and a plain id
+        // holds a failure slot over its lookup, given back if the session exists.
+        let key = self.session_id(s, auth);
+        let slot = match (&guards.failures, ip) {
+            (Some(f), Some(ip)) => f.admit(ip, &key)?,
+            _ => None,
         };
-        if let (Some(f), Some(ip)) = (&guards.failures, ip)
-            && f.limited(ip)
-        {
-            return Err(InvalidReason::RateLimited);
-        }
-        let key = self.session_id(s, auth).map_err(fail)?;
+        let key = key?;
         let Some(_permit) = guards.in_flight.try_enter() else {
             return Err(InvalidReason::Overloaded);
         };
@@ -259,7 +250,12 @@ impl Connect {
                 let socket: std::sync::Weak<dyn Connected> = Arc::downgrade(s) as _;
                 Ok(Binding::new(live, socket))
             }
-            Ok(None) => Err(fail(InvalidReason::Unknown)),
+            Ok(None) => {
+                if let Some(slot) = slot {
+                    slot.failed();
+                }
+                Err(InvalidReason::Unknown)
+            }
             Err(failure) => {
                 tracing::warn!(session = %live.tag(), ?failure, "session store failed at connect");
                 Err(failure.reason())

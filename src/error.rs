@@ -35,6 +35,15 @@ pub enum ConfigError {
     /// refuse everything.
     #[error("`max_loads_in_flight` and `max_waiting_handlers` must be greater than zero")]
     ZeroLimit,
+    /// An entry of the trusted-proxy list is not an IP address or CIDR block.
+    #[error(
+        "invalid trusted proxy `{entry}`: expected an IP address or a CIDR block, e.g. \
+         `10.0.0.7`, `10.0.0.0/8` or `fd00::/8`"
+    )]
+    InvalidProxy {
+        /// The entry as given.
+        entry: String,
+    },
     /// The write-behind delay was zero; use per-message mode to save after every change.
     #[error(
         "the write-behind delay must be greater than zero; use `Mode::PerMessage` to save after every message"
@@ -61,7 +70,9 @@ pub enum InvalidReason {
     /// The store did not answer within the configured timeout.
     StoreTimeout,
     /// Too many handshakes with invalid or unknown sessions came from this address lately;
-    /// refused without a store call (the client sees `session_invalid`, like any bad session).
+    /// refused without a store call. Retryable: the client sees `session_unavailable` and
+    /// backs off, since the address may be shared (a NAT, a proxy, an office) by users whose
+    /// sessions are valid. Cookies whose signature or encryption verifies are never limited.
     RateLimited,
     /// Too many session loads were in flight (a slow store); refused at once.
     Overloaded,
@@ -76,6 +87,12 @@ pub enum InvalidReason {
 impl InvalidReason {
     /// The `connect_error` message the client receives: `session_invalid` when a new login is
     /// needed, `session_unavailable` when retrying later may succeed.
+    ///
+    /// ```
+    /// use socketio_sessions::InvalidReason;
+    /// assert_eq!(InvalidReason::Unknown.client_message(), "session_invalid");
+    /// assert_eq!(InvalidReason::RateLimited.client_message(), "session_unavailable");
+    /// ```
     pub fn client_message(self) -> &'static str {
         if self.is_retryable() {
             SESSION_UNAVAILABLE
@@ -84,7 +101,8 @@ impl InvalidReason {
         }
     }
 
-    /// Whether the client may retry the same session later (store trouble, not a bad session).
+    /// Whether the client may retry the same session later (store trouble, load shedding or a
+    /// rate limit: not a bad session).
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -92,6 +110,7 @@ impl InvalidReason {
                 | InvalidReason::StoreTimeout
                 | InvalidReason::Overloaded
                 | InvalidReason::ShuttingDown
+                | InvalidReason::RateLimited
                 | InvalidReason::OriginNotChecked
         )
     }
@@ -99,7 +118,8 @@ impl InvalidReason {
 
 /// The `connect_error` message for a missing, forged, unknown or expired session.
 pub const SESSION_INVALID: &str = "session_invalid";
-/// The `connect_error` message when the store failed or timed out; the client may retry.
+/// The `connect_error` message when retrying later may succeed: the store failed or timed out,
+/// too many loads were in flight, or the client's address is over its failure limit.
 pub const SESSION_UNAVAILABLE: &str = "session_unavailable";
 
 /// The error a refused connection carries; its `Display` is exactly the client's message.

@@ -17,7 +17,8 @@
 //!   observes both.
 //! - **Secure defaults:** the [`OriginLayer`] refuses disallowed origins with 403 before any
 //!   cookie is parsed or store called; cookie sessions do not build without an origin policy;
-//!   session ids never appear in logs (a salted [`SessionTag`] does).
+//!   session ids never appear in logs (a salted [`SessionTag`] does). The same allowlist
+//!   guards state-changing HTTP routes against CSRF ([`CsrfLayer`]).
 //!
 //! ## How it fits together
 //!
@@ -39,6 +40,7 @@
 // (tests/layering.rs checks it). `sessions` wires them and nothing imports it.
 mod config;
 mod connect;
+pub mod csrf;
 mod error;
 mod extract;
 mod guard;
@@ -46,6 +48,7 @@ pub mod http;
 mod id;
 mod lifecycle;
 pub mod origin;
+mod proxy;
 mod session;
 mod sessions;
 pub mod store;
@@ -56,6 +59,8 @@ mod task;
 pub use config::{Config, Mode};
 #[doc(inline)]
 pub use connect::{InvalidSession, SessionMiddleware};
+#[doc(inline)]
+pub use csrf::CsrfLayer;
 #[doc(inline)]
 pub use error::{ConfigError, InvalidReason, SessionError};
 #[doc(inline)]
@@ -70,6 +75,8 @@ pub use id::{CookieKey, ExpressSecrets};
 pub use lifecycle::{EndReason, SINVALID_EVENT, ShutdownReport};
 #[doc(inline)]
 pub use origin::{OriginLayer, OriginPolicy};
+#[doc(inline)]
+pub use proxy::TrustedProxies;
 #[doc(inline)]
 pub use session::SocketSession;
 #[doc(inline)]

@@ -235,7 +235,28 @@ impl OriginPolicy {
         }
     }
 
-    fn allows_headers(&self, headers: &HeaderMap) -> bool {
+    /// Whether requests without `Origin` (and, for the CSRF guard, without `Referer`) pass.
+    pub(crate) fn allows_missing(&self) -> bool {
+        self.missing == MissingOrigin::Allow
+    }
+
+    /// Whether the origin of a `Referer` URL (`scheme://host[:port]`, what comes before its
+    /// path, query or fragment) is allowed. Unparsable referrers are refused.
+    pub(crate) fn allows_referer(&self, referer: &[u8]) -> bool {
+        if matches!(self.allowed, Allowed::Any) {
+            return true;
+        }
+        let Ok(url) = std::str::from_utf8(referer) else {
+            return false;
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return false;
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        self.allows_bytes(Some(&url.as_bytes()[..scheme.len() + 3 + end]))
+    }
+
+    pub(crate) fn allows_headers(&self, headers: &HeaderMap) -> bool {
         let mut values = headers.get_all(ORIGIN).iter();
         match (values.next(), values.next()) {
             (None, _) => self.allows_bytes(None),
@@ -243,6 +264,18 @@ impl OriginPolicy {
             // Several Origin headers: no browser sends that.
             (Some(_), Some(_)) => false,
         }
+    }
+}
+
+/// What kind of `Origin` a refused request carried, for logs that never echo client input.
+pub(crate) fn origin_kind(headers: &HeaderMap) -> &'static str {
+    let mut values = headers.get_all(ORIGIN).iter();
+    match (values.next(), values.next()) {
+        (None, _) => "none",
+        (Some(_), Some(_)) => "several",
+        (Some(v), None) if v.as_bytes() == b"null" => "null",
+        (Some(v), None) if Origin::parse(v.as_bytes()).is_some() => "not on the allowlist",
+        (Some(_), None) => "malformed",
     }
 }
 
@@ -262,8 +295,49 @@ pub struct OriginLayer {
 }
 
 impl OriginLayer {
+    /// `path` is the Engine.IO path as configured (`/socket.io/` or `/socket.io`): the gate
+    /// covers it with and without its trailing slash, and everything below it.
     pub(crate) fn new(policy: Arc<OriginPolicy>, path: Arc<str>) -> Self {
-        OriginLayer { policy, path }
+        OriginLayer {
+            policy,
+            path: engine_base(&path),
+        }
+    }
+}
+
+/// The configured Engine.IO path without its trailing slashes (`/socket.io/` → `/socket.io`;
+/// `/` → the empty string, which covers every path).
+fn engine_base(path: &str) -> Arc<str> {
+    Arc::from(path.trim_end_matches('/'))
+}
+
+/// Whether engineioxide may serve `path` under the Engine.IO path `base` (as
+/// [`engine_base`] made it): `base` itself, `base/`, and anything below `base/`, never a
+/// sibling such as `/socket.io-admin`. engineioxide serves `/socket.io` and `/socket.io/…`
+/// alike, so a gate that looked only under `/socket.io/` would have a side door.
+fn covers(base: &str, path: &str) -> bool {
+    path.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Whether the "handshake did not pass through the origin layer" error was logged already.
+static NOT_CHECKED_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Reports a Socket.IO handshake that did not pass through the [`OriginLayer`]: at ERROR the
+/// first time in this process (a configuration mistake, said once), at DEBUG afterwards, so a
+/// client retrying in a loop cannot flood the logs.
+pub(crate) fn report_unchecked_handshake() {
+    use std::sync::atomic::Ordering;
+    if !NOT_CHECKED_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            "refusing Socket.IO connections: a handshake did not pass through the origin \
+             layer; add `.layer(sessions.origin_layer())` around the Socket.IO layer, and give \
+             `with_path` the path socketioxide serves (`req_path`, default `/socket.io`); \
+             logged once, further refusals are logged at DEBUG"
+        );
+    } else {
+        tracing::debug!("refused a Socket.IO handshake that did not pass through the origin layer");
     }
 }
 
@@ -301,15 +375,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if !req.uri().path().starts_with(&*self.layer.path) {
+        if !covers(&self.layer.path, req.uri().path()) {
             return Either::Left(self.inner.call(req));
         }
         if self.layer.policy.allows_headers(req.headers()) {
             req.extensions_mut().insert(OriginChecked);
             return Either::Left(self.inner.call(req));
         }
+        // Not the header's value: whatever a client sends stays out of the logs.
         tracing::debug!(
-            origin = ?req.headers().get(ORIGIN),
+            origin = origin_kind(req.headers()),
             "refused an Engine.IO request from a disallowed origin"
         );
         let mut res = Response::new(ResBody::from(FORBIDDEN_BODY));
@@ -405,6 +480,190 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The inner service: answers 200, and says whether the gate marked the request.
+    #[derive(Clone)]
+    struct Inner;
+
+    impl Service<Request<()>> for Inner {
+        type Response = Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = Ready<Result<Response<String>, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: Request<()>) -> Self::Future {
+            let marked = req.extensions().get::<OriginChecked>().is_some();
+            ready(Ok(Response::new(
+                if marked { "checked" } else { "not checked" }.into(),
+            )))
+        }
+    }
+
+    fn gate(configured: &str, req: Request<()>) -> (u16, String) {
+        let layer = OriginLayer::new(
+            Arc::new(policy(&["https://app.example.com"])),
+            Arc::from(configured),
+        );
+        let res = futures_util::FutureExt::now_or_never(layer.layer(Inner).call(req))
+            .expect("the gate answers at once")
+            .unwrap();
+        (res.status().as_u16(), res.into_body())
+    }
+
+    fn request(method: &str, uri: &str, transport: &str, origin: Option<&str>) -> Request<()> {
+        let mut req = Request::builder().method(method).uri(uri);
+        if transport == "websocket" {
+            req = req
+                .header("connection", "Upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        }
+        if let Some(o) = origin {
+            req = req.header(ORIGIN, o);
+        }
+        req.body(()).unwrap()
+    }
+
+    /// Every form of the Engine.IO path engineioxide serves (with and without the trailing
+    /// slash, with and without a query), under both ways of configuring it, on both
+    /// transports, from every kind of origin: foreign, `null` and malformed origins get 403,
+    /// and whatever passes is marked as checked. Other paths pass untouched.
+    #[test]
+    fn the_gate_covers_every_path_engine_io_serves() {
+        let gated = [
+            "/socket.io",
+            "/socket.io/",
+            "/socket.io?EIO=4&transport={t}",
+            "/socket.io/?EIO=4&transport={t}",
+            "/socket.io/?EIO=4&transport={t}&sid=abc",
+            "/socket.io/anything",
+            "http://app.example.com/socket.io?EIO=4&transport={t}",
+        ];
+        let ungated = [
+            "/",
+            "/login",
+            "/socket.io-admin",
+            "/socket.iox?EIO=4&transport={t}",
+            "/api/socket.io/",
+            "/SOCKET.IO/",
+        ];
+        let origins = [
+            (Some("https://app.example.com"), true),
+            (None, true),
+            (Some("https://evil.example"), false),
+            (Some("null"), false),
+            (Some("https://app.example.com.evil.example"), false),
+            (Some("not an origin"), false),
+        ];
+        let mut cases = 0;
+        for configured in ["/socket.io/", "/socket.io", "/socket.io//"] {
+            for (transport, methods) in [("polling", &["GET", "POST"][..]), ("websocket", &["GET"])]
+            {
+                for method in methods {
+                    for (origin, allowed) in origins {
+                        for path in gated {
+                            let uri = path.replace("{t}", transport);
+                            let got = gate(configured, request(method, &uri, transport, origin));
+                            let want = if allowed {
+                                (200, "checked".to_owned())
+                            } else {
+                                (403, FORBIDDEN_BODY.to_owned())
+                            };
+                            assert_eq!(
+                                got, want,
+                                "{configured} {method} {uri} {transport} {origin:?}"
+                            );
+                            cases += 1;
+                        }
+                        for path in ungated {
+                            let uri = path.replace("{t}", transport);
+                            let got = gate(configured, request(method, &uri, transport, origin));
+                            assert_eq!(got, (200, "not checked".to_owned()), "{configured} {uri}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 3 * 3 * 6 * 13);
+        // A gate configured at the root covers everything.
+        assert_eq!(
+            gate("/", request("GET", "/x", "polling", Some("null"))).0,
+            403
+        );
+    }
+
+    #[test]
+    fn a_missing_origin_layer_is_reported_once_at_error() {
+        let logs = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..100 {
+                report_unchecked_handshake();
+            }
+        });
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let level = |l: &&str| l.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let errors = logs.lines().filter(|l| level(l) == "ERROR").count();
+        let debugs = logs.lines().filter(|l| level(l) == "DEBUG").count();
+        assert_eq!((errors, debugs), (1, 99), "{logs}");
+    }
+
+    struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn referers_are_checked_by_their_origin() {
+        let p = policy(&["https://app.example.com"]);
+        for (referer, ok) in [
+            ("https://app.example.com/", true),
+            ("https://app.example.com", true),
+            ("https://app.example.com/page?x=1#y", true),
+            ("https://app.example.com:443/p", true),
+            ("https://app.example.com.evil.example/", false),
+            ("https://evil.example/https://app.example.com/", false),
+            ("https://user@app.example.com/", false),
+            ("http://app.example.com/", false),
+            ("null", false),
+            ("", false),
+            ("/relative", false),
+        ] {
+            assert_eq!(p.allows_referer(referer.as_bytes()), ok, "{referer}");
+        }
+        assert!(OriginPolicy::any().allows_referer(b"anything"));
+    }
+
+    #[test]
+    fn refused_origins_are_described_without_their_value() {
+        let kind = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(ORIGIN, v.parse().unwrap());
+            }
+            origin_kind(&h)
+        };
+        assert_eq!(kind(&[]), "none");
+        assert_eq!(kind(&["null"]), "null");
+        assert_eq!(kind(&["https://evil.example"]), "not on the allowlist");
+        assert_eq!(kind(&["id=secret"]), "malformed");
+        assert_eq!(kind(&["https://a.com", "https://b.com"]), "several");
     }
 
     #[test]

@@ -16,12 +16,14 @@ use tower_sessions::{Expiry, SessionStore};
 
 use crate::config::{Config, Mode};
 use crate::connect::{Connect, Guards, IdSources, InvalidHook, InvalidSession, SessionMiddleware};
+use crate::csrf::CsrfLayer;
 use crate::error::{ConfigError, InvalidReason, SessionError};
 use crate::guard::{ClientAddr, FailureLimit, Failures, InFlight};
 use crate::http::HttpStore;
 use crate::id::{CookieConfig, CookieKey, ExpressSecrets};
 use crate::lifecycle::{EndReason, IoBroadcaster, Lifecycle, Reach, ShutdownReport, user_room};
 use crate::origin::{MissingOrigin, OriginLayer, OriginPolicy};
+use crate::proxy::TrustedProxies;
 use crate::session::{Policy, Registry};
 use crate::store::{ConditionalStore, StoreHandle};
 use crate::task::Stop;
@@ -128,6 +130,13 @@ impl SocketSessions {
     /// Socket.IO layer (`.layer(sio_layer).layer(sessions.origin_layer())`).
     pub fn origin_layer(&self) -> OriginLayer {
         OriginLayer::new(self.origin.clone(), self.path.clone())
+    }
+
+    /// The same origin allowlist as a guard for the app's state-changing HTTP routes: 403 for
+    /// a `POST`/`PUT`/`PATCH`/`DELETE` from a foreign origin or `Origin: null` (CSRF). Add it to
+    /// the routes that log in, log out or write (see [`CsrfLayer`]).
+    pub fn csrf_layer(&self) -> CsrfLayer {
+        CsrfLayer::from_shared(self.origin.clone())
     }
 
     /// The connect middleware that loads the session (or refuses the connection with
@@ -404,7 +413,8 @@ impl SocketSessionsBuilder {
         self
     }
 
-    /// The Engine.IO path the origin layer guards (default `/socket.io/`, socketioxide's).
+    /// The Engine.IO path the origin layer guards (default `/socket.io/`, socketioxide's): the
+    /// path with and without its trailing slash, and everything below it.
     pub fn with_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
         self.config.path = path.into();
         self
@@ -455,8 +465,13 @@ impl SocketSessionsBuilder {
     }
 
     /// Limits handshakes with invalid or unknown sessions per client address (default 30 per
-    /// minute). The address is axum's `ConnectInfo<SocketAddr>` (serve with
-    /// `into_make_service_with_connect_info::<SocketAddr>()`), or [`with_client_addr`](Self::with_client_addr)'s.
+    /// minute): past the limit, that address's handshakes with unverified ids (plain cookies,
+    /// forged or malformed values) are refused with the retryable `session_unavailable`
+    /// without a store call. Cookies whose signature or encryption verifies are never limited.
+    /// The address is axum's `ConnectInfo<SocketAddr>` (serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`); behind a reverse proxy, see
+    /// [`with_trusted_proxies`](Self::with_trusted_proxies) (or
+    /// [`with_client_addr`](Self::with_client_addr) for a function of your own).
     pub fn with_failure_limit(mut self, limit: FailureLimit) -> Self {
         self.config.failure_limit = Some(limit);
         self
@@ -475,6 +490,14 @@ impl SocketSessionsBuilder {
         addr: impl Fn(&http::request::Parts) -> Option<std::net::IpAddr> + Send + Sync + 'static,
     ) -> Self {
         self.client_addr = Some(Arc::new(addr));
+        self
+    }
+
+    /// The reverse proxies in front of the app: when a handshake comes from one of them, the
+    /// failure limit counts the client address they forwarded (the right-most untrusted hop of
+    /// `X-Forwarded-For`, or of `Forwarded`), not the proxy's. See [`TrustedProxies`].
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.client_addr = Some(proxies.into_client_addr());
         self
     }
 

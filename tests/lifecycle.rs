@@ -150,19 +150,21 @@ mod cases {
             return;
         };
         let server = TestServer::start(&st, |_| {}).await;
-        let (first, second, other) = (
-            server.login("gus").await,
-            server.login("gus").await,
-            server.login("hal").await,
-        );
+        let first = server.login("gus").await;
+        // The same user on another device; and someone else who typed the same name.
+        let second = st.same_user_elsewhere(&first).await;
+        let (other, namesake) = (server.login("hal").await, server.login("gus").await);
         let mut a = connected(&server, Transport::Websocket, &first).await;
         let mut b2 = connected(&server, Transport::Polling, &second).await;
         let mut c = connected(&server, Transport::Websocket, &other).await;
+        let mut d = connected(&server, Transport::Websocket, &namesake).await;
         server.logout_everywhere(&first).await;
         ended(&mut a, "session_revoked").await;
         ended(&mut b2, "session_revoked").await;
         c.no_event("sinvalid", Duration::from_millis(300)).await;
+        d.no_event("sinvalid", Duration::from_millis(1)).await;
         assert_eq!(c.ack("whoami", json!({})).await, json!({ "user": "hal" }));
+        assert_eq!(d.ack("whoami", json!({})).await, json!({ "user": "gus" }));
     }
 }
 

@@ -18,12 +18,12 @@ use socketio_sessions::redis_store::fred::types::RespVersion;
 use socketio_sessions::store::ConditionalStore;
 use socketio_sessions::{
     ExpressSecrets, FailureLimit, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode,
-    SocketSession, SocketSessions, SocketSessionsBuilder,
+    SocketSession, SocketSessions, SocketSessionsBuilder, TrustedProxies,
 };
-use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::{SocketIo, SocketIoBuilder};
 use socketioxide_redis::{FredAdapter, RedisAdapterCtr};
 use tower_sessions::cookie::Key;
 use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
@@ -36,6 +36,15 @@ const HELPER_JS: &str = include_str!("../../client/socketio-sessions.js");
 /// The longest user name and chat message the demo accepts.
 const MAX_NAME: usize = 64;
 const MAX_CHAT: usize = 500;
+
+/// The largest Engine.IO message, on both transports: socketioxide's `max_payload` bounds a
+/// polling request's body, the WebSocket limits bound a message and a frame (their defaults,
+/// 64 MiB and 16 MiB, would let one socket make the server buffer and parse that much before
+/// any session check).
+pub const MAX_MESSAGE_BYTES: usize = 100_000;
+/// How long an Engine.IO connection may stay without joining a namespace (socketioxide's
+/// default is 45 s, during which each one is held in memory).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Observes refused socket connections.
 pub type InvalidHook = Arc<dyn Fn(&InvalidSession) + Send + Sync>;
@@ -68,6 +77,10 @@ pub struct DemoOptions {
     pub failure_limit: Option<FailureLimit>,
     /// Cap on session loads in flight at connect (`None`: the library's default).
     pub max_loads_in_flight: Option<usize>,
+    /// The reverse proxies in front of the demo, whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// How long an Engine.IO connection may stay without joining a namespace.
+    pub connect_timeout: Duration,
     /// Also accept the session cookie's value as `auth: {sid}` (the client model of Node's socket.io-sessions).
     pub auth_sid: bool,
     /// Told about every refused socket connection (Node's socket.io-sessions' `sinvalid`).
@@ -102,6 +115,8 @@ impl DemoOptions {
             express_secrets: None,
             failure_limit: None,
             max_loads_in_flight: None,
+            trusted_proxies: None,
+            connect_timeout: CONNECT_TIMEOUT,
         }
     }
 }
@@ -144,7 +159,9 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
         .with_allowed_origins(&opts.allowed_origins)
         .with_store_timeout(opts.store_timeout)
         .with_auth_sid(opts.auth_sid)
-        .with_user_key("user")
+        // The user's id, not their name: `/logout?everywhere=true` must end the caller's own
+        // sessions, not those of whoever typed the same name.
+        .with_user_key(USER_ID)
         .with_revalidation(opts.revalidate_every);
     if let Some(delay) = opts.write_behind {
         sessions = sessions.with_write_behind(delay);
@@ -160,6 +177,9 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
     }
     if let Some(max) = opts.max_loads_in_flight {
         sessions = sessions.with_max_loads_in_flight(max);
+    }
+    if let Some(proxies) = opts.trusted_proxies.clone() {
+        sessions = sessions.with_trusted_proxies(proxies);
     }
     if let Some(secrets) = &opts.express_secrets {
         sessions = sessions.with_express(secrets.clone());
@@ -208,7 +228,10 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
     let router = router
         .layer(HttpScopeLayer::new())
         .layer(Extension(sessions.clone()))
-        .layer(Extension(ExpressMode(opts.express_secrets.is_some())));
+        .layer(Extension(ExpressMode(opts.express_secrets.is_some())))
+        // CSRF: `/login`, `/logout` and `/api/visit` (every POST) from a foreign origin or
+        // `Origin: null` get 403, with the allowlist of the Socket.IO handshake.
+        .layer(sessions.csrf_layer());
 
     // Socket.IO outside the HTTP session layers: the sessions read the cookie themselves, and
     // a WebSocket keeps its upgrade request (with whatever those layers put in it) for life.
@@ -227,8 +250,7 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
             let resubscriber = subscriber.clone();
             let adapter = RedisAdapterCtr::new_with_fred(subscriber).await?;
             let _resubscribe = resubscriber.manage_subscriptions();
-            let (sio_layer, io) = SocketIo::builder()
-                .max_buffer_size(1024)
+            let (sio_layer, io) = bounded(SocketIo::builder(), &opts)
                 .with_adapter::<FredAdapter<_>>(adapter)
                 .build_layer();
             io.ns(
@@ -241,7 +263,7 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
             router.layer(sio_layer)
         }
         None => {
-            let (sio_layer, io) = SocketIo::builder().max_buffer_size(1024).build_layer();
+            let (sio_layer, io) = bounded(SocketIo::builder(), &opts).build_layer();
             io.ns(
                 "/",
                 on_connect.with(middleware.with_setup(register_handlers::<LocalAdapter>)),
@@ -255,6 +277,17 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
         router: router.layer(sessions.origin_layer()),
         sessions,
     })
+}
+
+/// socketioxide with the demo's bounds: messages of at most [`MAX_MESSAGE_BYTES`] on both
+/// transports, and a few seconds ([`CONNECT_TIMEOUT`]) for a connection to join a namespace.
+fn bounded(builder: SocketIoBuilder, opts: &DemoOptions) -> SocketIoBuilder {
+    builder
+        .max_buffer_size(1024)
+        .max_payload(MAX_MESSAGE_BYTES as u64)
+        .ws_max_message_size(MAX_MESSAGE_BYTES)
+        .ws_max_frame_size(MAX_MESSAGE_BYTES)
+        .connect_timeout(opts.connect_timeout)
 }
 
 /// Runs before the client's connect ack, so that no early event finds a handler missing.
@@ -339,6 +372,9 @@ async fn chat<A: Adapter>(socket: SocketRef<A>, session: SocketSession, Data(msg
     socket.broadcast().emit("chat", &out).await.ok();
 }
 
+/// The session key holding the user's id, given at login: what `disconnect_user` acts on.
+const USER_ID: &str = "uid";
+
 #[derive(Deserialize)]
 struct LoginIn {
     name: String,
@@ -385,10 +421,17 @@ async fn login(
         )
             .into_response();
     }
-    // A new id at login defeats session fixation.
+    // A new id at login defeats session fixation. The user id stays when the same user logs
+    // in again on this session; anyone else is another user, whatever name they type.
     let stored = async {
+        let same_user = session.get::<String>("user").await?.as_deref() == Some(name.as_str());
+        let uid = match session.get::<String>(USER_ID).await? {
+            Some(uid) if same_user => uid,
+            _ => tower_sessions::session::Id::default().to_string(),
+        };
         session.cycle_id().await?;
-        session.insert("user", &name).await
+        session.insert("user", &name).await?;
+        session.insert(USER_ID, uid).await
     };
     if let Err(e) = stored.await {
         tracing::warn!(error = %e, "login could not store the session");
@@ -413,14 +456,14 @@ struct LogoutQuery {
 
 /// `POST /logout`: deletes the session; its sockets are told `session_revoked` and
 /// disconnected on every node. `?everywhere=true` also disconnects every other socket of the
-/// same user.
+/// caller's own user (by the user id in the caller's session: never by a name).
 async fn logout(
     session: Session,
     Extension(sessions): Extension<SocketSessions>,
     Query(q): Query<LogoutQuery>,
 ) -> StatusCode {
     if q.everywhere {
-        match session.get::<Value>("user").await {
+        match session.get::<Value>(USER_ID).await {
             Ok(Some(user)) => {
                 if let Err(e) = sessions.disconnect_user(&user).await {
                     tracing::warn!(error = %e, "could not disconnect the user's sockets");

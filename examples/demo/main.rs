@@ -10,13 +10,16 @@
 //! With `DEMO_STORE=redis://...` the node joins the others on that Redis (Socket.IO Redis adapter).
 //! `DEMO_EXPRESS_SECRET=secret1[,secret2]` (with `DEMO_STORE=redis://...`): read an Express app's
 //! sessions (`connect.sid`, connect-redis records) instead of the demo's own.
+//! `DEMO_TRUSTED_PROXIES` (comma-separated IPs/CIDRs of reverse proxies whose
+//! `X-Forwarded-For` names the client), `DEMO_FAILURE_LIMIT` (`N` or `N/SECS`: invalid-session
+//! handshakes per client address, default 30/60).
 
 mod app;
 mod store;
 
 use std::time::Duration;
 
-use socketio_sessions::{ExpressSecrets, Mode};
+use socketio_sessions::{ExpressSecrets, FailureLimit, Mode, TrustedProxies};
 use tower_sessions::cookie::Key;
 use tracing_subscriber::EnvFilter;
 
@@ -49,11 +52,13 @@ async fn stop_signal() {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // socketioxide logs every received CONNECT packet, `auth` payload included, at DEBUG under
+    // `socketioxide::client`: keep it at INFO unless RUST_LOG names it on purpose.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("socketioxide::client")) {
+        filter = filter.add_directive("socketioxide::client=info".parse().expect("a directive"));
+    }
+    tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let addr = env("DEMO_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -110,6 +115,24 @@ async fn main() {
             ))
         });
         opts.rolling = Some(Duration::from_millis(ms));
+    }
+    if let Some(list) = env("DEMO_TRUSTED_PROXIES") {
+        let proxies = TrustedProxies::new(list.split(',').map(str::trim))
+            .unwrap_or_else(|e| fail(format!("DEMO_TRUSTED_PROXIES: {e}")));
+        opts.trusted_proxies = Some(proxies);
+    }
+    if let Some(limit) = env("DEMO_FAILURE_LIMIT") {
+        let (n, secs) = limit.split_once('/').unwrap_or((&limit, "60"));
+        let parsed = (n.trim().parse::<u32>(), secs.trim().parse::<u64>());
+        let (Ok(max_failures), Ok(secs @ 1..)) = parsed else {
+            fail(format!(
+                "DEMO_FAILURE_LIMIT must be `N` or `N/SECS` (whole numbers), not `{limit}`"
+            ))
+        };
+        opts.failure_limit = Some(FailureLimit {
+            max_failures,
+            window: Duration::from_secs(secs),
+        });
     }
     let express = env("DEMO_EXPRESS_SECRET").map(|secrets| {
         ExpressSecrets::new(secrets.split(',').map(str::trim))

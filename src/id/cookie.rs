@@ -49,18 +49,31 @@ pub(crate) struct SessionKey {
     pub(crate) id: Id,
     /// The store's own key where it is not a tower-sessions id (an express-session sid).
     pub(crate) external: Option<Arc<str>>,
+    /// The value's signature or encryption verified (signed, private and express cookies):
+    /// the app issued it, so it is not a guess, whatever the store says about it.
+    pub(crate) verified: bool,
 }
 
 impl SessionKey {
-    pub(crate) fn tower(id: Id) -> Self {
-        SessionKey { id, external: None }
+    pub(crate) fn tower(id: Id, verified: bool) -> Self {
+        SessionKey {
+            id,
+            external: None,
+            verified,
+        }
     }
 
     fn express(sid: String) -> Self {
         SessionKey {
             id: express::derive_id(&sid),
             external: Some(sid.into()),
+            verified: true,
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(verified: bool) -> Self {
+        Self::tower(Id::default(), verified)
     }
 }
 
@@ -69,40 +82,61 @@ impl SessionKey {
 pub(crate) struct CookieConfig {
     pub(crate) name: Cow<'static, str>,
     pub(crate) key: CookieKey,
-    /// The largest total size of `Cookie` headers that is parsed at all.
+    /// The largest session cookie value (or `auth` sid) that is parsed at all. The app's
+    /// other cookies do not count: a large cookie jar is the browser's business, and HTTP
+    /// accepts it.
     pub(crate) max_header_bytes: usize,
 }
 
 impl CookieConfig {
+    fn verified(&self) -> bool {
+        !matches!(self.key, CookieKey::Plain)
+    }
+
     /// Finds the session id in the request's `Cookie` headers, exactly as tower-cookies (and so
     /// tower-sessions) reads them: `;`-separated, percent-decoded, the last duplicate wins.
+    /// Only the session cookie is parsed; a value over the size limit is `Malformed`.
     pub(crate) fn id_from_headers(&self, headers: &HeaderMap) -> Result<SessionKey, InvalidReason> {
         if let CookieKey::Express(secrets) = &self.key {
             let sid =
                 express::sid_from_headers(headers, &self.name, secrets, self.max_header_bytes)?;
             return Ok(SessionKey::express(sid));
         }
-        let total: usize = headers.get_all(COOKIE).iter().map(|v| v.len()).sum();
-        if total > self.max_header_bytes {
-            return Err(InvalidReason::Malformed);
-        }
-        let mut jar = CookieJar::new();
+        // `Err(())`: a session cookie too large to parse.
+        let mut found: Option<Result<Cookie<'static>, ()>> = None;
         for header in headers.get_all(COOKIE) {
             let Ok(header) = std::str::from_utf8(header.as_bytes()) else {
                 continue;
             };
             for part in header.split(';') {
+                let (raw_name, raw_value) = part.split_once('=').unwrap_or((part, ""));
+                let raw_name = raw_name.trim();
+                // Other cookies are skipped unparsed; an encoded name may decode to ours.
+                if raw_name != self.name && !raw_name.contains('%') {
+                    continue;
+                }
+                if raw_value.trim().len() > self.max_header_bytes {
+                    if raw_name == self.name {
+                        found = Some(Err(()));
+                    }
+                    continue;
+                }
                 if let Ok(cookie) = Cookie::parse_encoded(part.to_owned())
                     && cookie.name() == self.name
                 {
-                    jar.add_original(cookie);
+                    found = Some(Ok(cookie));
                 }
             }
         }
-        if jar.get(&self.name).is_none() {
-            return Err(InvalidReason::Missing);
-        }
-        self.decode(&jar).map(SessionKey::tower)
+        let cookie = match found {
+            None => return Err(InvalidReason::Missing),
+            Some(Err(())) => return Err(InvalidReason::Malformed),
+            Some(Ok(cookie)) => cookie,
+        };
+        let mut jar = CookieJar::new();
+        jar.add_original(cookie);
+        self.decode(&jar)
+            .map(|id| SessionKey::tower(id, self.verified()))
     }
 
     /// Decodes a cookie value handed over some other way (the `auth` payload).
@@ -119,7 +153,8 @@ impl CookieConfig {
             self.name.clone().into_owned(),
             value.to_owned(),
         ));
-        self.decode(&jar).map(SessionKey::tower)
+        self.decode(&jar)
+            .map(|id| SessionKey::tower(id, self.verified()))
     }
 
     fn decode(&self, jar: &CookieJar) -> Result<Id, InvalidReason> {
@@ -225,9 +260,57 @@ mod tests {
     }
 
     #[test]
-    fn oversized_header_is_refused_before_parsing() {
+    fn the_cap_applies_to_the_session_cookie_only() {
         let c = config(CookieKey::Plain);
-        let big = format!("id={}; pad={}", Id::default(), "x".repeat(9000));
-        assert_eq!(c.hid(&headers(&[&big])), Err(InvalidReason::Malformed));
+        let id = Id::default();
+        // A large jar of other cookies (9 KiB and 40 KiB) does not matter.
+        let big = format!("id={id}; pad={}", "x".repeat(9000));
+        assert_eq!(c.hid(&headers(&[&big])), Ok(id));
+        let jar: Vec<String> = (0..10)
+            .map(|i| format!("c{i}={}", "y".repeat(4000)))
+            .collect();
+        let jar = format!("{}; id={id}", jar.join("; "));
+        assert_eq!(c.hid(&headers(&[&jar, "z=1"])), Ok(id));
+        // An oversized session cookie is refused without being parsed, even beside a good one
+        // that it would override (the last duplicate wins).
+        let huge = format!("id={}", "A".repeat(9000));
+        assert_eq!(c.hid(&headers(&[&huge])), Err(InvalidReason::Malformed));
+        assert_eq!(
+            c.hid(&headers(&[&format!("id={id}"), &huge])),
+            Err(InvalidReason::Malformed)
+        );
+        assert_eq!(c.hid(&headers(&[&huge, &format!("id={id}")])), Ok(id));
+        assert_eq!(c.vid(&"A".repeat(9000)), Err(InvalidReason::Malformed));
+        // An encoded name that decodes to the session cookie's is still found.
+        assert_eq!(c.hid(&headers(&[&format!("%69d={id}")])), Ok(id));
+    }
+
+    #[test]
+    fn only_signed_private_and_express_values_are_verified() {
+        let id = Id::default();
+        let h = headers(&[&format!("id={id}")]);
+        assert!(
+            !config(CookieKey::Plain)
+                .id_from_headers(&h)
+                .unwrap()
+                .verified
+        );
+        let key = Key::generate();
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&key).add(Cookie::new("id", id.to_string()));
+        let value = jar.delta().next().unwrap().value().to_owned();
+        let signed = config(CookieKey::Signed(key));
+        assert!(signed.id_from_value(&value).unwrap().verified);
+        let secrets = ExpressSecrets::new(["s"]).unwrap();
+        let express = CookieConfig {
+            name: "connect.sid".into(),
+            ..config(CookieKey::Express(secrets.clone()))
+        };
+        assert!(
+            express
+                .id_from_value(&secrets.sign("abc"))
+                .unwrap()
+                .verified
+        );
     }
 }

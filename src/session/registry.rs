@@ -97,7 +97,7 @@ mod tests {
                 registry
                     .get_or_create(id, || {
                         LiveSession::new(
-                            SessionKey::tower(id),
+                            SessionKey::tower(id, false),
                             store.clone(),
                             policy.clone(),
                             stop.clone(),
@@ -110,7 +110,7 @@ mod tests {
             let id = Id::default();
             let (live, created) = registry.get_or_create(id, || {
                 LiveSession::new(
-                    SessionKey::tower(id),
+                    SessionKey::tower(id, false),
                     store.clone(),
                     policy.clone(),
                     stop.clone(),

@@ -298,6 +298,20 @@ impl TestStore {
         }
     }
 
+    /// Another session of the same user (as a login on another device would make it, if the
+    /// demo had passwords): a copy of this cookie's record under a new id. Returns its cookie.
+    pub async fn same_user_elsewhere(&self, cookie: &str) -> String {
+        let mut record = self.record(&cookie_id(cookie)).await.expect("a session");
+        record.id = Id::default();
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner.create(&mut record).await.unwrap(),
+            _ => self.store.inner.create(&mut record).await.unwrap(),
+        }
+        let cookie = format!("id={}", record.id);
+        secrets::cookie(&cookie);
+        cookie
+    }
+
     /// Deletes a session's record behind the library's back.
     pub async fn delete_behind(&self, id: &Id) {
         match self.backend {
