@@ -49,7 +49,8 @@ pub struct Config {
     /// tower-sessions' two weeks).
     pub expiry: Option<Expiry>,
     /// Which browser origins may open sockets; `None` (the default) refuses to build with
-    /// cookie sessions, so that the cross-site WebSocket hijacking check is a decision.
+    /// cookie sessions, so that the cross-site WebSocket hijacking check is a decision. Its
+    /// own missing-`Origin` rule is replaced by [`missing_origin`](Self::missing_origin).
     pub origins: Option<OriginPolicy>,
     /// What to do with requests that carry no `Origin` (default: allow).
     pub missing_origin: MissingOrigin,
@@ -82,8 +83,10 @@ pub struct Config {
     pub max_value_bytes: usize,
     /// The deepest nesting of a value a socket may store (default 32).
     pub max_depth: usize,
-    /// The most handlers of one session that may wait for its turn on this node (default 512);
-    /// past it a handler's session calls fail at once with [`SessionError::Busy`](crate::SessionError::Busy).
+    /// Per-message mode: the most handlers of one session that may wait for its turn on this
+    /// node (default 512); past it a handler's session calls fail at once with
+    /// [`SessionError::Busy`](crate::SessionError::Busy). (Per connection, handlers never wait
+    /// for one another: each operation takes the session briefly.)
     pub max_waiting_handlers: usize,
     /// How long [`shutdown`](crate::SocketSessions::shutdown) may take as a whole (default 10 s).
     pub shutdown_timeout: Duration,

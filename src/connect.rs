@@ -235,6 +235,9 @@ impl Connect {
             .await
             .unwrap_or(Err(StoreFailure::Timeout(timeout)));
         match loaded {
+            // Shut down while this handshake was loading: its socket would outlive the node's
+            // session work.
+            Ok(Some(_)) if self.lifecycle.stop.is_stopped() => Err(InvalidReason::ShuttingDown),
             Ok(Some(at_connect)) => {
                 if !self.lifecycle.knows_io() {
                     let Ok(io) = SocketIo::<A>::from_connect_parts(s, auth);

@@ -39,8 +39,8 @@ use tower_sessions::session_store::{self, SessionStore};
 use crate::lifecycle::{EndReason, Lifecycle, Reach};
 use crate::session::Registry;
 use crate::store::{
-    MAX_ATTEMPTS, Merged, SaveOutcome, StoreFailure, StoreHandle, Versioned, forwarding_record,
-    save_merged,
+    FORWARD_KEY, MAX_ATTEMPTS, Merged, SaveOutcome, StoreFailure, StoreHandle, Versioned,
+    forwarding_record, save_merged,
 };
 
 /// What the current request did to sessions.
@@ -54,9 +54,6 @@ struct Scope {
     created: Option<Record>,
     /// Whether a store call failed or timed out.
     failed: bool,
-    /// Whether ending a deleted session failed after the handler answered: the answer must
-    /// not claim success.
-    unfinished: bool,
 }
 
 tokio::task_local! {
@@ -112,25 +109,81 @@ where
         let fut = self.inner.call(req);
         Box::pin(SCOPE.scope(RefCell::default(), async move {
             let res = fut.await;
-            let (deleted, created) = SCOPE.with(|s| {
+            let (deleted, created, reads) = SCOPE.with(|s| {
                 let mut s = s.borrow_mut();
-                (std::mem::take(&mut s.deleted), s.created.take())
+                let reads = s
+                    .deleted
+                    .iter()
+                    .filter_map(|(id, _)| s.reads.get(id).map(|v| (*id, v.clone())))
+                    .collect::<HashMap<_, _>>();
+                (std::mem::take(&mut s.deleted), s.created.take(), reads)
             });
-            for (id, store) in deleted {
-                store.finish_delete(id, created.as_ref()).await;
-            }
-            let (failed, unfinished) = SCOPE.with(|s| {
-                let s = s.borrow();
-                (s.failed, s.unfinished)
-            });
+            // Spawned, and awaited: a logout or rotation completes even if the client goes away
+            // (and drops this future) before the answer is written.
+            let finished = match deleted.is_empty() {
+                true => true,
+                false => tokio::spawn(finish_deletes(deleted, created, reads))
+                    .await
+                    .unwrap_or(false),
+            };
+            let failed = SCOPE.with(|s| s.borrow().failed);
             match res {
-                Ok(res) if unfinished || (failed && res.status().is_server_error()) => {
+                Ok(res) if !finished || (failed && res.status().is_server_error()) => {
                     Ok(unavailable())
                 }
                 res => res,
             }
         }))
     }
+}
+
+/// The end of a request that deleted sessions. A rotation (`cycle_id`) is one delete and one
+/// new record that keeps every key of the deleted one: the socket changes follow it. Anything
+/// else is a logout (`flush`, even when the request then started a new session): the sessions
+/// are deleted and their sockets told `session_revoked`. Returns whether it all went through.
+async fn finish_deletes(
+    deleted: Vec<(Id, HttpStore)>,
+    created: Option<Record>,
+    reads: HashMap<Id, Versioned>,
+) -> bool {
+    if let ([(old, store)], Some(new)) = (&deleted[..], &created)
+        && let Some(base) = reads.get(old)
+        && base.record.data.keys().all(|k| new.data.contains_key(k))
+    {
+        // One deadline over the whole rotation: the flush, the carry-over and the forward.
+        let deadline = store.store.timeout() * 4;
+        match tokio::time::timeout(deadline, store.forward(*old, new, base)).await {
+            Ok(Ok(())) => {
+                store
+                    .lifecycle
+                    .end(old, EndReason::Rotated, Reach::AllNodes)
+                    .await;
+                return true;
+            }
+            Ok(Err(failure)) => {
+                tracing::warn!(
+                    ?failure,
+                    "could not carry socket changes over to the rotated session"
+                );
+            }
+            Err(_) => {
+                tracing::warn!("carrying socket changes over to the rotated session timed out")
+            }
+        }
+    }
+    let mut finished = true;
+    for (id, store) in deleted {
+        if let Err(failure) = store.store.delete(&id).await {
+            tracing::warn!(?failure, "could not delete a session");
+            finished = false;
+            continue;
+        }
+        store
+            .lifecycle
+            .end(&id, EndReason::Revoked, Reach::AllNodes)
+            .await;
+    }
+    finished
 }
 
 fn unavailable<B: From<&'static str>>() -> Response<B> {
@@ -172,6 +225,16 @@ impl fmt::Debug for HttpStore {
         f.debug_struct("HttpStore")
             .field("store", &self.store)
             .finish()
+    }
+}
+
+/// Refuses a record that uses the key reserved for forwarding records.
+fn refuse_reserved(record: &Record) -> session_store::Result<()> {
+    match record.data.contains_key(FORWARD_KEY) {
+        true => Err(session_store::Error::Encode(format!(
+            "session key `{FORWARD_KEY}` is reserved"
+        ))),
+        false => Ok(()),
     }
 }
 
@@ -235,70 +298,24 @@ impl HttpStore {
         }
     }
 
-    /// The end of a request that deleted session `old`: an id rotation when it also created a
-    /// session carrying the old one's data (`cycle_id`); a logout otherwise (`flush`, even when
-    /// the request then started a new session).
-    async fn finish_delete(&self, old: Id, created: Option<&Record>) {
-        let base = in_scope(|s| s.reads.get(&old).cloned()).flatten();
-        let carries = |new: &&Record| {
-            base.as_ref().is_some_and(|b| {
-                b.record.data.is_empty() || b.record.data.keys().any(|k| new.data.contains_key(k))
-            })
-        };
-        let forwarded = match created.filter(carries) {
-            Some(new) => match self.forward(old, new, base.as_ref()).await {
-                Ok(()) => true,
-                Err(failure) => {
-                    tracing::warn!(
-                        ?failure,
-                        "could not carry socket changes over to the rotated session"
-                    );
-                    in_scope(|s| s.unfinished = true);
-                    false
-                }
-            },
-            None => false,
-        };
-        if !forwarded && let Err(failure) = self.store.delete(&old).await {
-            tracing::warn!(?failure, "could not delete a session");
-            in_scope(|s| s.unfinished = true);
-            return;
-        }
-        let reason = match created {
-            Some(_) => EndReason::Rotated,
-            None => EndReason::Revoked,
-        };
-        self.lifecycle.end(&old, reason, Reach::AllNodes).await;
-    }
-
     /// Rotation: the old session's socket changes are carried over to the new record (keys the
     /// request itself changed keep the request's value), then the old record is replaced by a
     /// record forwarding to the new id, which later socket saves follow.
-    async fn forward(
-        &self,
-        old: Id,
-        new: &Record,
-        base: Option<&Versioned>,
-    ) -> Result<(), StoreFailure> {
-        // This node's sockets save what they hold first; other nodes' follow the forward.
+    async fn forward(&self, old: Id, new: &Record, base: &Versioned) -> Result<(), StoreFailure> {
+        // This node's sockets save what they hold first (bounded: a per-message handler may
+        // hold the session); other nodes' follow the forward.
         if let Some(live) = self.registry.get(&old) {
-            live.flush().await;
+            let _ = tokio::time::timeout(self.store.timeout(), live.flush()).await;
         }
-        let request_changed: Vec<String> = match base {
-            Some(base) => diff(&base.record, new)
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect(),
-            None => Vec::new(),
-        };
+        let request_changed: Vec<String> = diff(&base.record, new)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         for _ in 0..MAX_ATTEMPTS {
             let Some(current) = self.store.load(&old).await? else {
                 return Ok(());
             };
-            let mut carried: Vec<_> = match base {
-                Some(base) => diff(&base.record, &current.record),
-                None => diff(new, &current.record),
-            };
+            let mut carried = diff(&base.record, &current.record);
             carried.retain(|(k, _)| !request_changed.contains(k));
             if !carried.is_empty() {
                 let date = || new.expiry_date;
@@ -328,12 +345,14 @@ impl HttpStore {
 #[async_trait]
 impl SessionStore for HttpStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        refuse_reserved(record)?;
         self.store.create(record).await.map_err(failed)?;
         in_scope(|s| s.created = Some(record.clone()));
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        refuse_reserved(record)?;
         if self.store.is_conditional()
             && let Some(Some(base)) = in_scope(|s| s.reads.get(&record.id).cloned())
         {

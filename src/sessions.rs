@@ -520,7 +520,8 @@ impl SocketSessionsBuilder {
         self
     }
 
-    /// The most handlers of one session that may wait for its turn on this node (default 512):
+    /// Per-message mode: the most handlers of one session that may wait for its turn on this
+    /// node (default 512):
     /// past it, a handler's first session call fails at once with [`SessionError::Busy`], so
     /// that one socket flooding events cannot queue unbounded work.
     pub fn with_max_waiting_handlers(mut self, max: usize) -> Self {

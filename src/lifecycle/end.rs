@@ -84,7 +84,7 @@ pub(crate) fn user_room(user: &Value) -> String {
 
 /// How long the server waits for a client's acknowledgement of [`SINVALID_EVENT`] before it
 /// disconnects the socket anyway (clients that do not acknowledge it wait this long).
-pub const SINVALID_FLUSH: Duration = Duration::from_millis(250);
+pub(crate) const SINVALID_FLUSH: Duration = Duration::from_millis(250);
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 

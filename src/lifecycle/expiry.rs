@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use futures_util::future::join_all;
+
 use super::{EndReason, Lifecycle, Reach};
 use crate::session::LiveSession;
+use crate::store::Presence;
 use crate::task::{Stop, spawn_detached};
 
 /// Ends the session's sockets on this node with `session_expired` when its expiry is reached
@@ -38,12 +41,16 @@ pub(super) fn spawn_expiry_timer(
                         continue;
                     }
                     let Some(live) = weak.upgrade() else { return };
-                    match live.store.load(&live.id).await {
-                        Ok(Some(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
-                        Ok(None) => {
-                            tracing::debug!(session = %live.tag(), "session expired");
+                    match live.store.probe(&live.id).await {
+                        Ok(Presence::Live(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
+                        Ok(gone) => {
+                            let reason = match gone {
+                                Presence::Rotated => EndReason::Rotated,
+                                _ => EndReason::Expired,
+                            };
+                            tracing::debug!(session = %live.tag(), %reason, "session ended at its expiry");
                             if let Some(lifecycle) = lifecycle.upgrade() {
-                                lifecycle.end(&live.id, EndReason::Expired, Reach::ThisNode).await;
+                                lifecycle.end(&live.id, reason, Reach::ThisNode).await;
                             }
                             return;
                         }
@@ -82,27 +89,30 @@ pub(super) fn spawn_revalidation(lifecycle: Weak<Lifecycle>, every: Duration, st
 
 impl Lifecycle {
     /// Checks every session with sockets on this node against the store, without touching its
-    /// expiry: those that vanished are ended here. Returns how many were ended.
+    /// expiry: those that vanished are ended here (a rotated one as `session_rotated`).
+    /// Returns how many were ended. The ends run side by side: each waits for its clients'
+    /// acknowledgements.
     pub(crate) async fn sweep(&self) -> usize {
-        let mut ended = 0;
+        let mut ends = Vec::new();
         for live in self.registry.all() {
-            match live.store.load(&live.id).await {
-                Ok(Some(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
-                Ok(None) => {
-                    let reason = if live.past_expiry() {
-                        EndReason::Expired
-                    } else {
-                        EndReason::Revoked
-                    };
-                    tracing::debug!(session = %live.tag(), %reason, "revalidation: session gone");
-                    self.end(&live.id, reason, Reach::ThisNode).await;
-                    ended += 1;
+            let reason = match live.store.probe(&live.id).await {
+                Ok(Presence::Live(loaded)) => {
+                    live.note_expiry(Some(loaded.record.expiry_date));
+                    continue;
                 }
+                Ok(Presence::Rotated) => EndReason::Rotated,
+                Ok(Presence::Gone) if live.past_expiry() => EndReason::Expired,
+                Ok(Presence::Gone) => EndReason::Revoked,
                 Err(failure) => {
                     tracing::debug!(session = %live.tag(), ?failure, "revalidation skipped");
+                    continue;
                 }
-            }
+            };
+            tracing::debug!(session = %live.tag(), %reason, "revalidation: session gone");
+            ends.push(async move { self.end(&live.id, reason, Reach::ThisNode).await });
         }
+        let ended = ends.len();
+        join_all(ends).await;
         ended
     }
 }

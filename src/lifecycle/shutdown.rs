@@ -4,7 +4,6 @@
 use futures_util::future::join_all;
 
 use super::{EndReason, Lifecycle, Reach};
-use crate::task::locked_write;
 
 /// What [`SocketSessions::shutdown`](crate::SocketSessions::shutdown) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +29,7 @@ impl Lifecycle {
         }
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let sessions = self.registry.all();
+        let count = sessions.len();
         // Sockets first, so that no event makes new changes while the saves run.
         let ends = join_all(
             sessions
@@ -37,16 +37,22 @@ impl Lifecycle {
                 .map(|live| self.end(&live.id, EndReason::ServerShutdown, Reach::ThisNode)),
         );
         let ended = tokio::time::timeout_at(deadline, ends).await.is_ok();
-        let saves = join_all(sessions.iter().map(|live| live.flush()));
+        drop(sessions);
+        // Each ended socket saves what it changed as it goes (disconnect handlers included);
+        // give those saves half of what is left, then save whatever is still unsaved.
+        let settle = deadline - (deadline - tokio::time::Instant::now()) / 2;
+        while self.registry.len() > 0 && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let remaining = self.registry.all();
+        let saves = join_all(remaining.iter().map(|live| live.flush()));
         let saved = tokio::time::timeout_at(deadline, saves).await;
         let unsaved = match &saved {
             Ok(results) => results.iter().filter(|ok| !**ok).count(),
-            Err(_) => sessions.iter().filter(|live| live.has_unsaved()).count(),
+            Err(_) => remaining.iter().filter(|live| live.has_unsaved()).count(),
         };
-        // The `SocketIo` holds the namespaces, which hold this node: let go of it.
-        *locked_write(&self.broadcaster) = None;
         let report = ShutdownReport {
-            sessions: sessions.len(),
+            sessions: count,
             unsaved,
             completed: ended && saved.is_ok(),
         };

@@ -62,13 +62,14 @@ async fn resume(
     configurer: Option<&Client>,
     lifecycle: &Weak<Lifecycle>,
 ) -> Result<(), fred::error::Error> {
-    if let Some(client) = configurer {
-        enable_notifications(client).await?;
-    }
+    // Subscribed first and swept next: a server that refuses CONFIG must not cost the rest.
     subscriber.psubscribe(CHANNELS.to_vec()).await?;
     if let Some(lifecycle) = lifecycle.upgrade() {
         let ended = lifecycle.sweep().await;
         tracing::info!(ended, "keyspace notifications resumed after a reconnect");
+    }
+    if let Some(client) = configurer {
+        enable_notifications(client).await?;
     }
     Ok(())
 }

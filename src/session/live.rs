@@ -148,7 +148,7 @@ impl LiveSession {
         spawn_detached(async move {
             let mut st = live.state.lock().await;
             if st.base.is_some() {
-                st.ops.push(Op::Touch);
+                st.log(Op::Touch);
                 if let Err(e) = live.persist(&mut st).await {
                     tracing::debug!(session = %live.tag(), error = %e, "could not extend the session");
                 }

@@ -2,6 +2,7 @@
 //! no store, no runtime, tested on its own.
 
 use serde_json::Value;
+use time::OffsetDateTime;
 use tower_sessions::session::Record;
 
 use crate::error::SessionError;
@@ -30,8 +31,9 @@ pub(crate) struct State {
     /// The local view when it differs from `base` (`base` with `ops` applied). Copied from
     /// `base` on the first change only, so that reads and saves do not copy the record.
     pub(crate) changed: Option<Record>,
-    /// Changes not saved yet, in order.
-    pub(crate) ops: Vec<Op>,
+    /// Changes not saved yet, in order, each with when it was made (only changes made before an
+    /// id rotation follow the session to its new id).
+    pub(crate) ops: Vec<(OffsetDateTime, Op)>,
     /// Per-message mode: keys read since `base`; a save fails if one of them changed meanwhile.
     /// A handler reads a few keys: a list is cheaper than a hashed set.
     pub(crate) reads: Vec<String>,
@@ -95,7 +97,7 @@ impl State {
             Some(v) => record.data.insert(key.to_owned(), v.clone()),
             None => record.data.remove(key),
         };
-        self.ops.push(Op::Set(key.to_owned(), value));
+        self.log(Op::Set(key.to_owned(), value));
         Ok(old)
     }
 
@@ -104,8 +106,13 @@ impl State {
         let record = self.record_mut().ok_or(SessionError::Gone)?;
         let new = f(record.data.get(key).cloned())?;
         record.data.insert(key.to_owned(), new.clone());
-        self.ops.push(Op::Update(key.to_owned(), f));
+        self.log(Op::Update(key.to_owned(), f));
         Ok(new)
+    }
+
+    /// Logs a change, made now.
+    pub(crate) fn log(&mut self, op: Op) {
+        self.ops.push((OffsetDateTime::now_utc(), op));
     }
 
     /// What a save needs from the state, borrowed apart: the local view to try first (a copy of
@@ -136,7 +143,7 @@ pub(crate) struct Pending<'a> {
 
 /// A socket's unsaved changes, as the merged save re-applies them.
 pub(crate) struct OpLog<'a> {
-    ops: &'a mut [Op],
+    ops: &'a mut Vec<(OffsetDateTime, Op)>,
     /// Per-message mode: the keys the handler read and the record it read them from.
     reads: Option<(&'a [String], &'a Record)>,
 }
@@ -156,7 +163,7 @@ impl Changes for OpLog<'_> {
     }
 
     fn reapply(&mut self, record: &mut Record) -> Result<(), SessionError> {
-        for op in self.ops.iter_mut() {
+        for (_, op) in self.ops.iter_mut() {
             match op {
                 Op::Set(key, Some(v)) => {
                     record.data.insert(key.clone(), v.clone());
@@ -172,6 +179,11 @@ impl Changes for OpLog<'_> {
             }
         }
         Ok(())
+    }
+
+    fn follow_rotation(&mut self, at: OffsetDateTime) -> bool {
+        self.ops.retain(|(made, _)| *made < at);
+        !self.ops.is_empty()
     }
 }
 
@@ -216,6 +228,31 @@ mod tests {
         assert_eq!(fresh.data.get("name"), None);
         assert_eq!(fresh.data.get("other"), Some(&json!(true)));
         assert_eq!(fresh.data.get("same"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn only_changes_made_before_a_rotation_follow_it() {
+        let mut st = State::default();
+        st.reset(Some(loaded(json!({"a": 1}))));
+        st.set("before", Some(json!(1))).unwrap();
+        let rotated = OffsetDateTime::now_utc() + time::Duration::nanoseconds(1);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        st.set("after", Some(json!(2))).unwrap();
+        let mut log = st.pending(false).unwrap().log;
+        assert!(log.follow_rotation(rotated));
+        let mut fresh = loaded(json!({})).record;
+        log.reapply(&mut fresh).unwrap();
+        assert_eq!(fresh.data.get("before"), Some(&json!(1)));
+        assert_eq!(
+            fresh.data.get("after"),
+            None,
+            "a change after the rotation stays behind"
+        );
+        let mut st = State::default();
+        st.reset(Some(loaded(json!({}))));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        st.set("late", Some(json!(1))).unwrap();
+        assert!(!st.pending(false).unwrap().log.follow_rotation(rotated));
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
@@ -27,23 +26,50 @@ pub(crate) const FORWARD_KEY: &str = "__socketio_sessions.rotated_to";
 /// save follows it within the store timeout; revalidation catches a node that missed the end.
 pub(crate) const FORWARD_LIFETIME: time::Duration = time::Duration::minutes(10);
 
-/// The id a forwarding record points to.
-pub(crate) fn forwarded_to(record: &Record) -> Option<Id> {
-    match record.data.get(FORWARD_KEY)? {
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+/// Where a forwarding record points, and when the rotation happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Forward {
+    pub(crate) to: Id,
+    pub(crate) at: OffsetDateTime,
+}
+
+/// The forward a record stands for: exactly one key, `{FORWARD_KEY: {"to": id, "at": ms}}`.
+pub(crate) fn forwarded_to(record: &Record) -> Option<Forward> {
+    if record.data.len() != 1 {
+        return None;
+    }
+    let value = record.data.get(FORWARD_KEY)?;
+    let to = value.get("to")?.as_str()?.parse().ok()?;
+    let ms = value.get("at")?.as_i64()?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    Some(Forward { to, at })
+}
+
+/// A forwarding record for `old`, pointing to `new`, rotated now.
+pub(crate) fn forwarding_record(old: Id, new: Id) -> Record {
+    let now = OffsetDateTime::now_utc();
+    let at = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    Record {
+        id: old,
+        data: [(
+            FORWARD_KEY.to_owned(),
+            serde_json::json!({ "to": new.to_string(), "at": at }),
+        )]
+        .into_iter()
+        .collect(),
+        expiry_date: now + FORWARD_LIFETIME,
     }
 }
 
-/// A forwarding record for `old`, pointing to `new`.
-pub(crate) fn forwarding_record(old: Id, new: Id) -> Record {
-    Record {
-        id: old,
-        data: [(FORWARD_KEY.to_owned(), Value::String(new.to_string()))]
-            .into_iter()
-            .collect(),
-        expiry_date: OffsetDateTime::now_utc() + FORWARD_LIFETIME,
-    }
+/// What the store holds for a session id.
+#[derive(Debug)]
+pub(crate) enum Presence {
+    /// A live session record.
+    Live(Versioned),
+    /// The id was rotated: the record forwards to the new one.
+    Rotated,
+    /// Nothing (absent or expired).
+    Gone,
 }
 
 /// A store call that did not produce an answer.
@@ -186,6 +212,15 @@ impl StoreHandle {
             .load_stored(id)
             .await?
             .filter(|l| forwarded_to(&l.record).is_none()))
+    }
+
+    /// What the store holds for `id`: a live record, a forward to a rotated id, or nothing.
+    pub(crate) async fn probe(&self, id: &Id) -> Result<Presence, StoreFailure> {
+        Ok(match self.load_stored(id).await? {
+            Some(v) if forwarded_to(&v.record).is_some() => Presence::Rotated,
+            Some(v) => Presence::Live(v),
+            None => Presence::Gone,
+        })
     }
 
     /// Reloads a record held at `known`.

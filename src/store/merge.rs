@@ -46,6 +46,14 @@ pub(crate) trait Changes: Send {
 
     /// Applies the changes to `record`.
     fn reapply(&mut self, record: &mut Record) -> Result<(), SessionError>;
+
+    /// The session was rotated at `at`: keeps only the changes made before then, which follow
+    /// the session to its new id; `false` when nothing may follow (the default: a writer that
+    /// read the old session after its rotation must not write into the new one).
+    fn follow_rotation(&mut self, at: OffsetDateTime) -> bool {
+        let _ = at;
+        false
+    }
 }
 
 /// What a merged save did.
@@ -138,12 +146,14 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
         let Some(fresh) = target.load(&id).await.map_err(MergeError::Store)? else {
             return Ok(Merged::Gone);
         };
-        if let Some(next) = forwarded_to(&fresh.record) {
+        if let Some(forward) = forwarded_to(&fresh.record) {
+            // Only changes made before the rotation follow it: whoever still holds the old id
+            // (a fixated cookie, say) cannot write into the new session afterwards.
             forwards += 1;
-            if forwards > MAX_FORWARDS {
+            if forwards > MAX_FORWARDS || !changes.follow_rotation(forward.at) {
                 return Ok(Merged::Gone);
             }
-            id = next;
+            id = forward.to;
             tried = false;
             continue;
         }

@@ -24,7 +24,7 @@ use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
-pub(crate) use handle::{FORWARD_KEY, StoreFailure, StoreHandle, forwarding_record};
+pub(crate) use handle::{FORWARD_KEY, Presence, StoreFailure, StoreHandle, forwarding_record};
 pub(crate) use merge::{Changes, MAX_ATTEMPTS, MergeError, Merged, save_merged};
 
 #[cfg(feature = "redis")]
