@@ -173,37 +173,19 @@ mod cases {
     }
 }
 
-macro_rules! store_tests {
-    ($($store:ident => $backend:expr),* $(,)?) => {
-        $(
-            mod $store {
-                use super::*;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn reload_sees_every_write() {
-                    cases::reload_sees_every_write($backend).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn three_sockets_times_a_hundred_incr() {
-                    cases::three_sockets_times_a_hundred_incr($backend).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn http_writes_interleaved_with_socket_writes_are_both_kept() {
-                    cases::http_writes_interleaved_with_socket_writes_are_both_kept($backend).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn logout_racing_socket_saves_stays_deleted() {
-                    cases::logout_racing_socket_saves_stays_deleted($backend).await
-                }
-            }
-        )*
-    };
+store_tests! {
+    stores: [
+        memory => Backend::Memory,
+        sqlite => Backend::Sqlite,
+        redis => Backend::Redis,
+    ],
+    cases: [
+        reload_sees_every_write,
+        three_sockets_times_a_hundred_incr,
+        http_writes_interleaved_with_socket_writes_are_both_kept,
+        logout_racing_socket_saves_stays_deleted,
+    ],
 }
-
-store_tests!(memory => Backend::Memory, sqlite => Backend::Sqlite, redis => Backend::Redis);
 
 /// A plain store (no conditional save) still counts exactly on one node: writes are
 /// serialized per session, and `update`s are re-applied on the record as it is at save time.

@@ -161,38 +161,22 @@ mod cases {
     }
 }
 
-macro_rules! store_tests {
-    ($($store:ident => $backend:expr),* $(,)?) => {
-        $(
-            mod $store {
-                use super::*;
-                store_tests!(@cases $backend;
-                    logout_ends_every_socket_of_the_session_within_a_second,
-                    an_idle_socket_expires_on_time,
-                    revalidation_never_extends_the_session,
-                    login_rotates_the_id_and_ends_the_old_sockets,
-                    a_deletion_behind_the_back_is_noticed_by_revalidation,
-                    logout_everywhere_ends_every_socket_of_the_user,
-                );
-            }
-        )*
-    };
-    (@cases $backend:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                cases::$name($backend).await
-            }
-        )*
-    };
+store_tests! {
+    stores: [
+        memory => Backend::Memory,
+        sqlite => Backend::Sqlite,
+        redis => Backend::Redis,
+        plain_memory => Backend::PlainMemory,
+    ],
+    cases: [
+        logout_ends_every_socket_of_the_session_within_a_second,
+        an_idle_socket_expires_on_time,
+        revalidation_never_extends_the_session,
+        login_rotates_the_id_and_ends_the_old_sockets,
+        a_deletion_behind_the_back_is_noticed_by_revalidation,
+        logout_everywhere_ends_every_socket_of_the_user,
+    ],
 }
-
-store_tests!(
-    memory => Backend::Memory,
-    sqlite => Backend::Sqlite,
-    redis => Backend::Redis,
-    plain_memory => Backend::PlainMemory,
-);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_expiry_keeps_an_active_socket_past_three_ttls() {

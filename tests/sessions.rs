@@ -377,44 +377,25 @@ mod cases {
     }
 }
 
-macro_rules! store_tests {
-    ($backend:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                crate::cases::$name($backend).await
-            }
-        )*
-    };
+store_tests! {
+    stores: [
+        memory => Backend::Memory,
+        sqlite => Backend::Sqlite,
+        redis => Backend::Redis,
+        plain_memory => Backend::PlainMemory,
+    ],
+    cases: [
+        plain_cookie_sees_user,
+        connect_and_disconnect_handlers_see_the_session,
+        signed_cookie_sees_user_and_forgeries_never_reach_the_store,
+        missing_forged_and_expired_sessions_are_invalid,
+        stopped_store_is_unavailable_within_the_timeout,
+        per_message_write_is_visible_over_http_after_the_ack,
+        logout_ends_the_socket_and_nothing_recreates_the_session,
+        per_connection_writes_are_saved_at_disconnect,
+        concurrent_incr_from_one_socket_counts_exactly,
+        two_sockets_of_one_session_do_not_lose_updates,
+        bad_origin_gets_403_without_store_calls,
+        auth_sid_only_when_enabled_and_never_from_the_query,
+    ],
 }
-
-macro_rules! every_store {
-    ($($store:ident => $backend:expr),* $(,)?) => {
-        $(
-            mod $store {
-                use super::*;
-                store_tests!($backend;
-                    plain_cookie_sees_user,
-                    connect_and_disconnect_handlers_see_the_session,
-                    signed_cookie_sees_user_and_forgeries_never_reach_the_store,
-                    missing_forged_and_expired_sessions_are_invalid,
-                    stopped_store_is_unavailable_within_the_timeout,
-                    per_message_write_is_visible_over_http_after_the_ack,
-                    logout_ends_the_socket_and_nothing_recreates_the_session,
-                    per_connection_writes_are_saved_at_disconnect,
-                    concurrent_incr_from_one_socket_counts_exactly,
-                    two_sockets_of_one_session_do_not_lose_updates,
-                    bad_origin_gets_403_without_store_calls,
-                    auth_sid_only_when_enabled_and_never_from_the_query,
-                );
-            }
-        )*
-    };
-}
-
-every_store!(
-    memory => Backend::Memory,
-    sqlite => Backend::Sqlite,
-    redis => Backend::Redis,
-    plain_memory => Backend::PlainMemory,
-);

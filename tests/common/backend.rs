@@ -1,0 +1,100 @@
+//! The stores every suite runs on, each opened fresh per test.
+
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::SessionStore;
+
+use super::probe::Probe;
+use super::redis::RedisServer;
+use super::store::DemoStore;
+
+/// The backends every store test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `socketio_sessions::store::MemoryStore` (conditional saves).
+    Memory,
+    /// `socketio_sessions::store::SqliteStore` on a temp file (conditional saves).
+    Sqlite,
+    /// `socketio_sessions::store::RedisStore` on a spawned server (conditional saves).
+    Redis,
+    /// `tower_sessions::MemoryStore`: any store without conditional saves.
+    PlainMemory,
+}
+
+/// A store of one backend, with whatever keeps it alive.
+pub struct TestStore {
+    pub backend: Backend,
+    /// The store of the conditional backends.
+    pub store: Probe<DemoStore>,
+    /// The store of `Backend::PlainMemory`.
+    pub plain: Probe<tower_sessions::MemoryStore>,
+    pub redis: Option<RedisServer>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// Opens a fresh store; `None` when the backend is unavailable and not required.
+    pub async fn open(backend: Backend) -> Option<TestStore> {
+        let (store, redis, dir) = match backend {
+            Backend::Memory | Backend::PlainMemory => {
+                (DemoStore::open("memory").await.unwrap(), None, None)
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+                (DemoStore::open(&url).await.unwrap(), None, Some(dir))
+            }
+            Backend::Redis => {
+                let redis = RedisServer::start().await?;
+                (
+                    DemoStore::open(&redis.url()).await.unwrap(),
+                    Some(redis),
+                    None,
+                )
+            }
+        };
+        Some(TestStore {
+            backend,
+            store: Probe::new(store),
+            plain: Probe::new(tower_sessions::MemoryStore::default()),
+            redis,
+            dir,
+        })
+    }
+
+    /// The SQLite file of `Backend::Sqlite`.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("sessions.db"))
+    }
+
+    /// The stored record of a session, read behind the library's back.
+    pub async fn record(&self, id: &Id) -> Option<Record> {
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner().load(id).await.unwrap(),
+            _ => self.store.inner().load(id).await.unwrap(),
+        }
+    }
+
+    /// Deletes a session's record behind the library's back.
+    pub async fn delete_behind(&self, id: &Id) {
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner().delete(id).await.unwrap(),
+            _ => self.store.inner().delete(id).await.unwrap(),
+        }
+    }
+
+    /// How many store calls were made so far.
+    pub fn calls(&self) -> usize {
+        self.store.calls() + self.plain.calls()
+    }
+
+    /// Stops the store for real where it can: kills Redis, closes the SQLite pool; the memory
+    /// store cannot stop, so its probe hangs every call.
+    pub async fn stop(&mut self) {
+        match (self.backend, self.redis.as_mut()) {
+            (_, Some(redis)) => redis.kill(),
+            (Backend::Sqlite, None) => self.store.inner().close().await,
+            (Backend::PlainMemory, _) => self.plain.hang(),
+            _ => self.store.hang(),
+        }
+    }
+}
