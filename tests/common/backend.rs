@@ -1,4 +1,6 @@
-//! The stores every suite runs on, each opened fresh per test.
+//! The stores every suite runs on, each opened fresh per test and closed when the test ends.
+
+use std::time::Duration;
 
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::SessionStore;
@@ -20,7 +22,9 @@ pub enum Backend {
     PlainMemory,
 }
 
-/// A store of one backend, with whatever keeps it alive.
+/// A store of one backend, with whatever keeps it alive. Dropped after the test's servers
+/// (declare it first): it then lifts any hang and closes the store's pool, so that no
+/// connection, worker thread or retry loop of it outlives the test.
 pub struct TestStore {
     pub backend: Backend,
     /// The store of the conditional backends.
@@ -97,4 +101,30 @@ impl TestStore {
             _ => self.store.hang(),
         }
     }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        self.store.heal();
+        self.plain.heal();
+        close_now(self.store.inner().clone());
+    }
+}
+
+/// Closes a store from a `Drop`, which cannot await: on a thread of its own, so that the test's
+/// runtime (which may be the one dropping it) is not blocked on itself. A SQLite pool is never
+/// freed otherwise: its connections' worker threads would stay for the rest of the test binary.
+pub fn close_now(store: DemoStore) {
+    let closing = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime to close the store on");
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), store.close())
+                .await
+                .ok();
+        });
+    });
+    closing.join().ok();
 }

@@ -6,9 +6,9 @@
 //! - [`required`]: what a missing real part (redis-server, node, chattr) does: skip or fail.
 //! - [`wait`]: how long tests wait.
 //! - [`redis`]: a `redis-server` of the test's own.
-//! - [`probe`]: a store wrapper that counts calls and can fail or hang.
-//! - [`backend`]: the stores every suite runs on.
-//! - [`server`]: the demo app on a free port, stopped on drop.
+//! - [`probe`]: a store wrapper that counts calls and can fail or hang (until healed).
+//! - [`backend`]: the stores every suite runs on, closed when the test ends.
+//! - [`server`]: the demo app on a free port, stopped with everything it started.
 //! - [`client`]: Socket.IO clients and raw Engine.IO handshakes.
 //! - [`secrets`]: no session secret in the server's logs or in what clients receive.
 //! - [`store_tests`]: the macro that runs a suite's cases on every store.

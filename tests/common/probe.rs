@@ -1,25 +1,31 @@
 //! A store wrapper that counts every call and can be made to fail or to hang, like a stopped or
-//! stuck store.
+//! stuck store. A hung call is parked until [`Probe::heal`] (or the test's end) releases it, so
+//! that nothing a test hung outlives the test.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use socketio_sessions::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
+use tokio::sync::watch;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-/// What a store wrapper does with each call.
-const NORMAL: u8 = 0;
-const FAIL: u8 = 1;
-const HANG: u8 = 2;
+/// What the probe does with each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Fail,
+    Hang,
+}
 
-/// Wraps a store: counts every call and can be made to fail or hang (a stopped store).
+/// Wraps a store: counts every call and can be made to fail or hang.
 #[derive(Debug, Clone)]
 pub struct Probe<S> {
     inner: S,
-    pub calls: Arc<AtomicUsize>,
-    fault: Arc<AtomicU8>,
+    calls: Arc<AtomicUsize>,
+    parked: Arc<AtomicUsize>,
+    fault: Arc<watch::Sender<Fault>>,
 }
 
 impl<S> Probe<S> {
@@ -27,35 +33,69 @@ impl<S> Probe<S> {
         Probe {
             inner,
             calls: Arc::default(),
-            fault: Arc::default(),
+            parked: Arc::default(),
+            fault: Arc::new(watch::Sender::new(Fault::None)),
         }
     }
+
     /// The wrapped store, for reads and writes behind the library's back.
     pub fn inner(&self) -> &S {
         &self.inner
     }
+
+    /// How many calls were made so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
+
+    /// How many calls are hung right now.
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    /// Every call fails from now on.
     pub fn fail(&self) {
-        self.fault.store(FAIL, Ordering::SeqCst);
+        self.fault.send_replace(Fault::Fail);
     }
+
+    /// Every call hangs from now on, until [`heal`](Self::heal).
     pub fn hang(&self) {
-        self.fault.store(HANG, Ordering::SeqCst);
+        self.fault.send_replace(Fault::Hang);
     }
+
+    /// Calls go through again, the hung ones included.
     pub fn heal(&self) {
-        self.fault.store(NORMAL, Ordering::SeqCst);
+        self.fault.send_replace(Fault::None);
     }
+
     async fn enter(&self) -> session_store::Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.fault.load(Ordering::SeqCst) {
-            FAIL => Err(session_store::Error::Backend("probe: store stopped".into())),
-            HANG => {
-                std::future::pending::<()>().await;
-                unreachable!()
-            }
+        let mut fault = self.fault.subscribe();
+        if *fault.borrow_and_update() == Fault::Hang {
+            let _parked = Parked::new(&self.parked);
+            // The sender lives as long as `self`: this returns only once the hang is lifted.
+            fault.wait_for(|f| *f != Fault::Hang).await.ok();
+        }
+        match *fault.borrow() {
+            Fault::Fail => Err(session_store::Error::Backend("probe: store stopped".into())),
             _ => Ok(()),
         }
+    }
+}
+
+/// Counts a hung call for as long as it hangs, dropped call included.
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Parked(count)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -1,8 +1,15 @@
-//! The demo app on a free port, and the HTTP calls the tests make to it.
+//! The demo app on a free port, in a runtime of its own on a thread of its own, and the HTTP
+//! calls the tests make to it.
+//!
+//! Stopping a server stops everything it started: its accept loop and connections, Engine.IO
+//! sessions, the sessions' background work (revalidation, expiry timers, write-behind), the
+//! Redis adapter and keyspace watch with their retry loops. They all run on the server's
+//! runtime, which is shut down before [`TestServer`]'s drop returns, so nothing of one test's
+//! server keeps running into the next test, and its logs are all written (and checked) by then.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -13,10 +20,14 @@ use super::backend::{Backend, TestStore};
 use super::secrets;
 use super::wait::SOON;
 
-/// The demo app on a free port, stopped on drop.
+/// The store timeout of every test server, unless a test sets its own.
+pub const STORE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The demo app on a free port, stopped (with everything it started) on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -35,36 +46,53 @@ impl TestServer {
         .await
     }
 
-    /// The demo built by `make` (e.g. over a store of the test's own).
-    pub async fn start_with<F>(
-        make: impl FnOnce(DemoOptions) -> F,
-        opts: impl FnOnce(&mut DemoOptions),
-    ) -> TestServer
+    /// The demo built by `make` (e.g. over a store of the test's own), on the server's runtime.
+    pub async fn start_with<F, Fut>(make: F, opts: impl FnOnce(&mut DemoOptions)) -> TestServer
     where
-        F: std::future::Future<Output = Result<axum::Router, app::BoxError>>,
+        F: FnOnce(DemoOptions) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<axum::Router, app::BoxError>>,
     {
         secrets::watch();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let mut options = DemoOptions::new(app::own_origins(addr));
-        options.store_timeout = Duration::from_millis(500);
+        options.store_timeout = STORE_TIMEOUT;
         opts(&mut options);
-        let router = make(options).await.expect("the demo app builds");
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
-                rx.await.ok();
-            })
-            .await
-            .unwrap();
-        });
-        TestServer {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("test-server-{}", addr.port()))
+            .spawn(move || run(listener, make, options, ready_tx, stop_rx))
+            .expect("a thread for the test server");
+        let mut server = TestServer {
             addr,
-            shutdown: Some(tx),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        match ready_rx.await {
+            Ok(Ok(())) => server,
+            Ok(Err(e)) => {
+                server.stop_and_wait();
+                panic!("the demo app did not build: {e}");
+            }
+            Err(_) => {
+                server.stop_and_wait();
+                panic!("the test server's thread ended before it was ready");
+            }
+        }
+    }
+
+    /// Stops the server and waits until its runtime, and every task on it, is gone.
+    fn stop_and_wait(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+            && !std::thread::panicking()
+        {
+            panic!("the test server's thread panicked");
         }
     }
 
@@ -150,7 +178,7 @@ impl TestServer {
 
     /// Polls the HTTP counter until it equals `want`, failing if it overshoots or times out.
     pub async fn wait_count(&self, cookie: &str, want: u64) {
-        let deadline = Instant::now() + SOON;
+        let deadline = std::time::Instant::now() + SOON;
         loop {
             let n = self.count(cookie).await;
             assert!(n <= want, "counter overshot: {n} > {want}");
@@ -158,7 +186,7 @@ impl TestServer {
                 return;
             }
             assert!(
-                Instant::now() < deadline,
+                std::time::Instant::now() < deadline,
                 "counter stuck at {n}, want {want}"
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -192,13 +220,62 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            tx.send(()).ok();
-        }
+        self.stop_and_wait();
         if !std::thread::panicking() {
             secrets::check();
         }
     }
+}
+
+/// The server's thread: builds the app and serves it on a runtime of its own until told to
+/// stop, shuts the app down, then drops the runtime, which ends every task the server started.
+fn run<F, Fut>(
+    listener: std::net::TcpListener,
+    make: F,
+    options: DemoOptions,
+    ready: oneshot::Sender<Result<(), String>>,
+    stop: oneshot::Receiver<()>,
+) where
+    F: FnOnce(DemoOptions) -> Fut,
+    Fut: Future<Output = Result<axum::Router, app::BoxError>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-server-worker")
+        .enable_all()
+        .build()
+        .expect("the test server's runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let router = match make(options).await {
+            Ok(router) => router,
+            Err(e) => {
+                ready.send(Err(e.to_string())).ok();
+                return;
+            }
+        };
+        ready.send(Ok(())).ok();
+        let app = router.clone();
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        );
+        tokio::select! {
+            served = serve.into_future() => served.expect("the test server failed"),
+            _ = stop => {}
+        }
+        shut_down(app).await;
+    });
+    // Ends every task still on the runtime: connections, Engine.IO sessions, timers, loops.
+    runtime.shutdown_timeout(SOON);
+}
+
+/// THE ONE PLACE where a test server's app is shut down: after it stopped accepting, before its
+/// runtime (and every task on it) is dropped. Call `SocketSessions::shutdown()` here once the
+/// library has it; the demo's `app` will then have to hand its `SocketSessions` out along with
+/// the router, and `run` pass it here. Until then the runtime's end is the shutdown.
+async fn shut_down(app: axum::Router) {
+    drop(app);
 }
 
 /// The session id inside a plain `id=...` cookie.
