@@ -249,3 +249,45 @@ pub async fn websocket_handshake(server: &TestServer, headers: &[(&str, &str)]) 
     }
     req.send().await.unwrap().status().as_u16()
 }
+
+/// A Socket.IO connect over raw Engine.IO polling, without a Socket.IO client: the open
+/// request with `cookie`, the `40` connect packet, then long polls until the server's answer.
+/// Light enough for hundreds of handshakes at once; `client` keeps its connections for reuse.
+pub async fn polling_connect(
+    client: &reqwest::Client,
+    server: &TestServer,
+    cookie: &str,
+) -> Outcome {
+    let base = server.url("/socket.io/?EIO=4&transport=polling");
+    let open = client
+        .get(&base)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let body = open.text().await.unwrap();
+    let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let posted = client.post(&url).body("40").send().await.unwrap();
+    assert!(posted.status().is_success());
+    // Long-polls until the connect answer (`40…` or `44…`) arrives; pings may come first.
+    let mut seen = String::new();
+    for _ in 0..10 {
+        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+        for packet in body.split('\u{1e}') {
+            if packet.starts_with("40") {
+                return Outcome::Connected;
+            }
+            if let Some(error) = packet.strip_prefix("44") {
+                secrets::frame(error.to_owned());
+                let message = serde_json::from_str::<Value>(error)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| error.to_owned());
+                return Outcome::Refused(message);
+            }
+        }
+        seen.push_str(&body);
+    }
+    panic!("no connect answer: {seen:?}");
+}

@@ -32,8 +32,8 @@ pub mod wait;
 pub use app::DemoOptions;
 pub use backend::{Backend, TestStore};
 pub use client::{
-    Dial, Outcome, TRANSPORTS, TestSocket, Transport, connected, dial, polling_handshake,
-    websocket_handshake,
+    Dial, Outcome, TRANSPORTS, TestSocket, Transport, connected, dial, polling_connect,
+    polling_handshake, websocket_handshake,
 };
 pub use probe::Probe;
 pub use redis::{RedisServer, free_port};
