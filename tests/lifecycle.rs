@@ -22,11 +22,12 @@ async fn ended(s: &mut TestSocket, want: &str) {
 mod cases {
     use super::*;
 
-    pub async fn logout_ends_every_socket_of_the_session_within_a_second(b: Backend) {
+    pub async fn logout_ends_every_socket_of_the_session_at_once(b: Backend) {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server = TestServer::start(&st, |_| {}).await;
+        // Only a push can end the sockets: revalidation never runs during the test.
+        let server = TestServer::start(&st, |o| o.revalidate_every = NEVER).await;
         let cookie = server.login("amy").await;
         let other = server.login("bo").await;
         let mut sockets = Vec::new();
@@ -34,16 +35,10 @@ mod cases {
             sockets.push(connected(&server, TRANSPORTS[i % 2], &cookie).await);
         }
         let mut bystander = connected(&server, Transport::Websocket, &other).await;
-        let started = Instant::now();
         server.logout(&cookie).await;
         for s in &mut sockets {
             ended(s, "session_revoked").await;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
         bystander
             .no_event("sinvalid", Duration::from_millis(200))
             .await;
@@ -57,15 +52,23 @@ mod cases {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server = TestServer::start(&st, |o| o.ttl = Duration::from_secs(2)).await;
+        let ttl = Duration::from_secs(2);
+        // Only the expiry timer can end the socket: revalidation never runs during the test.
+        let server = TestServer::start(&st, |o| {
+            o.ttl = ttl;
+            o.revalidate_every = NEVER;
+        })
+        .await;
         let cookie = server.login("cid").await;
         let logged_in = Instant::now();
         let mut s = connected(&server, Transport::Websocket, &cookie).await;
         ended(&mut s, "session_expired").await;
         let at = logged_in.elapsed();
+        // Not before the TTL (less a margin for the login's own duration); after it, as soon
+        // as a loaded machine gets to it.
         assert!(
-            at > Duration::from_millis(1500) && at < Duration::from_millis(2500),
-            "expired after {at:?}, want 2 s ± 0.5 s"
+            at > ttl - Duration::from_millis(500) && at < ttl + SLACK,
+            "expired after {at:?}, want {ttl:?} (- 0.5 s, + {SLACK:?})"
         );
     }
 
@@ -111,11 +114,11 @@ mod cases {
         for s in &mut sockets {
             ended(s, "session_rotated").await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            st.record(&cookie_id(&old)).await.is_none(),
-            "the old id is still stored"
-        );
+        let old_id = cookie_id(&old);
+        eventually("the old id is gone from the store", || async {
+            st.record(&old_id).await.is_none().then_some(())
+        })
+        .await;
         assert_eq!(server.session(&old).await.0, 401);
         let s = connected(&server, Transport::Websocket, &new).await;
         assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "eli2" }));
@@ -125,26 +128,22 @@ mod cases {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server =
-            TestServer::start(&st, |o| o.revalidate_every = Duration::from_millis(500)).await;
+        let every = Duration::from_millis(500);
+        let server = TestServer::start(&st, |o| o.revalidate_every = every).await;
         let cookie = server.login("fay").await;
         let mut s = connected(&server, Transport::Websocket, &cookie).await;
         let started = Instant::now();
         st.delete_behind(&cookie_id(&cookie)).await;
         ended(&mut s, "session_revoked").await;
-        // Within the interval, plus generous slack for a loaded machine.
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        // Within the interval, plus slack for a loaded machine.
+        assert!(started.elapsed() < every + SLACK, "{:?}", started.elapsed());
     }
 
     pub async fn logout_everywhere_ends_every_socket_of_the_user(b: Backend) {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server = TestServer::start(&st, |_| {}).await;
+        let server = TestServer::start(&st, |o| o.revalidate_every = NEVER).await;
         let (first, second, other) = (
             server.login("gus").await,
             server.login("gus").await,
@@ -169,7 +168,7 @@ store_tests! {
         plain_memory => Backend::PlainMemory,
     ],
     cases: [
-        logout_ends_every_socket_of_the_session_within_a_second,
+        logout_ends_every_socket_of_the_session_at_once,
         an_idle_socket_expires_on_time,
         revalidation_never_extends_the_session,
         login_rotates_the_id_and_ends_the_old_sockets,
@@ -183,18 +182,21 @@ async fn rolling_expiry_keeps_an_active_socket_past_three_ttls() {
     let Some(st) = TestStore::open(Backend::Memory).await else {
         return;
     };
+    let ttl = Duration::from_secs(3);
     let server = TestServer::start(&st, |o| {
-        o.ttl = Duration::from_secs(2);
+        o.ttl = ttl;
         o.rolling = Some(Duration::from_millis(500));
     })
     .await;
     let cookie = server.login("ike").await;
     let mut s = connected(&server, Transport::Websocket, &cookie).await;
     let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(6500) {
+    // A 3 s TTL leaves a loaded machine over 2 s between two activities before the session
+    // could lapse.
+    while started.elapsed() < ttl * 3 + Duration::from_millis(500) {
         // Read-only activity: only rolling expiry moves the session forward.
         assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "ike" }));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     s.no_event("sinvalid", Duration::from_millis(10)).await;
     // Idle again: it expires.
@@ -210,7 +212,11 @@ async fn redis_nodes(redis: &RedisServer, n: usize) -> Vec<TestServer> {
         nodes.push(
             TestServer::start_with(
                 move |o| app::app_conditional(store, o),
-                move |o| o.redis_adapter = Some(url),
+                move |o| {
+                    o.redis_adapter = Some(url);
+                    // Only a push can end a socket: revalidation never runs during a test.
+                    o.revalidate_every = NEVER;
+                },
             )
             .await,
         );
@@ -233,16 +239,10 @@ async fn logout_on_one_node_ends_the_sockets_on_the_other() {
         on_b.push(s);
     }
     on_b.push(connected(&nodes[0], Transport::Websocket, &cookie).await);
-    let started = Instant::now();
     nodes[0].logout(&cookie).await;
     for s in &mut on_b {
         ended(s, "session_revoked").await;
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +254,6 @@ async fn keyspace_notifications_end_sockets_at_once() {
     // `DEL` by another process.
     let cookie = nodes[0].login("kai").await;
     let mut s = connected(&nodes[1], Transport::Websocket, &cookie).await;
-    let started = Instant::now();
     assert_eq!(
         redis
             .cli(&["DEL", &cookie_id(&cookie).to_string()])
@@ -262,20 +261,9 @@ async fn keyspace_notifications_end_sockets_at_once() {
         Some("1")
     );
     ended(&mut s, "session_revoked").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "DEL: {:?}",
-        started.elapsed()
-    );
     // The record's TTL running out in Redis.
     let cookie = nodes[0].login("lea").await;
     let mut s = connected(&nodes[1], Transport::Polling, &cookie).await;
-    let started = Instant::now();
     redis.cli(&["PEXPIRE", &cookie_id(&cookie).to_string(), "100"]);
     ended(&mut s, "session_expired").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "expiry: {:?}",
-        started.elapsed()
-    );
 }

@@ -181,6 +181,21 @@ impl TestSocket {
         }
     }
 
+    /// Waits for an event named `name` carrying `want`, skipping every other event.
+    pub async fn event_with(&mut self, name: &str, want: &Value) {
+        let deadline = Instant::now() + SOON;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (event, value) = tokio::time::timeout(left, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no `{name}` event with {want}"))
+                .expect("client gone");
+            if event == name && value == *want {
+                return;
+            }
+        }
+    }
+
     pub async fn close(self) {
         self.client.disconnect().await.ok();
     }

@@ -4,7 +4,7 @@
 //!
 //! One concept per file:
 //! - [`required`]: what a missing real part (redis-server, node, chattr) does: skip or fail.
-//! - [`wait`]: how long tests wait.
+//! - [`wait`]: how long tests wait, and waiting for a condition instead of sleeping.
 //! - [`redis`]: a `redis-server` of the test's own.
 //! - [`probe`]: a store wrapper that counts calls and can fail or hang (until healed).
 //! - [`backend`]: the stores every suite runs on, closed when the test ends.
@@ -38,7 +38,7 @@ pub use client::{
 pub use probe::Probe;
 pub use redis::{RedisServer, free_port};
 pub use required::{REQUIRE_ENV, required};
-pub use server::{TestServer, cookie_id, http};
+pub use server::{STORE_TIMEOUT, TestServer, cookie_id, http};
 pub use store::DemoStore;
 pub(crate) use store_tests::store_tests;
-pub use wait::SOON;
+pub use wait::{NEVER, SLACK, SOON, eventually};

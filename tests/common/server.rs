@@ -20,8 +20,10 @@ use super::backend::{Backend, TestStore};
 use super::secrets;
 use super::wait::SOON;
 
-/// The store timeout of every test server, unless a test sets its own.
-pub const STORE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The store timeout of every test server, unless a test sets its own: long enough that a
+/// healthy store on a loaded machine never reaches it (two handlers of one session may also
+/// queue behind each other within it), short enough for tests that wait it out.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The demo app on a free port, stopped (with everything it started) on drop.
 pub struct TestServer {
