@@ -15,7 +15,7 @@ use socketio_sessions::store::{
 };
 use socketio_sessions::{Mode, SessionError, SocketSession, SocketSessions};
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::ConnectHandler;
 use tokio::sync::Notify;
 use tower_sessions::session::{Id, Record};
@@ -172,37 +172,19 @@ mod cases {
     }
 }
 
-macro_rules! store_tests {
-    ($($store:ident => $backend:expr),* $(,)?) => {
-        $(
-            mod $store {
-                use super::*;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn reload_sees_every_write() {
-                    cases::reload_sees_every_write($backend).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn three_sockets_times_a_hundred_incr() {
-                    cases::three_sockets_times_a_hundred_incr($backend).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn http_writes_interleaved_with_socket_writes_are_both_kept() {
-                    cases::http_writes_interleaved_with_socket_writes_are_both_kept($backend).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn logout_racing_socket_saves_stays_deleted() {
-                    cases::logout_racing_socket_saves_stays_deleted($backend).await
-                }
-            }
-        )*
-    };
+store_tests! {
+    stores: [
+        memory => Backend::Memory,
+        sqlite => Backend::Sqlite,
+        redis => Backend::Redis,
+    ],
+    cases: [
+        reload_sees_every_write,
+        three_sockets_times_a_hundred_incr,
+        http_writes_interleaved_with_socket_writes_are_both_kept,
+        logout_racing_socket_saves_stays_deleted,
+    ],
 }
-
-store_tests!(memory => Backend::Memory, sqlite => Backend::Sqlite, redis => Backend::Redis);
 
 /// A plain store (no conditional save) still counts exactly on one node: writes are
 /// serialized per session, and `update`s are re-applied on the record as it is at save time.
@@ -246,21 +228,31 @@ async fn two_nodes_on_one_redis_count_exactly() {
     }
 }
 
-/// A handler that reads `count`, waits, then writes `copy`: if `count` changed meanwhile, its
-/// write was based on a stale value and must fail, not land.
-fn stale_reader_app(store: MemoryStore, o: &DemoOptions) -> app::DemoApp {
+/// The turns of the stale reader's handler: it reads `count`, signals `read`, and writes only
+/// once the test signals `go`, so that the test decides what happens in between.
+#[derive(Debug, Default)]
+struct Turns {
+    read: Notify,
+    go: Notify,
+}
+
+/// A handler that reads `count`, waits for its turn, then writes `copy`: if `count` changed
+/// meanwhile, its write was based on a stale value and must fail, not land.
+fn stale_reader_app(store: MemoryStore, o: &DemoOptions, turns: Arc<Turns>) -> app::DemoApp {
     let sessions = SocketSessions::builder(store)
         .with_allowed_origins(&o.allowed_origins)
         .build()
         .unwrap();
     let (layer, io) = SocketIo::new_layer();
-    let setup = |socket: SocketRef| {
+    let setup = move |socket: SocketRef| {
+        let turns = turns.clone();
         socket.on(
-            "copy_slowly",
-            async |session: SocketSession, ack: AckSender, Data(ms): Data<u64>| {
+            "copy",
+            move |session: SocketSession, ack: AckSender| async move {
                 let result = async {
                     let n: Option<u64> = session.get("count").await?;
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    turns.read.notify_one();
+                    turns.go.notified().await;
                     session.insert("copy", n).await?;
                     session.save().await
                 }
@@ -292,8 +284,10 @@ async fn a_stale_read_reaches_the_handler_as_a_conflict() {
     let demo_store = store.clone();
     let demo = TestServer::start_with(move |o| app::app(demo_store, o), |_| {}).await;
     let reader_store = store.clone();
+    let turns = Arc::new(Turns::default());
+    let reader_turns = turns.clone();
     let reader = TestServer::start_with(
-        move |o| async move { Ok(stale_reader_app(reader_store, &o)) },
+        move |o| async move { Ok(stale_reader_app(reader_store, &o, reader_turns)) },
         |_| {},
     )
     .await;
@@ -302,10 +296,13 @@ async fn a_stale_read_reaches_the_handler_as_a_conflict() {
     let fast = connected(&demo, Transport::Websocket, &cookie).await;
 
     assert_eq!(fast.ack("incr", json!({})).await, json!(1));
-    // `count` changes on the other node while the reader waits: refused, nothing written.
-    let (answer, incr) = tokio::join!(slow.ack("copy_slowly", json!(400)), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        fast.ack("incr", json!({})).await
+    // `count` changes on the other node between the reader's read and its write: refused,
+    // nothing written.
+    let (answer, incr) = tokio::join!(slow.ack("copy", json!({})), async {
+        turns.read.notified().await;
+        let incr = fast.ack("incr", json!({})).await;
+        turns.go.notify_one();
+        incr
     });
     assert_eq!(incr, json!(2));
     assert_eq!(answer, json!({ "conflict": "count" }));
@@ -313,10 +310,11 @@ async fn a_stale_read_reaches_the_handler_as_a_conflict() {
     let record = store.load(&id).await.unwrap().unwrap();
     assert_eq!(record.data.get("copy"), None, "the stale write landed");
     // Unchanged in between: the write lands.
-    assert_eq!(
-        slow.ack("copy_slowly", json!(10)).await,
-        json!({ "ok": true })
-    );
+    let (answer, ()) = tokio::join!(slow.ack("copy", json!({})), async {
+        turns.read.notified().await;
+        turns.go.notify_one();
+    });
+    assert_eq!(answer, json!({ "ok": true }));
     let record = store.load(&id).await.unwrap().unwrap();
     assert_eq!(record.data.get("copy"), Some(&json!(2)));
     assert_eq!(record.data.get("count"), Some(&json!(2)));
@@ -337,9 +335,7 @@ impl Gate {
         let held = *self.held.lock().unwrap();
         match held {
             Some(h) if h == *id => {
-                let waited =
-                    tokio::time::timeout(Duration::from_secs(5), self.other_started.notified())
-                        .await;
+                let waited = tokio::time::timeout(SOON, self.other_started.notified()).await;
                 if waited.is_err() {
                     self.timed_out.store(true, Ordering::SeqCst);
                 }
@@ -381,7 +377,9 @@ impl ConditionalStore for Gate {
 async fn different_sessions_are_not_serialized_with_each_other() {
     let gate = Gate::default();
     let store = gate.clone();
-    let server = TestServer::start_with(move |o| app::app(store, o), |_| {}).await;
+    // No store timeout: only the gate decides how long the held load waits.
+    let server =
+        TestServer::start_with(move |o| app::app(store, o), |o| o.store_timeout = NEVER).await;
     let (a, b) = (server.login("a").await, server.login("b").await);
     let sa = connected(&server, Transport::Websocket, &a).await;
     let sb = connected(&server, Transport::Websocket, &b).await;

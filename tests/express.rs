@@ -150,6 +150,9 @@ async fn rust_node_in(redis: &RedisServer, secrets: &[&str], mode: Mode) -> Test
             o.express_secrets = Some(secrets);
             o.redis_adapter = Some(url);
             o.mode = mode;
+            // Only a push (keyspace notifications) can end a socket: revalidation never runs
+            // during a test.
+            o.revalidate_every = NEVER;
         },
     )
     .await
@@ -226,7 +229,6 @@ async fn express_destroy_ends_the_rust_sockets() {
     for t in TRANSPORTS {
         sockets.push(connected(&node, t, &cookie).await);
     }
-    let started = Instant::now();
     express.destroy(&cookie).await;
     for s in &mut sockets {
         assert_eq!(
@@ -235,11 +237,6 @@ async fn express_destroy_ends_the_rust_sockets() {
         );
         s.next_event("close").await;
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
     // A connect after the destroy is refused.
     let s = dial(&node, Transport::Websocket, &cookie).await;
     assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));

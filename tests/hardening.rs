@@ -3,14 +3,25 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use socketio_sessions::FailureLimit;
+use socketio_sessions::{FailureLimit, InvalidReason};
 
 fn unknown_cookie() -> String {
     format!("id={}", tower_sessions::session::Id::default())
+}
+
+/// The reasons of every refused handshake, as the server's `on_invalid` hook saw them.
+fn refusals(o: &mut DemoOptions) -> Arc<Mutex<Vec<InvalidReason>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook_seen = seen.clone();
+    o.on_invalid = Some(Arc::new(move |ev| {
+        hook_seen.lock().unwrap().push(ev.reason)
+    }));
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,16 +29,15 @@ async fn invalid_handshakes_are_limited_per_address_without_store_calls() {
     let Some(st) = TestStore::open(Backend::Memory).await else {
         return;
     };
-    let window = Duration::from_secs(2);
+    // A window no test outlives: once reached, the limit holds however slow the machine is.
     let server = TestServer::start(&st, |o| {
         o.failure_limit = Some(FailureLimit {
             max_failures: 5,
-            window,
+            window: NEVER,
         })
     })
     .await;
     let valid = server.login("ann").await;
-    let started = Instant::now();
     for _ in 0..5 {
         let s = dial(&server, Transport::Websocket, &unknown_cookie()).await;
         assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
@@ -46,9 +56,44 @@ async fn invalid_handshakes_are_limited_per_address_without_store_calls() {
         }
     }
     assert_eq!(st.calls(), before, "a limited handshake reached the store");
-    // The window passes: valid sessions connect again.
-    tokio::time::sleep((window + Duration::from_millis(200)).saturating_sub(started.elapsed()))
-        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_limit_lifts_when_its_window_passes() {
+    let Some(st) = TestStore::open(Backend::Memory).await else {
+        return;
+    };
+    let window = Duration::from_secs(2);
+    let mut seen = None;
+    let server = TestServer::start(&st, |o| {
+        o.failure_limit = Some(FailureLimit {
+            max_failures: 5,
+            window,
+        });
+        seen = Some(refusals(o));
+    })
+    .await;
+    let seen = seen.unwrap();
+    let valid = server.login("ann").await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        let s = dial(&server, Transport::Websocket, &unknown_cookie()).await;
+        assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
+    }
+    // The window opened at the first failure the server counted, after `started`: a
+    // handshake answered before `started + window` is inside it, and must be limited. (On a
+    // machine so slow that the window has passed already, that is not known, and not asserted.)
+    let s = dial(&server, Transport::Websocket, &valid).await;
+    if started.elapsed() < window {
+        assert_eq!(s.outcome, Outcome::Refused("session_invalid".into()));
+        assert_eq!(
+            seen.lock().unwrap().last(),
+            Some(&InvalidReason::RateLimited)
+        );
+    }
+    let last_failure = Instant::now();
+    // The window passes (it opened before the last failure): valid sessions connect again.
+    tokio::time::sleep_until((last_failure + window + Duration::from_millis(200)).into()).await;
     let s = connected(&server, Transport::Websocket, &valid).await;
     assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "ann" }));
 }
@@ -58,40 +103,52 @@ async fn a_slow_store_is_capped_and_the_excess_is_refused_at_once() {
     let Some(st) = TestStore::open(Backend::Memory).await else {
         return;
     };
+    let mut seen = None;
     let server = TestServer::start(&st, |o| {
-        o.store_timeout = Duration::from_secs(2);
+        // No store timeout frees a place during the test: only the cap can refuse.
+        o.store_timeout = NEVER;
         o.max_loads_in_flight = Some(4);
+        seen = Some(refusals(o));
     })
     .await;
-    let cookie = server.login("bob").await;
-    st.store.hang();
-    let started = Instant::now();
-    let attempts = (0..20).map(|i| {
-        let cookie = cookie.clone();
-        let server = &server;
-        async move {
-            let s = dial(server, TRANSPORTS[i % 2], &cookie).await;
-            (s.outcome, started.elapsed())
-        }
-    });
-    let results = futures_util::future::join_all(attempts).await;
-    for (outcome, _) in &results {
-        assert_eq!(*outcome, Outcome::Refused("session_unavailable".into()));
+    let seen = seen.unwrap();
+    // One session per handshake, so that each admitted one is a load of its own in the store.
+    let mut cookies = Vec::new();
+    for i in 0..20 {
+        cookies.push(server.login(&format!("user{i}")).await);
     }
-    // At most 4 waited for the store; the rest were refused well before its timeout.
-    let fast = results
-        .iter()
-        .filter(|(_, at)| *at < Duration::from_millis(1500))
-        .count();
-    assert!(fast >= 16, "only {fast} of 20 refused fast");
-    assert!(
-        results.iter().all(|(_, at)| *at < Duration::from_secs(6)),
-        "a handshake hung"
+    st.store.hang();
+    let client = http();
+    let attempts = futures_util::future::join_all(
+        cookies.iter().map(|c| polling_connect(&client, &server, c)),
     );
-    // The store answers again: so does the server.
-    st.store.heal();
-    let s = connected(&server, Transport::Websocket, &cookie).await;
-    assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "bob" }));
+    let (outcomes, ()) = tokio::join!(attempts, async {
+        // While the store has answered nothing: 4 loads wait in it, and the other 16
+        // handshakes are refused, at once rather than after waiting for a place.
+        eventually("4 loads waiting in the hung store", || async {
+            (st.store.parked() == 4).then_some(())
+        })
+        .await;
+        eventually("16 handshakes refused while the store hangs", || async {
+            (seen.lock().unwrap().len() >= 16).then_some(())
+        })
+        .await;
+        assert_eq!(st.store.parked(), 4, "loads in the store past the cap");
+        assert_eq!(*seen.lock().unwrap(), vec![InvalidReason::Overloaded; 16]);
+        // The store answers again: the 4 waiting handshakes go through.
+        st.store.heal();
+    });
+    let refused = outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Refused("session_unavailable".into()))
+        .count();
+    let admitted = outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Connected)
+        .count();
+    assert_eq!((refused, admitted), (16, 4), "{outcomes:?}");
+    let s = connected(&server, Transport::Websocket, &cookies[0]).await;
+    assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "user0" }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,18 +184,25 @@ async fn redis_down_under_load_fails_fast_keeps_acknowledged_writes_and_recovers
             errors
         }
     };
-    assert!(load(20).await.is_empty(), "errors while Redis was up");
+    let errors = load(20).await;
+    assert!(errors.is_empty(), "errors while Redis was up: {errors:?}");
     redis.kill();
-    let errors = load(5).await;
+    // Each of these waits out the store timeout, two handlers of the session one after the
+    // other: three rounds make the point.
+    let errors = load(3).await;
     assert_eq!(
         errors.len(),
-        10,
+        6,
         "every event while Redis is down gets an error ack"
     );
     for (answer, took) in &errors {
         assert_eq!(*answer, json!({ "error": "session_unavailable" }));
-        // The store timeout is 500 ms; two handlers of the session may queue behind each other.
-        assert!(*took < Duration::from_secs(3), "an error ack took {took:?}");
+        // Two handlers of the session may queue behind each other, each bounded by the store
+        // timeout; plus slack for a loaded machine. Without the timeout it would hang.
+        assert!(
+            *took < STORE_TIMEOUT * 2 + SLACK,
+            "an error ack took {took:?}"
+        );
     }
     let s = dial(&server, Transport::Websocket, &cookie).await;
     assert_eq!(s.outcome, Outcome::Refused("session_unavailable".into()));
@@ -152,8 +216,8 @@ async fn redis_down_under_load_fails_fast_keeps_acknowledged_writes_and_recovers
             break;
         }
         assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "no recovery within 5 s: {answer}"
+            back.elapsed() < SOON,
+            "no recovery within {SOON:?}: {answer}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -163,90 +227,6 @@ async fn redis_down_under_load_fails_fast_keeps_acknowledged_writes_and_recovers
     assert_eq!(
         server.count(&cookie).await,
         acked.load(std::sync::atomic::Ordering::SeqCst)
-    );
-}
-
-/// A Socket.IO connect over raw Engine.IO polling: the server's answer to `40`.
-async fn raw_connect(server: &TestServer, cookie: &str) -> String {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(http);
-    let base = server.url("/socket.io/?EIO=4&transport=polling");
-    let open = client
-        .get(&base)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let body = open.text().await.unwrap();
-    let open: serde_json::Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
-    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
-    let posted = client.post(&url).body("40").send().await.unwrap();
-    assert!(posted.status().is_success());
-    // Long-polls until the connect answer (`40…` or `44…`) arrives; pings may come first.
-    let mut seen = String::new();
-    for _ in 0..10 {
-        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
-        seen.push_str(&body);
-        if body
-            .split('\u{1e}')
-            .any(|p| p.starts_with("40") || p.starts_with("44"))
-        {
-            return seen;
-        }
-    }
-    panic!("no connect answer: {seen:?}");
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_stays_bounded_over_a_thousand_handshakes_to_a_hung_store() {
-    let Some(st) = TestStore::open(Backend::Memory).await else {
-        return;
-    };
-    let server = TestServer::start(&st, |o| {
-        o.store_timeout = Duration::from_millis(500);
-        o.max_loads_in_flight = Some(4);
-    })
-    .await;
-    let cookie = server.login("dan").await;
-    // Warm up, then hang the store.
-    let first = raw_connect(&server, &cookie).await;
-    assert!(first.contains("40{\"sid\""), "{first}");
-    st.store.hang();
-    let before = rss_kib();
-    let started = Instant::now();
-    let mut refused = 0;
-    for _ in 0..10 {
-        let batch = (0..100).map(|_| raw_connect(&server, &cookie));
-        for answer in futures_util::future::join_all(batch).await {
-            assert!(answer.contains("session_unavailable"), "{answer}");
-            refused += 1;
-        }
-    }
-    // This process hosts the server and the clients; refused Engine.IO sessions stay open
-    // until socketioxide's connect timeout (45 s), which is most of the growth.
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
-    assert_eq!(refused, 1000);
-    assert!(
-        grown_mib < 64,
-        "RSS grew by {grown_mib} MiB over 1,000 handshakes"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
-    eprintln!(
-        "1,000 handshakes to a hung store: {:?}, RSS +{grown_mib} MiB",
-        started.elapsed()
     );
 }
 
@@ -319,7 +299,7 @@ async fn a_read_only_sqlite_file_fails_writes_keeps_acknowledged_ones_and_recove
         let answer = s.ack("incr", json!({})).await;
         assert_eq!(answer, json!({ "error": "session_unavailable" }));
         assert!(
-            sent.elapsed() < Duration::from_secs(3),
+            sent.elapsed() < STORE_TIMEOUT * 2 + SLACK,
             "{:?}",
             sent.elapsed()
         );
@@ -334,7 +314,7 @@ async fn a_read_only_sqlite_file_fails_writes_keeps_acknowledged_ones_and_recove
         other.outcome
     );
     assert!(
-        sent.elapsed() < Duration::from_secs(3),
+        sent.elapsed() < STORE_TIMEOUT * 2 + SLACK,
         "{:?}",
         sent.elapsed()
     );
@@ -348,8 +328,8 @@ async fn a_read_only_sqlite_file_fails_writes_keeps_acknowledged_ones_and_recove
             break;
         }
         assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "no recovery within 5 s: {answer}"
+            back.elapsed() < SOON,
+            "no recovery within {SOON:?}: {answer}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -22,11 +22,12 @@ async fn ended(s: &mut TestSocket, want: &str) {
 mod cases {
     use super::*;
 
-    pub async fn logout_ends_every_socket_of_the_session_within_a_second(b: Backend) {
+    pub async fn logout_ends_every_socket_of_the_session_at_once(b: Backend) {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server = TestServer::start(&st, |_| {}).await;
+        // Only a push can end the sockets: revalidation never runs during the test.
+        let server = TestServer::start(&st, |o| o.revalidate_every = NEVER).await;
         let cookie = server.login("amy").await;
         let other = server.login("bo").await;
         let mut sockets = Vec::new();
@@ -34,16 +35,10 @@ mod cases {
             sockets.push(connected(&server, TRANSPORTS[i % 2], &cookie).await);
         }
         let mut bystander = connected(&server, Transport::Websocket, &other).await;
-        let started = Instant::now();
         server.logout(&cookie).await;
         for s in &mut sockets {
             ended(s, "session_revoked").await;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
         bystander
             .no_event("sinvalid", Duration::from_millis(200))
             .await;
@@ -57,16 +52,24 @@ mod cases {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server = TestServer::start(&st, |o| o.ttl = Duration::from_secs(2)).await;
+        let ttl = Duration::from_secs(2);
+        // Only the expiry timer can end the socket: revalidation never runs during the test.
+        let server = TestServer::start(&st, |o| {
+            o.ttl = ttl;
+            o.revalidate_every = NEVER;
+        })
+        .await;
         let cookie = server.login("cid").await;
         let logged_in = Instant::now();
         let mut s = connected(&server, Transport::Websocket, &cookie).await;
         assert_eq!(s.next_event("sinvalid").await, reason("session_expired"));
         let at = logged_in.elapsed();
+        // Not before the TTL (less a margin for the login's own duration); after it, as soon
+        // as a loaded machine gets to it.
         s.next_event("close").await;
         assert!(
-            at > Duration::from_millis(1500) && at < Duration::from_millis(2500),
-            "expired after {at:?}, want 2 s ± 0.5 s"
+            at > ttl - Duration::from_millis(500) && at < ttl + SLACK,
+            "expired after {at:?}, want {ttl:?} (- 0.5 s, + {SLACK:?})"
         );
     }
 
@@ -112,15 +115,17 @@ mod cases {
         for s in &mut sockets {
             ended(s, "session_rotated").await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let old_id = cookie_id(&old);
         // The old id is gone, or only forwards to the new one (for socket saves in flight).
-        let stored = st.record(&cookie_id(&old)).await;
-        assert!(
-            stored.is_none_or(
-                |r| r.data.len() == 1 && r.data.contains_key("__socketio_sessions.rotated_to")
-            ),
-            "the old id is still stored as a session"
-        );
+        eventually("the old id is gone from the store", || async {
+            st.record(&old_id)
+                .await
+                .is_none_or(|r| {
+                    r.data.len() == 1 && r.data.contains_key("__socketio_sessions.rotated_to")
+                })
+                .then_some(())
+        })
+        .await;
         assert_eq!(server.session(&old).await.0, 401);
         let s = connected(&server, Transport::Websocket, &new).await;
         assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "eli2" }));
@@ -130,26 +135,22 @@ mod cases {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server =
-            TestServer::start(&st, |o| o.revalidate_every = Duration::from_millis(500)).await;
+        let every = Duration::from_millis(500);
+        let server = TestServer::start(&st, |o| o.revalidate_every = every).await;
         let cookie = server.login("fay").await;
         let mut s = connected(&server, Transport::Websocket, &cookie).await;
         let started = Instant::now();
         st.delete_behind(&cookie_id(&cookie)).await;
         ended(&mut s, "session_revoked").await;
-        // Within the interval, plus generous slack for a loaded machine.
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        // Within the interval, plus slack for a loaded machine.
+        assert!(started.elapsed() < every + SLACK, "{:?}", started.elapsed());
     }
 
     pub async fn logout_everywhere_ends_every_socket_of_the_user(b: Backend) {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server = TestServer::start(&st, |_| {}).await;
+        let server = TestServer::start(&st, |o| o.revalidate_every = NEVER).await;
         let first = server.login("gus").await;
         // The same user on another device; and someone else who typed the same name.
         let second = st.same_user_elsewhere(&first).await;
@@ -168,56 +169,43 @@ mod cases {
     }
 }
 
-macro_rules! store_tests {
-    ($($store:ident => $backend:expr),* $(,)?) => {
-        $(
-            mod $store {
-                use super::*;
-                store_tests!(@cases $backend;
-                    logout_ends_every_socket_of_the_session_within_a_second,
-                    an_idle_socket_expires_on_time,
-                    revalidation_never_extends_the_session,
-                    login_rotates_the_id_and_ends_the_old_sockets,
-                    a_deletion_behind_the_back_is_noticed_by_revalidation,
-                    logout_everywhere_ends_every_socket_of_the_user,
-                );
-            }
-        )*
-    };
-    (@cases $backend:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                cases::$name($backend).await
-            }
-        )*
-    };
+store_tests! {
+    stores: [
+        memory => Backend::Memory,
+        sqlite => Backend::Sqlite,
+        redis => Backend::Redis,
+        plain_memory => Backend::PlainMemory,
+    ],
+    cases: [
+        logout_ends_every_socket_of_the_session_at_once,
+        an_idle_socket_expires_on_time,
+        revalidation_never_extends_the_session,
+        login_rotates_the_id_and_ends_the_old_sockets,
+        a_deletion_behind_the_back_is_noticed_by_revalidation,
+        logout_everywhere_ends_every_socket_of_the_user,
+    ],
 }
-
-store_tests!(
-    memory => Backend::Memory,
-    sqlite => Backend::Sqlite,
-    redis => Backend::Redis,
-    plain_memory => Backend::PlainMemory,
-);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_expiry_keeps_an_active_socket_past_three_ttls() {
     let Some(st) = TestStore::open(Backend::Memory).await else {
         return;
     };
+    let ttl = Duration::from_secs(3);
     let server = TestServer::start(&st, |o| {
-        o.ttl = Duration::from_secs(2);
+        o.ttl = ttl;
         o.rolling = Some(Duration::from_millis(500));
     })
     .await;
     let cookie = server.login("ike").await;
     let mut s = connected(&server, Transport::Websocket, &cookie).await;
     let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(6500) {
+    // A 3 s TTL leaves a loaded machine over 2 s between two activities before the session
+    // could lapse.
+    while started.elapsed() < ttl * 3 + Duration::from_millis(500) {
         // Read-only activity: only rolling expiry moves the session forward.
         assert_eq!(s.ack("whoami", json!({})).await, json!({ "user": "ike" }));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     s.no_event("sinvalid", Duration::from_millis(10)).await;
     // Idle again: it expires.
@@ -233,7 +221,11 @@ async fn redis_nodes(redis: &RedisServer, n: usize) -> Vec<TestServer> {
         nodes.push(
             TestServer::start_with(
                 move |o| app::app(store, o),
-                move |o| o.redis_adapter = Some(url),
+                move |o| {
+                    o.redis_adapter = Some(url);
+                    // Only a push can end a socket: revalidation never runs during a test.
+                    o.revalidate_every = NEVER;
+                },
             )
             .await,
         );
@@ -256,16 +248,10 @@ async fn logout_on_one_node_ends_the_sockets_on_the_other() {
         on_b.push(s);
     }
     on_b.push(connected(&nodes[0], Transport::Websocket, &cookie).await);
-    let started = Instant::now();
     nodes[0].logout(&cookie).await;
     for s in &mut on_b {
         ended(s, "session_revoked").await;
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +263,6 @@ async fn keyspace_notifications_end_sockets_at_once() {
     // `DEL` by another process.
     let cookie = nodes[0].login("kai").await;
     let mut s = connected(&nodes[1], Transport::Websocket, &cookie).await;
-    let started = Instant::now();
     assert_eq!(
         redis
             .cli(&["DEL", &cookie_id(&cookie).to_string()])
@@ -285,20 +270,9 @@ async fn keyspace_notifications_end_sockets_at_once() {
         Some("1")
     );
     ended(&mut s, "session_revoked").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "DEL: {:?}",
-        started.elapsed()
-    );
     // The record's TTL running out in Redis.
     let cookie = nodes[0].login("lea").await;
     let mut s = connected(&nodes[1], Transport::Polling, &cookie).await;
-    let started = Instant::now();
     redis.cli(&["PEXPIRE", &cookie_id(&cookie).to_string(), "100"]);
     ended(&mut s, "session_expired").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "expiry: {:?}",
-        started.elapsed()
-    );
 }

@@ -1,0 +1,145 @@
+//! The stores every suite runs on, each opened fresh per test and closed when the test ends.
+
+use std::time::Duration;
+
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::SessionStore;
+
+use super::probe::Probe;
+use super::redis::RedisServer;
+use super::server::cookie_id;
+use super::store::DemoStore;
+
+/// The backends every store test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `socketio_sessions::store::MemoryStore` (conditional saves).
+    Memory,
+    /// `socketio_sessions::store::SqliteStore` on a temp file (conditional saves).
+    Sqlite,
+    /// `socketio_sessions::store::RedisStore` on a spawned server (conditional saves).
+    Redis,
+    /// `tower_sessions::MemoryStore`: any store without conditional saves.
+    PlainMemory,
+}
+
+/// A store of one backend, with whatever keeps it alive. Dropped after the test's servers
+/// (declare it first): it then lifts any hang and closes the store's pool, so that no
+/// connection, worker thread or retry loop of it outlives the test.
+pub struct TestStore {
+    pub backend: Backend,
+    /// The store of the conditional backends.
+    pub store: Probe<DemoStore>,
+    /// The store of `Backend::PlainMemory`.
+    pub plain: Probe<tower_sessions::MemoryStore>,
+    pub redis: Option<RedisServer>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// Opens a fresh store; `None` when the backend is unavailable and not required.
+    pub async fn open(backend: Backend) -> Option<TestStore> {
+        let (store, redis, dir) = match backend {
+            Backend::Memory | Backend::PlainMemory => {
+                (DemoStore::open("memory").await.unwrap(), None, None)
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+                (DemoStore::open(&url).await.unwrap(), None, Some(dir))
+            }
+            Backend::Redis => {
+                let redis = RedisServer::start().await?;
+                (
+                    DemoStore::open(&redis.url()).await.unwrap(),
+                    Some(redis),
+                    None,
+                )
+            }
+        };
+        Some(TestStore {
+            backend,
+            store: Probe::new(store),
+            plain: Probe::new(tower_sessions::MemoryStore::default()),
+            redis,
+            dir,
+        })
+    }
+
+    /// The SQLite file of `Backend::Sqlite`.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("sessions.db"))
+    }
+
+    /// The stored record of a session, read behind the library's back.
+    pub async fn record(&self, id: &Id) -> Option<Record> {
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner().load(id).await.unwrap(),
+            _ => self.store.inner().load(id).await.unwrap(),
+        }
+    }
+
+    /// Another session of the same user (as a login on another device would make it, if the
+    /// demo had passwords): a copy of this cookie's record under a new id. Returns its cookie.
+    pub async fn same_user_elsewhere(&self, cookie: &str) -> String {
+        let mut record = self.record(&cookie_id(cookie)).await.expect("a session");
+        record.id = Id::default();
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner.create(&mut record).await.unwrap(),
+            _ => self.store.inner.create(&mut record).await.unwrap(),
+        }
+        let cookie = format!("id={}", record.id);
+        super::secrets::cookie(&cookie);
+        cookie
+    }
+
+    /// Deletes a session's record behind the library's back.
+    pub async fn delete_behind(&self, id: &Id) {
+        match self.backend {
+            Backend::PlainMemory => self.plain.inner().delete(id).await.unwrap(),
+            _ => self.store.inner().delete(id).await.unwrap(),
+        }
+    }
+
+    /// How many store calls were made so far.
+    pub fn calls(&self) -> usize {
+        self.store.calls() + self.plain.calls()
+    }
+
+    /// Stops the store for real where it can: kills Redis, closes the SQLite pool; the memory
+    /// store cannot stop, so its probe hangs every call.
+    pub async fn stop(&mut self) {
+        match (self.backend, self.redis.as_mut()) {
+            (_, Some(redis)) => redis.kill(),
+            (Backend::Sqlite, None) => self.store.inner().close().await,
+            (Backend::PlainMemory, _) => self.plain.hang(),
+            _ => self.store.hang(),
+        }
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        self.store.heal();
+        self.plain.heal();
+        close_now(self.store.inner().clone());
+    }
+}
+
+/// Closes a store from a `Drop`, which cannot await: on a thread of its own, so that the test's
+/// runtime (which may be the one dropping it) is not blocked on itself. A SQLite pool is never
+/// freed otherwise: its connections' worker threads would stay for the rest of the test binary.
+pub fn close_now(store: DemoStore) {
+    let closing = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime to close the store on");
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), store.close())
+                .await
+                .ok();
+        });
+    });
+    closing.join().ok();
+}
