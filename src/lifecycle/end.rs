@@ -124,7 +124,12 @@ impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
                     .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
                     .await;
                 match acks {
-                    Ok(acks) => acks.for_each(|_| async {}).await,
+                    // Bounded here too: with a cluster adapter, the stream of a room that has no
+                    // socket on the other nodes may only end at the adapter's request timeout.
+                    Ok(acks) => {
+                        let all = acks.for_each(|_| async {});
+                        let _ = tokio::time::timeout(SINVALID_FLUSH * 2, all).await;
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "could not announce the end of a session")
                     }
