@@ -12,6 +12,9 @@ use socketioxide::extract::SocketRef;
 use socketioxide::handler::{ConnectMiddleware, FromConnectParts, Value};
 use socketioxide::socket::Socket;
 
+use tracing::Instrument;
+
+use crate::observe::{self, BINDS, REFUSALS};
 use crate::error::{ConnectRejection, InvalidReason};
 use crate::guard::{ClientAddr, Failures, InFlight};
 use crate::id::{CookieConfig, SessionKey, auth_sid};
@@ -249,7 +252,12 @@ impl Connect {
                 if let Some(user) = at_connect.user {
                     s.join(user_room(&user));
                 }
+                let span = tracing::Span::current();
+                if !span.is_disabled() {
+                    span.record("session", tracing::field::display(live.tag()));
+                }
                 tracing::debug!(session = %live.tag(), socket = %s.id, "socket bound to session");
+                observe::count(BINDS);
                 let socket: std::sync::Weak<dyn Connected> = Arc::downgrade(s) as _;
                 Ok(Binding::new(live, socket))
             }
@@ -273,7 +281,13 @@ impl<A: Adapter, F: Setup<A>> ConnectMiddleware<A, SessionMiddleware> for Sessio
         s: Arc<Socket<A>>,
         auth: &'a Option<Value>,
     ) -> Result<(), Box<dyn Display + Send>> {
-        match self.connect.bind(&s, auth).await {
+        // The session field is filled once the id is known: a tag, never the id.
+        let span = tracing::info_span!(
+            "socketio_sessions.connect",
+            socket = %s.id,
+            session = tracing::field::Empty
+        );
+        match self.connect.bind(&s, auth).instrument(span).await {
             Ok(binding) => {
                 s.extensions.insert(binding);
                 self.setup.run(SocketRef::from(s));
@@ -281,6 +295,7 @@ impl<A: Adapter, F: Setup<A>> ConnectMiddleware<A, SessionMiddleware> for Sessio
             }
             Err(reason) => {
                 tracing::debug!(?reason, socket = %s.id, "connection refused its session");
+                observe::count_by(REFUSALS, "reason", reason.as_str());
                 if let Some(hook) = &self.connect.on_invalid {
                     hook(&InvalidSession {
                         reason,

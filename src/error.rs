@@ -101,6 +101,26 @@ impl InvalidReason {
         }
     }
 
+    /// A stable snake_case name for logs and metric labels (`unknown`, `store_timeout`, ...).
+    ///
+    /// ```
+    /// use socketio_sessions::InvalidReason;
+    /// assert_eq!(InvalidReason::RateLimited.as_str(), "rate_limited");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::Missing => "missing",
+            InvalidReason::Malformed => "malformed",
+            InvalidReason::Unknown => "unknown",
+            InvalidReason::StoreError => "store_error",
+            InvalidReason::StoreTimeout => "store_timeout",
+            InvalidReason::RateLimited => "rate_limited",
+            InvalidReason::Overloaded => "overloaded",
+            InvalidReason::ShuttingDown => "shutting_down",
+            InvalidReason::OriginNotChecked => "origin_not_checked",
+        }
+    }
+
     /// Whether the client may retry the same session later (store trouble, load shedding or a
     /// rate limit: not a bad session).
     pub fn is_retryable(self) -> bool {

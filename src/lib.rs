@@ -20,6 +20,12 @@
 //!   session ids never appear in logs (a salted [`SessionTag`] does). The same allowlist
 //!   guards state-changing HTTP routes against CSRF ([`CsrfLayer`]).
 //!
+//! ## Watching it run
+//!
+//! With the `metrics` feature, counters, gauges and histograms go through the [`metrics`](https://docs.rs/metrics)
+//! facade to whatever recorder the app installs (README lists every name). Connects and
+//! handlers run in `tracing` spans that carry the session's [`SessionTag`], never its id.
+//!
 //! ## How it fits together
 //!
 //! ```text
@@ -47,6 +53,7 @@ mod guard;
 pub mod http;
 mod id;
 mod lifecycle;
+mod observe;
 pub mod origin;
 mod proxy;
 mod session;

@@ -542,6 +542,7 @@ impl SocketSessionsBuilder {
         }
         let config = self.config;
         config.validate()?;
+        crate::observe::describe();
         let store = Arc::new(match self.store {
             Store::Conditional(s) => {
                 StoreHandle::conditional(s, config.store_timeout, config.expiry)

@@ -177,6 +177,8 @@ store_tests! {
         memory => Backend::Memory,
         sqlite => Backend::Sqlite,
         redis => Backend::Redis,
+        postgres => Backend::Postgres,
+        mysql => Backend::MySql,
     ],
     cases: [
         reload_sees_every_write,

@@ -9,6 +9,7 @@ const ORDER: &[&str] = &[
     "error",
     "tag",
     "task",
+    "observe",
     "origin",
     "csrf",
     "id",

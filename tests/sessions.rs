@@ -392,6 +392,8 @@ store_tests! {
         memory => Backend::Memory,
         sqlite => Backend::Sqlite,
         redis => Backend::Redis,
+        postgres => Backend::Postgres,
+        mysql => Backend::MySql,
         plain_memory => Backend::PlainMemory,
     ],
     cases: [

@@ -1,15 +1,20 @@
-//! The demo's store, chosen by `DEMO_STORE`: `memory`, `sqlite://PATH` or `redis://HOST:PORT`.
+//! The demo's store, chosen by `DEMO_STORE`: `memory`, `sqlite://PATH`, `postgres://...`,
+//! `mysql://...` or `redis://HOST:PORT`.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
-use socketio_sessions::sqlx_store::sqlx::sqlite::{
+use socketio_sessions::store::sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use socketio_sessions::store::sqlx::postgres::PgPoolOptions;
+use socketio_sessions::store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use socketio_sessions::store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
-use socketio_sessions::store::{ConnectRedisStore, MemoryStore, RedisStore, SqliteStore};
+use socketio_sessions::store::{
+    ConnectRedisStore, MemoryStore, MySqlStore, PostgresStore, RedisStore, SqliteStore,
+};
 use tower_sessions::ExpiredDeletion;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -21,6 +26,10 @@ pub enum DemoStore {
     Memory(MemoryStore),
     /// A SQLite file.
     Sqlite(SqliteStore),
+    /// A Postgres database (table `tower_sessions.session`).
+    Postgres(PostgresStore),
+    /// A MySQL or MariaDB database (the table `session` in the URL's database).
+    MySql(MySqlStore),
     /// A Redis server.
     Redis(RedisStore),
     /// An Express app's sessions in Redis (connect-redis format).
@@ -54,20 +63,60 @@ impl DemoStore {
                 .migrate()
                 .await
                 .map_err(|e| format!("cannot create the sessions table: {e}"))?;
-            tokio::spawn(
-                store
-                    .clone()
-                    .continuously_delete_expired(Duration::from_secs(60)),
-            );
+            spawn_cleanup(store.clone());
             return Ok(DemoStore::Sqlite(store));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                // A database that went away is noticed at the next call, not after a hang.
+                .acquire_timeout(Duration::from_secs(2))
+                .connect(url)
+                .await
+                .map_err(|e| format!("cannot connect to Postgres: {e}"))?;
+            let store = PostgresStore::new(pool);
+            store
+                .migrate()
+                .await
+                .map_err(|e| format!("cannot create the sessions table: {e}"))?;
+            spawn_cleanup(store.clone());
+            return Ok(DemoStore::Postgres(store));
+        }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            let options = MySqlConnectOptions::from_str(&url)
+                .map_err(|e| format!("bad MySQL URL: {e}"))?;
+            // The table goes into the URL's database (upstream's default is a database of its
+            // own, `tower_sessions`, which an app's user may not be allowed to create).
+            let database = options.get_database().unwrap_or("tower_sessions").to_owned();
+            let pool = MySqlPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_with(options)
+                .await
+                .map_err(|e| format!("cannot connect to MySQL: {e}"))?;
+            let store = MySqlStore::new(pool).with_schema_name(&database)?;
+            store
+                .migrate()
+                .await
+                .map_err(|e| format!("cannot create the sessions table: {e}"))?;
+            spawn_cleanup(store.clone());
+            return Ok(DemoStore::MySql(store));
         }
         if url.starts_with("redis://") {
             return Ok(DemoStore::Redis(RedisStore::new(redis_pool(url).await?)));
         }
         Err(format!(
-            "unknown DEMO_STORE `{url}`: use `memory`, `sqlite://PATH` or `redis://HOST:PORT`"
+            "unknown DEMO_STORE `{url}`: use `memory`, `sqlite://PATH`, `postgres://...`, \
+             `mysql://...` or `redis://HOST:PORT`"
         ))
     }
+}
+
+/// Deletes expired rows every minute, for as long as the process runs (SQL stores keep them
+/// otherwise).
+fn spawn_cleanup(store: impl ExpiredDeletion + Clone + 'static) {
+    tokio::spawn(store.continuously_delete_expired(Duration::from_secs(60)));
 }
 
 /// A Redis pool that keeps reconnecting forever (the socket side answers
@@ -103,6 +152,8 @@ impl DemoStore {
         match self {
             DemoStore::Memory(_) => {}
             DemoStore::Sqlite(s) => s.pool().close().await,
+            DemoStore::Postgres(s) => s.pool().close().await,
+            DemoStore::MySql(s) => s.pool().close().await,
             DemoStore::Redis(s) => {
                 s.pool().quit().await.ok();
             }
@@ -119,6 +170,8 @@ impl SessionStore for DemoStore {
         match self {
             DemoStore::Memory(s) => s.create(record).await,
             DemoStore::Sqlite(s) => s.create(record).await,
+            DemoStore::Postgres(s) => s.create(record).await,
+            DemoStore::MySql(s) => s.create(record).await,
             DemoStore::Redis(s) => s.create(record).await,
             DemoStore::Express(s) => s.create(record).await,
         }
@@ -127,6 +180,8 @@ impl SessionStore for DemoStore {
         match self {
             DemoStore::Memory(s) => s.save(record).await,
             DemoStore::Sqlite(s) => s.save(record).await,
+            DemoStore::Postgres(s) => s.save(record).await,
+            DemoStore::MySql(s) => s.save(record).await,
             DemoStore::Redis(s) => s.save(record).await,
             DemoStore::Express(s) => s.save(record).await,
         }
@@ -135,6 +190,8 @@ impl SessionStore for DemoStore {
         match self {
             DemoStore::Memory(s) => s.load(id).await,
             DemoStore::Sqlite(s) => s.load(id).await,
+            DemoStore::Postgres(s) => s.load(id).await,
+            DemoStore::MySql(s) => s.load(id).await,
             DemoStore::Redis(s) => s.load(id).await,
             DemoStore::Express(s) => s.load(id).await,
         }
@@ -143,6 +200,8 @@ impl SessionStore for DemoStore {
         match self {
             DemoStore::Memory(s) => s.delete(id).await,
             DemoStore::Sqlite(s) => s.delete(id).await,
+            DemoStore::Postgres(s) => s.delete(id).await,
+            DemoStore::MySql(s) => s.delete(id).await,
             DemoStore::Redis(s) => s.delete(id).await,
             DemoStore::Express(s) => s.delete(id).await,
         }
@@ -155,6 +214,8 @@ impl ConditionalStore for DemoStore {
         match self {
             DemoStore::Memory(s) => s.load_versioned(id).await,
             DemoStore::Sqlite(s) => s.load_versioned(id).await,
+            DemoStore::Postgres(s) => s.load_versioned(id).await,
+            DemoStore::MySql(s) => s.load_versioned(id).await,
             DemoStore::Redis(s) => s.load_versioned(id).await,
             DemoStore::Express(s) => s.load_versioned(id).await,
         }
@@ -163,6 +224,8 @@ impl ConditionalStore for DemoStore {
         match self {
             DemoStore::Memory(s) => s.reload_versioned(id, known).await,
             DemoStore::Sqlite(s) => s.reload_versioned(id, known).await,
+            DemoStore::Postgres(s) => s.reload_versioned(id, known).await,
+            DemoStore::MySql(s) => s.reload_versioned(id, known).await,
             DemoStore::Redis(s) => s.reload_versioned(id, known).await,
             DemoStore::Express(s) => s.reload_versioned(id, known).await,
         }
@@ -175,6 +238,8 @@ impl ConditionalStore for DemoStore {
         match self {
             DemoStore::Memory(s) => s.save_if(record, expected).await,
             DemoStore::Sqlite(s) => s.save_if(record, expected).await,
+            DemoStore::Postgres(s) => s.save_if(record, expected).await,
+            DemoStore::MySql(s) => s.save_if(record, expected).await,
             DemoStore::Redis(s) => s.save_if(record, expected).await,
             DemoStore::Express(s) => s.save_if(record, expected).await,
         }

@@ -9,9 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tracing::Instrument;
 
 use super::live::LiveSession;
 use super::state::{State, Updater};
+use crate::observe::{BOUND_SOCKETS, Held};
 use crate::config::Mode;
 use crate::error::SessionError;
 use crate::tag::SessionTag;
@@ -32,6 +34,8 @@ struct BindingInner {
     /// Weak: the socket holds the binding in its extensions, so a strong pointer would keep the
     /// socket alive forever. Handlers ask it whether their socket is gone before their turn.
     socket: Weak<dyn Connected>,
+    /// One unit of the bound-sockets gauge, given back when the socket's binding is dropped.
+    _bound: Held,
 }
 
 impl fmt::Debug for Binding {
@@ -42,7 +46,11 @@ impl fmt::Debug for Binding {
 
 impl Binding {
     pub(crate) fn new(live: Arc<LiveSession>, socket: Weak<dyn Connected>) -> Self {
-        Binding(Arc::new(BindingInner { live, socket }))
+        Binding(Arc::new(BindingInner {
+            live,
+            socket,
+            _bound: Held::new(BOUND_SOCKETS),
+        }))
     }
 
     pub(crate) fn live(&self) -> &Arc<LiveSession> {
@@ -61,6 +69,7 @@ impl Binding {
                 socket: self.0.socket.clone(),
                 guard: Mutex::new(None),
                 at_connect,
+                span: handler_span(&live),
             })),
         };
         SocketSession { live, access }
@@ -113,6 +122,14 @@ struct Hold {
     socket: Weak<dyn Connected>,
     guard: Mutex<Option<OwnedMutexGuard<State>>>,
     at_connect: bool,
+    /// The handler's span: its reload and its save run in it, wherever they are polled.
+    span: tracing::Span,
+}
+
+/// A handler's span, carrying the session's tag (never its id). DEBUG, so that an app logging
+/// at INFO creates no span per event.
+fn handler_span(live: &LiveSession) -> tracing::Span {
+    tracing::debug_span!("socketio_sessions.handler", session = %live.tag())
 }
 
 impl fmt::Debug for SocketSession {
@@ -143,7 +160,13 @@ impl SocketSession {
         // several times when it spawns the handler.
         match self.try_now(f) {
             Ok(out) => out,
-            Err(f) => Box::pin(self.wait_for_state(f)).await,
+            Err(f) => {
+                let span = match &self.access {
+                    Access::PerMessage(hold) => hold.span.clone(),
+                    Access::PerConnection => handler_span(&self.live),
+                };
+                Box::pin(self.wait_for_state(f).instrument(span)).await
+            }
         }
     }
 
@@ -298,10 +321,10 @@ impl SocketSession {
         match &self.access {
             Access::PerConnection => {
                 let mut st = lock(&live.state).await;
-                Box::pin(live.persist(&mut st)).await
+                Box::pin(live.persist(&mut st).instrument(handler_span(live))).await
             }
             Access::PerMessage(hold) => match &mut *lock(&hold.guard).await {
-                Some(st) => Box::pin(live.persist(st)).await,
+                Some(st) => Box::pin(live.persist(st).instrument(hold.span.clone())).await,
                 None => Ok(()),
             },
         }
@@ -362,7 +385,9 @@ impl Drop for Hold {
             return;
         }
         let live = self.live.clone();
-        spawn_detached(async move {
+        let span = self.span.clone();
+        spawn_detached(
+            async move {
             match live.persist(&mut st).await {
                 Ok(()) | Err(SessionError::Gone) => {}
                 Err(e) => tracing::warn!(
@@ -371,6 +396,8 @@ impl Drop for Hold {
                     "could not save the session after a message; its changes were dropped"
                 ),
             }
-        });
+        }
+            .instrument(span),
+        );
     }
 }

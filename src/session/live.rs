@@ -14,6 +14,7 @@ use tower_sessions::session::Id;
 
 use super::policy::Policy;
 use super::state::{Op, Pending, State};
+use crate::observe::{Held, LIVE_SESSIONS};
 use crate::config::Mode;
 use crate::error::SessionError;
 use crate::id::SessionKey;
@@ -58,6 +59,8 @@ pub(crate) struct LiveSession {
     last_extended: std::sync::Mutex<Instant>,
     /// Whether a rolling-expiry touch is in flight.
     touch_pending: AtomicBool,
+    /// One unit of the live-sessions gauge, given back when the last handle is dropped.
+    _live: Held,
 }
 
 impl fmt::Debug for LiveSession {
@@ -91,6 +94,7 @@ impl LiveSession {
             expiry: watch::Sender::new(None),
             last_extended: std::sync::Mutex::new(Instant::now()),
             touch_pending: AtomicBool::new(false),
+            _live: Held::new(LIVE_SESSIONS),
         }
     }
 

@@ -13,6 +13,7 @@ use tower_sessions::{Expiry, SessionStore};
 use super::merge::Target;
 use super::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use crate::error::{InvalidReason, SessionError};
+use crate::observe::{CallEnd, StoreCall, StoreOp};
 
 /// How tower-sessions dates a record saved without an expiry setting.
 const DEFAULT_LIFETIME: time::Duration = time::Duration::weeks(2);
@@ -185,23 +186,27 @@ impl StoreHandle {
 
     async fn bounded<T>(
         &self,
+        op: StoreOp,
         call: impl Future<Output = session_store::Result<T>>,
     ) -> Result<T, StoreFailure> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreFailure::Error(e)),
-            Err(_) => Err(StoreFailure::Timeout(self.timeout)),
-        }
+        let clock = StoreCall::start(op);
+        let (result, end) = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => (Ok(v), CallEnd::Answered),
+            Ok(Err(e)) => (Err(StoreFailure::Error(e)), CallEnd::Failed),
+            Err(_) => (Err(StoreFailure::Timeout(self.timeout)), CallEnd::TimedOut),
+        };
+        clock.finish(end);
+        result
     }
 
     /// The record as stored, forwarding records included; `None` when absent or expired.
     async fn load_stored(&self, id: &Id) -> Result<Option<Versioned>, StoreFailure> {
         let loaded = match &self.backend {
-            Backend::Plain(s) => self.bounded(s.load(id)).await?.map(|record| Versioned {
+            Backend::Plain(s) => self.bounded(StoreOp::Load, s.load(id)).await?.map(|record| Versioned {
                 record,
                 version: Version(Vec::new()),
             }),
-            Backend::Conditional(s) => self.bounded(s.load_versioned(id)).await?,
+            Backend::Conditional(s) => self.bounded(StoreOp::Load, s.load_versioned(id)).await?,
         };
         Ok(loaded.filter(|l| l.record.expiry_date > OffsetDateTime::now_utc()))
     }
@@ -234,7 +239,7 @@ impl StoreHandle {
         };
         let now = OffsetDateTime::now_utc();
         Ok(
-            match self.bounded(s.reload_versioned(id, &known.version)).await? {
+            match self.bounded(StoreOp::Reload, s.reload_versioned(id, &known.version)).await? {
                 Reloaded::Unchanged if known.record.expiry_date > now => Reloaded::Unchanged,
                 Reloaded::Changed(v)
                     if v.record.expiry_date > now && forwarded_to(&v.record).is_none() =>
@@ -254,9 +259,9 @@ impl StoreHandle {
         expected: &Version,
     ) -> Result<SaveOutcome, StoreFailure> {
         match &self.backend {
-            Backend::Conditional(s) => self.bounded(s.save_if(record, expected)).await,
+            Backend::Conditional(s) => self.bounded(StoreOp::SaveIf, s.save_if(record, expected)).await,
             Backend::Plain(s) => {
-                self.bounded(s.save(record)).await?;
+                self.bounded(StoreOp::Save, s.save(record)).await?;
                 Ok(SaveOutcome::Saved(Version(Vec::new())))
             }
         }
@@ -264,17 +269,17 @@ impl StoreHandle {
 
     /// Writes `record` unconditionally.
     pub(crate) async fn save(&self, record: &Record) -> Result<(), StoreFailure> {
-        self.bounded(self.as_plain().save(record)).await
+        self.bounded(StoreOp::Save, self.as_plain().save(record)).await
     }
 
     /// Creates a record (the store may change its id to a free one).
     pub(crate) async fn create(&self, record: &mut Record) -> Result<(), StoreFailure> {
-        self.bounded(self.as_plain().create(record)).await
+        self.bounded(StoreOp::Create, self.as_plain().create(record)).await
     }
 
     /// Deletes a record.
     pub(crate) async fn delete(&self, id: &Id) -> Result<(), StoreFailure> {
-        self.bounded(self.as_plain().delete(id)).await
+        self.bounded(StoreOp::Delete, self.as_plain().delete(id)).await
     }
 
     /// The expiry a save gives the record, computed as the HTTP layer computes it.

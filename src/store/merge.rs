@@ -10,6 +10,7 @@ use tower_sessions::session::{Id, Record};
 use super::handle::forwarded_to;
 use super::{SaveOutcome, Version, Versioned};
 use crate::error::SessionError;
+use crate::observe::{self, SAVE_CONFLICTS, SAVE_RETRIES, SAVES, SAVES_GONE};
 
 /// How many times a save is tried before giving up on a record that keeps changing.
 pub(crate) const MAX_ATTEMPTS: u32 = 32;
@@ -124,6 +125,7 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
         let kept = std::mem::replace(&mut view.expiry_date, date());
         let outcome = target.save_if(view, version).await;
         if let Ok(SaveOutcome::Saved(version)) = outcome {
+            observe::count(SAVES);
             return Ok(Merged::Saved {
                 id,
                 record: None,
@@ -133,25 +135,26 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
         // Still the writer's view: its changes stay visible until they are saved.
         view.expiry_date = kept;
         match outcome.map_err(MergeError::Store)? {
-            SaveOutcome::Gone => return Ok(Merged::Gone),
-            SaveOutcome::Conflict | SaveOutcome::Saved(_) => {}
+            SaveOutcome::Gone => return Ok(gone()),
+            SaveOutcome::Conflict | SaveOutcome::Saved(_) => observe::count(SAVE_CONFLICTS),
         }
     }
     let mut forwards = 0;
     for attempt in 0..MAX_ATTEMPTS {
         if tried {
+            observe::count(SAVE_RETRIES);
             backoff(attempt + 1).await;
         }
         tried = true;
         let Some(fresh) = target.load(&id).await.map_err(MergeError::Store)? else {
-            return Ok(Merged::Gone);
+            return Ok(gone());
         };
         if let Some(forward) = forwarded_to(&fresh.record) {
             // Only changes made before the rotation follow it: whoever still holds the old id
             // (a fixated cookie, say) cannot write into the new session afterwards.
             forwards += 1;
             if forwards > MAX_FORWARDS || !changes.follow_rotation(forward.at) {
-                return Ok(Merged::Gone);
+                return Ok(gone());
             }
             id = forward.to;
             tried = false;
@@ -167,19 +170,27 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
             .map_err(MergeError::Store)?
         {
             SaveOutcome::Saved(version) => {
+                observe::count(SAVES);
                 return Ok(Merged::Saved {
                     id,
                     record: Some(next),
                     version,
                 });
             }
-            SaveOutcome::Gone => return Ok(Merged::Gone),
+            SaveOutcome::Gone => return Ok(gone()),
             SaveOutcome::Conflict => {
+                observe::count(SAVE_CONFLICTS);
                 tracing::debug!("save conflicted; re-applying changes");
             }
         }
     }
     Err(MergeError::Contended)
+}
+
+/// A save dropped because its session is gone, counted.
+fn gone() -> Merged {
+    observe::count(SAVES_GONE);
+    Merged::Gone
 }
 
 /// Key-by-key changes: `Some` writes the key, `None` removes it (the HTTP side's diff, and the

@@ -1,7 +1,7 @@
 //! Stores as the socket side uses them.
 //!
-//! Any `tower_sessions::SessionStore` works. The stores in this module (memory, Redis, SQLite)
-//! also implement [`ConditionalStore`]: a save that only happens if the record is still what was
+//! Any `tower_sessions::SessionStore` works. The stores in this module (memory, Redis, SQLite,
+//! Postgres, MySQL) also implement [`ConditionalStore`]: a save that only happens if the record is still what was
 //! read, so that no writer — another node, another tab, the HTTP side, a racing logout — is ever
 //! overwritten silently.
 
@@ -10,8 +10,14 @@ mod connect_redis;
 mod handle;
 mod memory;
 mod merge;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -31,12 +37,25 @@ pub(crate) use merge::{Changes, MAX_ATTEMPTS, MergeError, Merged, save_merged};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use connect_redis::ConnectRedisStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use mysql::MySqlStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
+/// `sqlx`, the version the SQL stores are built on: its pool and connect-option types.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
+)]
+pub use tower_sessions_sqlx_store::sqlx;
 
 /// Identifies one stored state of a record: the exact stored bytes, or a counter. Opaque.
 #[derive(Clone, PartialEq, Eq)]
@@ -138,13 +157,13 @@ pub trait ConditionalStore: SessionStore {
 }
 
 /// Encodes a record as tower-sessions' Redis and sqlx stores do (MessagePack).
-#[cfg(any(feature = "redis", feature = "sqlite"))]
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
 fn encode_msgpack(record: &Record) -> session_store::Result<Vec<u8>> {
     rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
 
 /// A reload from the stored bytes: unchanged bytes are not decoded.
-#[cfg(any(feature = "redis", feature = "sqlite"))]
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
 fn reload_msgpack(bytes: Option<Vec<u8>>, known: &Version) -> session_store::Result<Reloaded> {
     Ok(match bytes {
         None => Reloaded::Gone,
@@ -154,7 +173,7 @@ fn reload_msgpack(bytes: Option<Vec<u8>>, known: &Version) -> session_store::Res
 }
 
 /// Decodes stored MessagePack bytes; the bytes themselves are the version.
-#[cfg(any(feature = "redis", feature = "sqlite"))]
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
 fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
     let record =
         rmp_serde::from_slice(&bytes).map_err(|e| session_store::Error::Decode(e.to_string()))?;
@@ -166,7 +185,7 @@ fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
 
 /// Implements `SessionStore` by handing every call to the wrapped tower-sessions store in
 /// `self.inner`, so that unconditional writers use exactly that crate's format.
-#[cfg(any(feature = "redis", feature = "sqlite"))]
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
 macro_rules! delegate_session_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -199,11 +218,14 @@ macro_rules! delegate_session_store {
         }
     };
 }
-#[cfg(any(feature = "redis", feature = "sqlite"))]
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use delegate_session_store;
 
 /// Maps a backend error into the store error tower-sessions uses.
-#[cfg_attr(not(any(feature = "redis", feature = "sqlite")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
 pub(crate) fn backend_error(e: impl fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }

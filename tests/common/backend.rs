@@ -8,6 +8,7 @@ use tower_sessions::session_store::SessionStore;
 use super::probe::Probe;
 use super::redis::RedisServer;
 use super::server::cookie_id;
+use super::sql::{SqlDatabase, SqlKind};
 use super::store::DemoStore;
 
 /// The backends every store test runs on.
@@ -19,6 +20,10 @@ pub enum Backend {
     Sqlite,
     /// `socketio_sessions::store::RedisStore` on a spawned server (conditional saves).
     Redis,
+    /// `socketio_sessions::store::PostgresStore` in a database of the test's own.
+    Postgres,
+    /// `socketio_sessions::store::MySqlStore` in a database of the test's own (MariaDB here).
+    MySql,
     /// `tower_sessions::MemoryStore`: any store without conditional saves.
     PlainMemory,
 }
@@ -34,12 +39,78 @@ pub struct TestStore {
     pub plain: Probe<tower_sessions::MemoryStore>,
     pub redis: Option<RedisServer>,
     dir: Option<tempfile::TempDir>,
+    /// The runtime the SQL pools' connections live on (see [`Probe::at_home`]).
+    home: Option<Home>,
+    /// Dropped after the store's pool is closed (fields drop in order after `Drop::drop`).
+    database: Option<SqlDatabase>,
+}
+
+/// A runtime on a thread of its own, for as long as the store: dropping a runtime from async
+/// code panics, so the thread drops it when told to stop.
+struct Home {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Home {
+    fn start() -> Home {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("the store's runtime");
+            handle_tx.send(runtime.handle().clone()).ok();
+            runtime.block_on(async {
+                stopped.await.ok();
+            });
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        });
+        Home {
+            handle: handle_rx.recv().expect("the store's runtime started"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
 }
 
 impl TestStore {
     /// Opens a fresh store; `None` when the backend is unavailable and not required.
     pub async fn open(backend: Backend) -> Option<TestStore> {
+        let (mut database, mut home) = (None, None);
         let (store, redis, dir) = match backend {
+            Backend::Postgres | Backend::MySql => {
+                let kind = match backend {
+                    Backend::Postgres => SqlKind::Postgres,
+                    _ => SqlKind::MySql,
+                };
+                let db = SqlDatabase::create(kind).await?;
+                let runtime = Home::start();
+                let url = db.url();
+                let store = runtime
+                    .handle
+                    .spawn(async move { DemoStore::open(&url).await })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                database = Some(db);
+                home = Some(runtime);
+                (store, None, None)
+            }
             Backend::Memory | Backend::PlainMemory => {
                 (DemoStore::open("memory").await.unwrap(), None, None)
             }
@@ -59,10 +130,15 @@ impl TestStore {
         };
         Some(TestStore {
             backend,
-            store: Probe::new(store),
+            store: match &home {
+                Some(h) => Probe::new(store).at_home(h.handle.clone()),
+                None => Probe::new(store),
+            },
             plain: Probe::new(tower_sessions::MemoryStore::default()),
             redis,
             dir,
+            home,
+            database,
         })
     }
 
@@ -111,7 +187,9 @@ impl TestStore {
     pub async fn stop(&mut self) {
         match (self.backend, self.redis.as_mut()) {
             (_, Some(redis)) => redis.kill(),
-            (Backend::Sqlite, None) => self.store.inner().close().await,
+            (Backend::Sqlite | Backend::Postgres | Backend::MySql, None) => {
+                self.store.inner().close().await
+            }
             (Backend::PlainMemory, _) => self.plain.hang(),
             _ => self.store.hang(),
         }

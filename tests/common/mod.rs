@@ -7,6 +7,7 @@
 //! - [`wait`]: how long tests wait, and waiting for a condition instead of sleeping.
 //! - [`redis`]: a `redis-server` of the test's own.
 //! - [`probe`]: a store wrapper that counts calls and can fail or hang (until healed).
+//! - [`sql`]: a Postgres or MySQL database of the test's own, dropped after.
 //! - [`backend`]: the stores every suite runs on, closed when the test ends.
 //! - [`server`]: the demo app on a free port, stopped with everything it started.
 //! - [`client`]: Socket.IO clients and raw Engine.IO handshakes.
@@ -26,6 +27,7 @@ pub mod redis;
 pub mod required;
 pub mod secrets;
 pub mod server;
+pub mod sql;
 pub mod store_tests;
 pub mod wait;
 

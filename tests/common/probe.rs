@@ -26,6 +26,9 @@ pub struct Probe<S> {
     calls: Arc<AtomicUsize>,
     parked: Arc<AtomicUsize>,
     fault: Arc<watch::Sender<Fault>>,
+    /// Where calls run when set: a database pool's connections belong to the runtime that
+    /// opened them, and a test's servers each have a runtime that ends before the store does.
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl<S> Probe<S> {
@@ -35,7 +38,14 @@ impl<S> Probe<S> {
             calls: Arc::default(),
             parked: Arc::default(),
             fault: Arc::new(watch::Sender::new(Fault::None)),
+            home: None,
         }
+    }
+
+    /// Runs every call on `home`, a runtime that lives as long as the store.
+    pub fn at_home(mut self, home: tokio::runtime::Handle) -> Self {
+        self.home = Some(home);
+        self
     }
 
     /// The wrapped store, for reads and writes behind the library's back.
@@ -83,6 +93,26 @@ impl<S> Probe<S> {
     }
 }
 
+impl<S: Clone + Send + 'static> Probe<S> {
+    /// Runs `call` on a clone of the wrapped store, on the home runtime if there is one.
+    async fn run<T, F, Fut>(&self, call: F) -> session_store::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(S) -> Fut,
+        Fut: Future<Output = session_store::Result<T>> + Send + 'static,
+    {
+        self.enter().await?;
+        let call = call(self.inner.clone());
+        match &self.home {
+            Some(home) => home
+                .spawn(call)
+                .await
+                .unwrap_or_else(|e| Err(session_store::Error::Backend(e.to_string()))),
+            None => call.await,
+        }
+    }
+}
+
 /// Counts a hung call for as long as it hangs, dropped call included.
 struct Parked<'a>(&'a AtomicUsize);
 
@@ -100,37 +130,44 @@ impl Drop for Parked<'_> {
 }
 
 #[async_trait]
-impl<S: ConditionalStore + Clone> ConditionalStore for Probe<S> {
+impl<S: ConditionalStore + Clone + 'static> ConditionalStore for Probe<S> {
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
-        self.enter().await?;
-        self.inner.load_versioned(id).await
+        let id = *id;
+        self.run(move |s| async move { s.load_versioned(&id).await })
+            .await
     }
     async fn reload_versioned(&self, id: &Id, v: &Version) -> session_store::Result<Reloaded> {
-        self.enter().await?;
-        self.inner.reload_versioned(id, v).await
+        let (id, v) = (*id, v.clone());
+        self.run(move |s| async move { s.reload_versioned(&id, &v).await })
+            .await
     }
     async fn save_if(&self, r: &Record, v: &Version) -> session_store::Result<SaveOutcome> {
-        self.enter().await?;
-        self.inner.save_if(r, v).await
+        let (r, v) = (r.clone(), v.clone());
+        self.run(move |s| async move { s.save_if(&r, &v).await })
+            .await
     }
 }
 
 #[async_trait]
-impl<S: SessionStore + Clone> SessionStore for Probe<S> {
+impl<S: SessionStore + Clone + 'static> SessionStore for Probe<S> {
     async fn create(&self, r: &mut Record) -> session_store::Result<()> {
-        self.enter().await?;
-        self.inner.create(r).await
+        let mut record = r.clone();
+        let created = self
+            .run(move |s| async move { s.create(&mut record).await.map(|()| record) })
+            .await?;
+        *r = created;
+        Ok(())
     }
     async fn save(&self, r: &Record) -> session_store::Result<()> {
-        self.enter().await?;
-        self.inner.save(r).await
+        let r = r.clone();
+        self.run(move |s| async move { s.save(&r).await }).await
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.enter().await?;
-        self.inner.load(id).await
+        let id = *id;
+        self.run(move |s| async move { s.load(&id).await }).await
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.enter().await?;
-        self.inner.delete(id).await
+        let id = *id;
+        self.run(move |s| async move { s.delete(&id).await }).await
     }
 }

@@ -1,0 +1,172 @@
+//! Compare-and-set on the tables of `tower-sessions-sqlx-store` (SQLite, Postgres, MySQL):
+//! `id`, MessagePack `data`, `expiry_date`. A save is an `UPDATE ... WHERE data = <the bytes
+//! read>`, so the upstream store (the HTTP side of an existing deployment) keeps reading and
+//! writing the same rows, and no schema change is needed.
+//!
+//! The three databases differ only in placeholders and identifier quoting: each store writes its
+//! [`Statements`] once, and [`conditional_sql_store!`] runs them with the same sqlx calls.
+
+/// The statements a conditional SQL store runs, in its database's dialect, written once when
+/// the store is built rather than formatted on every call.
+#[derive(Debug, Clone)]
+pub(super) struct Statements {
+    /// Kept to write the statements again for another schema or table.
+    dialect: Dialect,
+    schema: String,
+    table: String,
+    /// The stored bytes of a live record. Binds: id, now.
+    pub(super) load: String,
+    /// The compare-and-set. Binds: new data, new expiry, id, expected data, now.
+    pub(super) update_if: String,
+    /// Whether a live record exists, to tell a conflict from a deleted record. Binds: id, now.
+    pub(super) exists: String,
+}
+
+/// How a database spells a bind parameter and a table name.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Dialect {
+    /// `?` and the bare (validated) table name.
+    Sqlite,
+    /// `$n` and `"schema"."table"`.
+    Postgres,
+    /// `?` and `` `schema`.`table` ``.
+    MySql,
+}
+
+impl Statements {
+    /// The statements for `table` (`schema` is ignored by SQLite). Both names were validated by
+    /// the upstream store's own `with_*_name`, which is the only way they get here.
+    pub(super) fn new(dialect: Dialect, schema: &str, table: &str) -> Self {
+        let (schema, table_name) = (schema.to_owned(), table.to_owned());
+        let table = match dialect {
+            Dialect::Sqlite => table.to_owned(),
+            Dialect::Postgres => format!(r#""{schema}"."{table}""#),
+            Dialect::MySql => format!("`{schema}`.`{table}`"),
+        };
+        let p = |n: usize| match dialect {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Sqlite | Dialect::MySql => "?".to_owned(),
+        };
+        Statements {
+            dialect,
+            schema,
+            table: table_name,
+            load: format!(
+                "select data from {table} where id = {} and expiry_date > {}",
+                p(1),
+                p(2)
+            ),
+            update_if: format!(
+                "update {table} set data = {}, expiry_date = {} \
+                 where id = {} and data = {} and expiry_date > {}",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5)
+            ),
+            exists: format!(
+                "select id from {table} where id = {} and expiry_date > {}",
+                p(1),
+                p(2)
+            ),
+        }
+    }
+
+    /// The same statements on another schema.
+    pub(super) fn with_schema(&self, schema: &str) -> Self {
+        Statements::new(self.dialect, schema, &self.table)
+    }
+
+    /// The same statements on another table.
+    pub(super) fn with_table(&self, table: &str) -> Self {
+        Statements::new(self.dialect, &self.schema, table)
+    }
+}
+
+/// Implements `SessionStore` (handed to the upstream store in `self.inner`, so unconditional
+/// writers use exactly its format), `ExpiredDeletion`, and `ConditionalStore` from
+/// `self.statements` on `self.pool`.
+macro_rules! conditional_sql_store {
+    ($store:ty) => {
+        $crate::store::delegate_session_store!($store);
+
+        #[async_trait::async_trait]
+        impl tower_sessions::session_store::ExpiredDeletion for $store {
+            async fn delete_expired(&self) -> tower_sessions::session_store::Result<()> {
+                self.inner.delete_expired().await
+            }
+        }
+
+        impl $store {
+            /// The stored bytes of a live record.
+            async fn fetch(
+                &self,
+                id: &tower_sessions::session::Id,
+            ) -> tower_sessions::session_store::Result<Option<Vec<u8>>> {
+                let row: Option<(Vec<u8>,)> = sqlx::query_as(&self.statements.load)
+                    .bind(id.to_string())
+                    .bind(time::OffsetDateTime::now_utc())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(row.map(|(bytes,)| bytes))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::ConditionalStore for $store {
+            async fn load_versioned(
+                &self,
+                id: &tower_sessions::session::Id,
+            ) -> tower_sessions::session_store::Result<Option<$crate::store::Versioned>> {
+                self.fetch(id)
+                    .await?
+                    .map($crate::store::decode_msgpack)
+                    .transpose()
+            }
+
+            async fn reload_versioned(
+                &self,
+                id: &tower_sessions::session::Id,
+                known: &$crate::store::Version,
+            ) -> tower_sessions::session_store::Result<$crate::store::Reloaded> {
+                $crate::store::reload_msgpack(self.fetch(id).await?, known)
+            }
+
+            async fn save_if(
+                &self,
+                record: &tower_sessions::session::Record,
+                expected: &$crate::store::Version,
+            ) -> tower_sessions::session_store::Result<$crate::store::SaveOutcome> {
+                use $crate::store::SaveOutcome;
+                let bytes = $crate::store::encode_msgpack(record)?;
+                let id = record.id.to_string();
+                let now = time::OffsetDateTime::now_utc();
+                let done = sqlx::query(&self.statements.update_if)
+                    .bind(&bytes)
+                    .bind(record.expiry_date)
+                    .bind(&id)
+                    .bind(&expected.0)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                if done.rows_affected() == 1 {
+                    return Ok(SaveOutcome::Saved($crate::store::Version(bytes)));
+                }
+                let live = sqlx::query(&self.statements.exists)
+                    .bind(&id)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::backend_error)?;
+                Ok(match live {
+                    Some(_) => SaveOutcome::Conflict,
+                    None => SaveOutcome::Gone,
+                })
+            }
+        }
+    };
+}
+pub(super) use conditional_sql_store;
