@@ -14,11 +14,11 @@ use socketioxide::socket::Socket;
 
 use tracing::Instrument;
 
-use crate::observe::{self, BINDS, REFUSALS};
 use crate::error::{ConnectRejection, InvalidReason};
 use crate::guard::{ClientAddr, Failures, InFlight};
 use crate::id::{CookieConfig, SessionKey, auth_sid};
 use crate::lifecycle::{IoBroadcaster, Lifecycle, session_room, user_room};
+use crate::observe::{self, BINDS, REFUSALS};
 use crate::origin::OriginChecked;
 use crate::session::{Binding, Connected, LiveSession, Policy, Registry};
 use crate::store::{StoreFailure, StoreHandle};

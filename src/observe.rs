@@ -9,8 +9,9 @@
 pub(crate) const BINDS: &str = "socketio_sessions_binds_total";
 /// Handshakes refused, by `reason` ([`InvalidReason::as_str`](crate::InvalidReason::as_str)).
 pub(crate) const REFUSALS: &str = "socketio_sessions_refusals_total";
-/// Sockets ended by the session lifecycle, by `reason`
-/// ([`EndReason::as_str`](crate::EndReason::as_str)).
+/// Sockets told `sinvalid` and disconnected, by `reason`
+/// ([`EndReason::as_str`](crate::EndReason::as_str)); counted by the node that ended them,
+/// wherever the sockets were.
 pub(crate) const ENDS: &str = "socketio_sessions_ends_total";
 /// Session saves that reached the store.
 pub(crate) const SAVES: &str = "socketio_sessions_saves_total";
@@ -34,12 +35,12 @@ pub(crate) const BOUND_SOCKETS: &str = "socketio_sessions_bound_sockets";
 /// Every metric with its kind, for describing them to the recorder.
 pub(crate) const ALL: [(&str, Kind, &str); 12] = [
     (BINDS, Kind::Counter, "Sockets bound to a session."),
+    (REFUSALS, Kind::Counter, "Handshakes refused, by reason."),
     (
-        REFUSALS,
+        ENDS,
         Kind::Counter,
-        "Handshakes refused, by reason.",
+        "Sockets told sinvalid and disconnected, by reason.",
     ),
-    (ENDS, Kind::Counter, "Sockets ended, by reason."),
     (SAVES, Kind::Counter, "Session saves written to the store."),
     (
         SAVE_CONFLICTS,
@@ -56,7 +57,11 @@ pub(crate) const ALL: [(&str, Kind, &str); 12] = [
         Kind::Counter,
         "Saves dropped because the session no longer existed.",
     ),
-    (STORE_ERRORS, Kind::Counter, "Store calls that failed, by op."),
+    (
+        STORE_ERRORS,
+        Kind::Counter,
+        "Store calls that failed, by op.",
+    ),
     (
         STORE_TIMEOUTS,
         Kind::Counter,
@@ -72,7 +77,11 @@ pub(crate) const ALL: [(&str, Kind, &str); 12] = [
         Kind::Gauge,
         "Sessions with a socket or a loading handshake on this node.",
     ),
-    (BOUND_SOCKETS, Kind::Gauge, "Sockets bound to a session on this node."),
+    (
+        BOUND_SOCKETS,
+        Kind::Gauge,
+        "Sockets bound to a session on this node.",
+    ),
 ];
 
 /// What kind of metric a name is.
@@ -115,6 +124,15 @@ pub(crate) fn count_by(name: &'static str, label: &'static str, value: &'static 
     metrics::counter!(name, label => value).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = (name, label, value);
+}
+
+/// Adds `n` to a counter with one label.
+#[inline]
+pub(crate) fn count_n(name: &'static str, label: &'static str, value: &'static str, n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(name, label => value).increment(n);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, label, value, n);
 }
 
 /// A store operation, as the `op` label names it.

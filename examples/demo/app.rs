@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketio_sessions::redis_store::fred::prelude::{
@@ -85,6 +86,8 @@ pub struct DemoOptions {
     pub auth_sid: bool,
     /// Told about every refused socket connection (Node's socket.io-sessions' `sinvalid`).
     pub on_invalid: Option<InvalidHook>,
+    /// Serve `GET /metrics` (Prometheus text) from this process-wide recorder.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl std::fmt::Debug for DemoOptions {
@@ -117,6 +120,7 @@ impl DemoOptions {
             max_loads_in_flight: None,
             trusted_proxies: None,
             connect_timeout: CONNECT_TIMEOUT,
+            metrics: None,
         }
     }
 }
@@ -215,6 +219,18 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
         .route("/logout", post(logout))
         .route("/api/session", get(session_info))
         .route("/api/visit", post(visit));
+    let router = match opts.metrics.clone() {
+        Some(handle) => router.route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }),
+        ),
+        None => router,
+    };
 
     // The HTTP side uses the sessions' store, so that logout and id rotation reach the sockets
     // and its saves merge with socket writes.

@@ -2,7 +2,7 @@
 //! same session. Run with `cargo run --example demo` and open http://127.0.0.1:3000.
 //!
 //! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `DEMO_STORE` (`memory`,
-//! `sqlite://PATH`, `redis://HOST:PORT`), `DEMO_MODE` (`per-message`, `per-connection`),
+//! `sqlite://PATH`, `postgres://USER@HOST/DB`, `mysql://USER@HOST/DB`, `redis://HOST:PORT`), `DEMO_MODE` (`per-message`, `per-connection`),
 //! `DEMO_SESSION_TTL_SECS` (default 3600), `DEMO_ALLOWED_ORIGINS` (comma-separated; default the
 //! demo's own origin), `DEMO_SIGNING_SECRET` (32+ bytes: sign the session cookie), `DEMO_AUTH_SID=1` (also accept
 //! the cookie's value as `auth: {sid}`), `DEMO_REVALIDATE_SECS` (default 30), `DEMO_ROLLING_MS`
@@ -13,6 +13,7 @@
 //! `DEMO_TRUSTED_PROXIES` (comma-separated IPs/CIDRs of reverse proxies whose
 //! `X-Forwarded-For` names the client), `DEMO_FAILURE_LIMIT` (`N` or `N/SECS`: invalid-session
 //! handshakes per client address, default 30/60).
+//! `GET /metrics` serves the library's metrics in Prometheus text format.
 
 mod app;
 mod store;
@@ -100,6 +101,7 @@ async fn main() {
     ));
     opts.auth_sid = env("DEMO_AUTH_SID").is_some_and(|v| v == "1" || v == "true");
     let store_url = env("DEMO_STORE").unwrap_or_else(|| "memory".into());
+    opts.metrics = Some(install_metrics());
     if let Some(secs) = env("DEMO_REVALIDATE_SECS") {
         let secs: u64 = secs.parse().ok().filter(|s| *s > 0).unwrap_or_else(|| {
             fail(format!(
@@ -180,4 +182,27 @@ async fn main() {
         .unwrap_or_else(|e| fail(format!("server error: {e}")));
     store.close().await;
     println!("demo: stopped");
+}
+
+/// Installs the process-wide Prometheus recorder before the sessions are built (they describe
+/// their metrics to it), and keeps its histograms drained.
+fn install_metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
+        )
+        .and_then(|b| b.install_recorder())
+        .unwrap_or_else(|e| fail(format!("cannot install the metrics recorder: {e}")));
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    handle
 }

@@ -84,11 +84,14 @@ impl DemoStore {
         }
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             let url = url.replacen("mariadb://", "mysql://", 1);
-            let options = MySqlConnectOptions::from_str(&url)
-                .map_err(|e| format!("bad MySQL URL: {e}"))?;
+            let options =
+                MySqlConnectOptions::from_str(&url).map_err(|e| format!("bad MySQL URL: {e}"))?;
             // The table goes into the URL's database (upstream's default is a database of its
             // own, `tower_sessions`, which an app's user may not be allowed to create).
-            let database = options.get_database().unwrap_or("tower_sessions").to_owned();
+            let database = options
+                .get_database()
+                .unwrap_or("tower_sessions")
+                .to_owned();
             let pool = MySqlPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(2))

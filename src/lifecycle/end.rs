@@ -19,6 +19,8 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use tower_sessions::session::Id;
 
+use crate::observe::{self, ENDS};
+
 /// The event a socket receives right before the server disconnects it because its session
 /// ended; its data is `{"reason": "session_revoked" | "session_expired" | "session_rotated"}`.
 pub const SINVALID_EVENT: &str = "sinvalid";
@@ -127,8 +129,16 @@ impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
                     // Bounded here too: with a cluster adapter, the stream of a room that has no
                     // socket on the other nodes may only end at the adapter's request timeout.
                     Ok(acks) => {
-                        let all = acks.for_each(|_| async {});
+                        // One answer (or ack timeout) per socket, on any node: the count of
+                        // sockets this end reached.
+                        let reached = &std::sync::atomic::AtomicU64::new(0);
+                        let all = acks.for_each(|_| async move {
+                            reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        });
                         let _ = tokio::time::timeout(SINVALID_FLUSH * 2, all).await;
+                        let reached = reached.load(std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(%reason, sockets = reached, "sockets told of a session's end");
+                        observe::count_n(ENDS, "reason", reason.as_str(), reached);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "could not announce the end of a session")

@@ -83,7 +83,6 @@ impl Lifecycle {
 
     /// Ends the sockets of a room with `reason`.
     pub(crate) async fn end_room(&self, room: String, reason: EndReason, reach: Reach) {
-        crate::observe::count_by(crate::observe::ENDS, "reason", reason.as_str());
         let broadcaster = crate::task::locked_read(&self.broadcaster).clone();
         match broadcaster {
             Some(b) => b.end(room, reason, reach).await,

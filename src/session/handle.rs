@@ -13,9 +13,9 @@ use tracing::Instrument;
 
 use super::live::LiveSession;
 use super::state::{State, Updater};
-use crate::observe::{BOUND_SOCKETS, Held};
 use crate::config::Mode;
 use crate::error::SessionError;
+use crate::observe::{BOUND_SOCKETS, Held};
 use crate::tag::SessionTag;
 use crate::task::{lock, spawn_detached};
 
@@ -388,15 +388,15 @@ impl Drop for Hold {
         let span = self.span.clone();
         spawn_detached(
             async move {
-            match live.persist(&mut st).await {
-                Ok(()) | Err(SessionError::Gone) => {}
-                Err(e) => tracing::warn!(
-                    session = %live.tag(),
-                    error = %e,
-                    "could not save the session after a message; its changes were dropped"
-                ),
+                match live.persist(&mut st).await {
+                    Ok(()) | Err(SessionError::Gone) => {}
+                    Err(e) => tracing::warn!(
+                        session = %live.tag(),
+                        error = %e,
+                        "could not save the session after a message; its changes were dropped"
+                    ),
+                }
             }
-        }
             .instrument(span),
         );
     }

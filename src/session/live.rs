@@ -14,10 +14,10 @@ use tower_sessions::session::Id;
 
 use super::policy::Policy;
 use super::state::{Op, Pending, State};
-use crate::observe::{Held, LIVE_SESSIONS};
 use crate::config::Mode;
 use crate::error::SessionError;
 use crate::id::SessionKey;
+use crate::observe::{Held, LIVE_SESSIONS};
 use crate::store::{
     MergeError, Merged, Reloaded, StoreFailure, StoreHandle, Versioned, save_merged,
 };

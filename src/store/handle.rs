@@ -202,10 +202,13 @@ impl StoreHandle {
     /// The record as stored, forwarding records included; `None` when absent or expired.
     async fn load_stored(&self, id: &Id) -> Result<Option<Versioned>, StoreFailure> {
         let loaded = match &self.backend {
-            Backend::Plain(s) => self.bounded(StoreOp::Load, s.load(id)).await?.map(|record| Versioned {
-                record,
-                version: Version(Vec::new()),
-            }),
+            Backend::Plain(s) => self
+                .bounded(StoreOp::Load, s.load(id))
+                .await?
+                .map(|record| Versioned {
+                    record,
+                    version: Version(Vec::new()),
+                }),
             Backend::Conditional(s) => self.bounded(StoreOp::Load, s.load_versioned(id)).await?,
         };
         Ok(loaded.filter(|l| l.record.expiry_date > OffsetDateTime::now_utc()))
@@ -239,7 +242,10 @@ impl StoreHandle {
         };
         let now = OffsetDateTime::now_utc();
         Ok(
-            match self.bounded(StoreOp::Reload, s.reload_versioned(id, &known.version)).await? {
+            match self
+                .bounded(StoreOp::Reload, s.reload_versioned(id, &known.version))
+                .await?
+            {
                 Reloaded::Unchanged if known.record.expiry_date > now => Reloaded::Unchanged,
                 Reloaded::Changed(v)
                     if v.record.expiry_date > now && forwarded_to(&v.record).is_none() =>
@@ -259,7 +265,10 @@ impl StoreHandle {
         expected: &Version,
     ) -> Result<SaveOutcome, StoreFailure> {
         match &self.backend {
-            Backend::Conditional(s) => self.bounded(StoreOp::SaveIf, s.save_if(record, expected)).await,
+            Backend::Conditional(s) => {
+                self.bounded(StoreOp::SaveIf, s.save_if(record, expected))
+                    .await
+            }
             Backend::Plain(s) => {
                 self.bounded(StoreOp::Save, s.save(record)).await?;
                 Ok(SaveOutcome::Saved(Version(Vec::new())))
@@ -269,17 +278,20 @@ impl StoreHandle {
 
     /// Writes `record` unconditionally.
     pub(crate) async fn save(&self, record: &Record) -> Result<(), StoreFailure> {
-        self.bounded(StoreOp::Save, self.as_plain().save(record)).await
+        self.bounded(StoreOp::Save, self.as_plain().save(record))
+            .await
     }
 
     /// Creates a record (the store may change its id to a free one).
     pub(crate) async fn create(&self, record: &mut Record) -> Result<(), StoreFailure> {
-        self.bounded(StoreOp::Create, self.as_plain().create(record)).await
+        self.bounded(StoreOp::Create, self.as_plain().create(record))
+            .await
     }
 
     /// Deletes a record.
     pub(crate) async fn delete(&self, id: &Id) -> Result<(), StoreFailure> {
-        self.bounded(StoreOp::Delete, self.as_plain().delete(id)).await
+        self.bounded(StoreOp::Delete, self.as_plain().delete(id))
+            .await
     }
 
     /// The expiry a save gives the record, computed as the HTTP layer computes it.

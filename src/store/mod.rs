@@ -157,13 +157,23 @@ pub trait ConditionalStore: SessionStore {
 }
 
 /// Encodes a record as tower-sessions' Redis and sqlx stores do (MessagePack).
-#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql"
+))]
 fn encode_msgpack(record: &Record) -> session_store::Result<Vec<u8>> {
     rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
 
 /// A reload from the stored bytes: unchanged bytes are not decoded.
-#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql"
+))]
 fn reload_msgpack(bytes: Option<Vec<u8>>, known: &Version) -> session_store::Result<Reloaded> {
     Ok(match bytes {
         None => Reloaded::Gone,
@@ -173,7 +183,12 @@ fn reload_msgpack(bytes: Option<Vec<u8>>, known: &Version) -> session_store::Res
 }
 
 /// Decodes stored MessagePack bytes; the bytes themselves are the version.
-#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql"
+))]
 fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
     let record =
         rmp_serde::from_slice(&bytes).map_err(|e| session_store::Error::Decode(e.to_string()))?;
@@ -185,7 +200,12 @@ fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
 
 /// Implements `SessionStore` by handing every call to the wrapped tower-sessions store in
 /// `self.inner`, so that unconditional writers use exactly that crate's format.
-#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql"
+))]
 macro_rules! delegate_session_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -218,12 +238,22 @@ macro_rules! delegate_session_store {
         }
     };
 }
-#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql"
+))]
 use delegate_session_store;
 
 /// Maps a backend error into the store error tower-sessions uses.
 #[cfg_attr(
-    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    not(any(
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn backend_error(e: impl fmt::Display) -> session_store::Error {

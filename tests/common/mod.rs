@@ -11,6 +11,7 @@
 //! - [`backend`]: the stores every suite runs on, closed when the test ends.
 //! - [`server`]: the demo app on a free port, stopped with everything it started.
 //! - [`client`]: Socket.IO clients and raw Engine.IO handshakes.
+//! - [`process`]: the real demo as a child process, and the calls tests make to it.
 //! - [`secrets`]: no session secret in the server's logs or in what clients receive.
 //! - [`store_tests`]: the macro that runs a suite's cases on every store.
 #![allow(dead_code, unused_imports)]
@@ -23,6 +24,7 @@ pub mod store;
 pub mod backend;
 pub mod client;
 pub mod probe;
+pub mod process;
 pub mod redis;
 pub mod required;
 pub mod secrets;
