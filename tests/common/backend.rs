@@ -91,6 +91,12 @@ impl Drop for Home {
 impl TestStore {
     /// Opens a fresh store; `None` when the backend is unavailable and not required.
     pub async fn open(backend: Backend) -> Option<TestStore> {
+        Self::open_on(backend, None).await
+    }
+
+    /// Opens a fresh store; a SQL backend's database on the server at `sql_server` (a URL
+    /// without a database) instead of the machine's.
+    pub async fn open_on(backend: Backend, sql_server: Option<&str>) -> Option<TestStore> {
         let (mut database, mut home) = (None, None);
         let (store, redis, dir) = match backend {
             Backend::Postgres | Backend::MySql => {
@@ -98,7 +104,8 @@ impl TestStore {
                     Backend::Postgres => SqlKind::Postgres,
                     _ => SqlKind::MySql,
                 };
-                let db = SqlDatabase::create(kind).await?;
+                let server = sql_server.map_or_else(|| kind.server_url(), str::to_owned);
+                let db = SqlDatabase::create_on(kind, &server).await?;
                 let runtime = Home::start();
                 let url = db.url();
                 let store = runtime
@@ -140,6 +147,11 @@ impl TestStore {
             home,
             database,
         })
+    }
+
+    /// The database of `Backend::Postgres` and `Backend::MySql`.
+    pub fn database_url(&self) -> Option<String> {
+        self.database.as_ref().map(SqlDatabase::url)
     }
 
     /// The SQLite file of `Backend::Sqlite`.

@@ -8,6 +8,7 @@
 //! - [`redis`]: a `redis-server` of the test's own.
 //! - [`probe`]: a store wrapper that counts calls and can fail or hang (until healed).
 //! - [`sql`]: a Postgres or MySQL database of the test's own, dropped after.
+//! - [`sql_server`]: a Postgres or MariaDB server of the test's own, to kill and restart.
 //! - [`backend`]: the stores every suite runs on, closed when the test ends.
 //! - [`server`]: the demo app on a free port, stopped with everything it started.
 //! - [`client`]: Socket.IO clients and raw Engine.IO handshakes.
@@ -30,6 +31,7 @@ pub mod required;
 pub mod secrets;
 pub mod server;
 pub mod sql;
+pub mod sql_server;
 pub mod store_tests;
 pub mod wait;
 
