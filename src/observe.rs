@@ -5,6 +5,9 @@
 //!
 //! [`metrics`]: https://docs.rs/metrics
 
+// Without the feature the names and descriptions stay (one list, whatever the build), unread.
+#![cfg_attr(not(feature = "metrics"), allow(dead_code))]
+
 /// Sockets bound to a session (handshakes accepted).
 pub(crate) const BINDS: &str = "socketio_sessions_binds_total";
 /// Handshakes refused, by `reason` ([`InvalidReason::as_str`](crate::InvalidReason::as_str)).

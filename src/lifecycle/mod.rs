@@ -34,7 +34,9 @@ pub(crate) struct Lifecycle {
     /// first accepted socket. Behind a lock rather than set once, because shutdown takes it
     /// back: the `SocketIo` holds the namespaces that hold this node, a cycle to break.
     broadcaster: RwLock<Option<Arc<dyn Broadcaster>>>,
-    /// The same store handle the live sessions use (bounded calls, forwarding records hidden).
+    /// The same store handle the live sessions use (bounded calls, forwarding records hidden):
+    /// keyspace notifications name keys, which only the store can map to ids.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     store: Arc<StoreHandle>,
     /// The node's live sessions: what revalidation and shutdown walk.
     registry: Arc<Registry>,

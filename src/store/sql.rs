@@ -13,6 +13,8 @@ pub(super) struct Statements {
     /// Kept to write the statements again for another schema or table.
     dialect: Dialect,
     schema: String,
+    /// Read only to rename the schema, which SQLite has not.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     table: String,
     /// The stored bytes of a live record. Binds: id, now.
     pub(super) load: String,
@@ -26,10 +28,13 @@ pub(super) struct Statements {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Dialect {
     /// `?` and the bare (validated) table name.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Sqlite,
     /// `$n` and `"schema"."table"`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
     /// `?` and `` `schema`.`table` ``.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     MySql,
 }
 
@@ -74,6 +79,7 @@ impl Statements {
     }
 
     /// The same statements on another schema.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(super) fn with_schema(&self, schema: &str) -> Self {
         Statements::new(self.dialect, schema, &self.table)
     }
