@@ -85,8 +85,10 @@ pub struct Config {
     pub max_depth: usize,
     /// Per-message mode: the most handlers of one session that may wait for its turn on this
     /// node (default 512); past it a handler's session calls fail at once with
-    /// [`SessionError::Busy`](crate::SessionError::Busy). (Per connection, handlers never wait
-    /// for one another: each operation takes the session briefly.)
+    /// [`SessionError::Busy`](crate::SessionError::Busy), and a socket that has more events
+    /// refused than this within one second is disconnected (it is flooding, not backing off).
+    /// (Per connection, handlers never wait for one another: each operation takes the session
+    /// briefly.)
     pub max_waiting_handlers: usize,
     /// How long [`shutdown`](crate::SocketSessions::shutdown) may take as a whole (default 10 s).
     pub shutdown_timeout: Duration,

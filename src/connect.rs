@@ -93,6 +93,10 @@ impl<A: Adapter> Connected for Socket<A> {
     fn connected(&self) -> bool {
         Socket::connected(self)
     }
+    fn disconnect(self: Arc<Self>) {
+        // Already gone is fine: the flood stops either way.
+        Socket::disconnect(self).ok();
+    }
 }
 
 /// Loads the socket's session before the connect handler runs; refuses the connection with

@@ -523,7 +523,9 @@ impl SocketSessionsBuilder {
     /// Per-message mode: the most handlers of one session that may wait for its turn on this
     /// node (default 512):
     /// past it, a handler's first session call fails at once with [`SessionError::Busy`], so
-    /// that one socket flooding events cannot queue unbounded work.
+    /// that one socket flooding events cannot queue unbounded work. A socket with more events
+    /// refused than this within one second is disconnected: every packet it still has buffered
+    /// is then dropped without running a handler.
     pub fn with_max_waiting_handlers(mut self, max: usize) -> Self {
         self.config.max_waiting_handlers = max;
         self

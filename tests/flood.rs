@@ -81,7 +81,9 @@ async fn fifty_thousand_events_from_one_socket_are_bounded_and_stop_with_it() {
     // as Engine.IO polling allows (one record separator between packets), under max_payload.
     let packets: Vec<String> = (0..EVENTS).map(|i| format!("42{i}[\"incr\"]")).collect();
     let client = http();
+    // The server cuts the flooder off: a later batch finds its Engine.IO session gone (400).
     let flood = async {
+        let mut sent = 0;
         for batch in packets.chunks(5_000) {
             let res = client
                 .post(&url)
@@ -89,26 +91,32 @@ async fn fifty_thousand_events_from_one_socket_are_bounded_and_stop_with_it() {
                 .send()
                 .await
                 .unwrap();
-            assert!(res.status().is_success(), "{}", res.status());
+            if !res.status().is_success() {
+                break;
+            }
+            sent += batch.len();
         }
+        sent
     };
     let during = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         p99(&calm, 200).await
     };
-    let ((), during) = tokio::join!(flood, during);
+    let (sent, during) = tokio::join!(flood, during);
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
 
-    // The socket goes away; within a second the server stops writing for it.
-    client.post(&url).body("1").send().await.unwrap();
+    // The socket goes away (if the server has not ended it already); within a second the
+    // server stops writing for it.
+    client.post(&url).body("1").send().await.ok();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let settled = server.count(&flooder).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = server.count(&flooder).await;
     eprintln!(
-        "flood of {EVENTS} events: RSS +{grown_mib} MiB, {settled} applied, other session's \
-         p99 {baseline:?} before, {during:?} during"
+        "flood of {EVENTS} events ({sent} accepted before the cut-off): RSS +{grown_mib} MiB, \
+         {settled} applied, other session's p99 {baseline:?} before, {during:?} during"
     );
+    assert!(sent < EVENTS, "the flooding socket was never disconnected");
     assert_eq!(
         settled, later,
         "store writes went on after the socket closed"
@@ -117,12 +125,13 @@ async fn fifty_thousand_events_from_one_socket_are_bounded_and_stop_with_it() {
         settled < EVENTS as u64,
         "nothing was refused: the cap did not act"
     );
-    // Bounded, not flat: the refused events are still spawned as handler tasks by socketioxide
-    // (see RELIABILITY.md for the measured figures).
-    assert!(grown_mib < 64, "RSS grew by {grown_mib} MiB");
-    // Measured and reported, not asserted: on 2 cores, 50,000 events in about a second take
-    // the CPU from every other session (RELIABILITY.md).
-    let _ = (baseline, during);
+    assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB");
+    // Within 2x of the baseline, with room for a machine that other work shares (the figures
+    // themselves are in RELIABILITY.md).
+    assert!(
+        during <= baseline * 2 + Duration::from_millis(50),
+        "the other session's p99 went from {baseline:?} to {during:?}"
+    );
     calm.close().await;
     server.stop().await;
 }

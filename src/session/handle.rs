@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 
+use super::flood::{FloodWatch, Refusal};
 use super::live::LiveSession;
 use super::state::{State, Updater};
 use crate::config::Mode;
@@ -22,6 +23,8 @@ use crate::task::{lock, spawn_detached};
 /// Whether a socket is still connected: the binding asks its socket, whatever its adapter.
 pub(crate) trait Connected: Send + Sync {
     fn connected(&self) -> bool;
+    /// Ends the socket (a client flooding its session).
+    fn disconnect(self: Arc<Self>);
 }
 
 /// A socket's tie to its live session, kept in the socket's extensions. In per-connection mode,
@@ -34,6 +37,8 @@ struct BindingInner {
     /// Weak: the socket holds the binding in its extensions, so a strong pointer would keep the
     /// socket alive forever. Handlers ask it whether their socket is gone before their turn.
     socket: Weak<dyn Connected>,
+    /// The socket's refused events: shared with its handlers' holds, which do the refusing.
+    flood: Arc<FloodWatch>,
     /// One unit of the bound-sockets gauge, given back when the socket's binding is dropped.
     _bound: Held,
 }
@@ -49,6 +54,7 @@ impl Binding {
         Binding(Arc::new(BindingInner {
             live,
             socket,
+            flood: Arc::default(),
             _bound: Held::new(BOUND_SOCKETS),
         }))
     }
@@ -67,6 +73,7 @@ impl Binding {
             Mode::PerMessage => Access::PerMessage(Arc::new(Hold {
                 live: live.clone(),
                 socket: self.0.socket.clone(),
+                flood: self.0.flood.clone(),
                 guard: Mutex::new(None),
                 at_connect,
                 span: handler_span(&live),
@@ -120,6 +127,7 @@ struct Hold {
     /// Kept here as well as in the handle: the hold's drop saves through it.
     live: Arc<LiveSession>,
     socket: Weak<dyn Connected>,
+    flood: Arc<FloodWatch>,
     guard: Mutex<Option<OwnedMutexGuard<State>>>,
     at_connect: bool,
     /// The handler's span: its reload and its save run in it, wherever they are polled.
@@ -352,12 +360,27 @@ impl Hold {
     async fn wait_turn(&self) -> Result<OwnedMutexGuard<State>, SessionError> {
         let live = &self.live;
         let waiting = Waiting(&live.waiting);
-        if live.waiting.fetch_add(1, Ordering::AcqRel) >= live.policy.max_waiting {
-            tracing::warn!(
-                session = %live.tag(),
-                limit = live.policy.max_waiting,
-                "too many handlers waiting for this session; event refused"
-            );
+        let limit = live.policy.max_waiting;
+        if live.waiting.fetch_add(1, Ordering::AcqRel) >= limit {
+            match self.flood.refuse(limit) {
+                Refusal::First => tracing::warn!(
+                    session = %live.tag(),
+                    limit,
+                    "too many handlers waiting for this session; events refused"
+                ),
+                Refusal::Again => {}
+                Refusal::Flooding => {
+                    tracing::warn!(
+                        session = %live.tag(),
+                        limit,
+                        "a socket sent more refused events in a second than its session's \
+                         queue holds; disconnected"
+                    );
+                    if let Some(socket) = self.socket.upgrade() {
+                        socket.disconnect();
+                    }
+                }
+            }
             return Err(SessionError::Busy);
         }
         let st = live.state.clone().lock_owned().await;

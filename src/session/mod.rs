@@ -1,6 +1,7 @@
 //! The bind stage and what handlers use: the live session (one per id per node), the state and
-//! its change log, the policy, and the handle.
+//! its change log, the policy, the handle, and the flood watch on a socket's refused events.
 
+mod flood;
 mod handle;
 mod live;
 mod policy;
