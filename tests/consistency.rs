@@ -170,6 +170,48 @@ mod cases {
             assert!(record.is_none(), "{mode:?}: the record was recreated");
         }
     }
+    /// Two nodes, each with its own pool on the same store (as two processes would have), three
+    /// sockets each on one session: every increment counted once.
+    pub async fn two_nodes_count_exactly(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let url = st.shared_url().expect("a store two nodes can share");
+        for mode in [Mode::PerMessage, Mode::PerConnection] {
+            let mut nodes = Vec::new();
+            for _ in 0..2 {
+                let url = url.clone();
+                nodes.push(
+                    TestServer::start_with(
+                        move |o| async move {
+                            // On the node's own runtime, as its connections are in a process.
+                            let store = DemoStore::open(&url).await?;
+                            app::app(store, o).await
+                        },
+                        |o| {
+                            o.mode = mode;
+                            o.write_behind = Some(Duration::from_millis(50));
+                        },
+                    )
+                    .await,
+                );
+            }
+            let cookie = nodes[0].login("dee").await;
+            let (a, b) = tokio::join!(
+                hammer(&nodes[0], &cookie, 3, 100),
+                hammer(&nodes[1], &cookie, 3, 100)
+            );
+            nodes[1].wait_count(&cookie, 600).await;
+            for s in a.into_iter().chain(b) {
+                s.close().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(nodes[0].count(&cookie).await, 600, "{mode:?}");
+            for node in nodes {
+                node.stop().await;
+            }
+        }
+    }
 }
 
 store_tests! {
@@ -188,46 +230,26 @@ store_tests! {
     ],
 }
 
+/// The stores that two processes can share (memory stores cannot).
+mod shared {
+    use super::*;
+
+    store_tests! {
+        stores: [
+            sqlite => Backend::Sqlite,
+            redis => Backend::Redis,
+            postgres => Backend::Postgres,
+            mysql => Backend::MySql,
+        ],
+        cases: [two_nodes_count_exactly],
+    }
+}
+
 /// A plain store (no conditional save) still counts exactly on one node: writes are
 /// serialized per session, and `update`s are re-applied on the record as it is at save time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_store_counts_exactly_on_one_node() {
     cases::three_sockets_times_a_hundred_incr(Backend::PlainMemory).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_on_one_redis_count_exactly() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    for mode in [Mode::PerMessage, Mode::PerConnection] {
-        let mut nodes = Vec::new();
-        for _ in 0..2 {
-            // A store (and connection pool) per node, as two processes would have.
-            let store = DemoStore::open(&redis.url()).await.unwrap();
-            nodes.push(
-                TestServer::start_with(
-                    move |o| app::app(store, o),
-                    |o| {
-                        o.mode = mode;
-                        o.write_behind = Some(Duration::from_millis(50));
-                    },
-                )
-                .await,
-            );
-        }
-        let cookie = nodes[0].login("dee").await;
-        let (a, b) = tokio::join!(
-            hammer(&nodes[0], &cookie, 3, 100),
-            hammer(&nodes[1], &cookie, 3, 100)
-        );
-        nodes[1].wait_count(&cookie, 600).await;
-        for s in a.into_iter().chain(b) {
-            s.close().await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(nodes[0].count(&cookie).await, 600, "{mode:?}");
-    }
 }
 
 /// The turns of the stale reader's handler: it reads `count`, signals `read`, and writes only

@@ -149,6 +149,19 @@ impl TestStore {
         })
     }
 
+    /// The `DEMO_STORE` URL of a store that another process could open too (`None` for the
+    /// in-process memory stores): another node opens its own pool with it.
+    pub fn shared_url(&self) -> Option<String> {
+        match self.backend {
+            Backend::Redis => self.redis.as_ref().map(RedisServer::url),
+            Backend::Sqlite => self
+                .sqlite_path()
+                .map(|p| format!("sqlite://{}", p.display())),
+            Backend::Postgres | Backend::MySql => self.database_url(),
+            Backend::Memory | Backend::PlainMemory => None,
+        }
+    }
+
     /// The database of `Backend::Postgres` and `Backend::MySql`.
     pub fn database_url(&self) -> Option<String> {
         self.database.as_ref().map(SqlDatabase::url)
