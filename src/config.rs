@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tower_sessions::Expiry;
 
+use crate::client::HandshakeRate;
 use crate::error::ConfigError;
 use crate::guard::FailureLimit;
 use crate::id::CookieKey;
@@ -77,6 +78,9 @@ pub struct Config {
     pub rolling: Option<Duration>,
     /// The per-address limit on handshakes with invalid sessions (default 30 per minute).
     pub failure_limit: Option<FailureLimit>,
+    /// The per-address rate of new Engine.IO sessions the origin gate lets through (default
+    /// 100 a second after a burst of 500; `None` turns it off).
+    pub handshake_rate: Option<HandshakeRate>,
     /// The most session loads in flight at connect (default 1024).
     pub max_loads_in_flight: usize,
     /// The largest value, as JSON, a socket may store under one key (default 64 KiB).
@@ -114,6 +118,7 @@ impl Default for Config {
             revalidate_every: Some(Duration::from_secs(30)),
             rolling: None,
             failure_limit: Some(FailureLimit::default()),
+            handshake_rate: Some(HandshakeRate::default()),
             max_loads_in_flight: 1024,
             max_value_bytes: 64 * 1024,
             max_depth: 32,
@@ -138,7 +143,12 @@ impl Config {
         {
             return Err(ConfigError::ZeroInterval);
         }
-        if self.max_loads_in_flight == 0 || self.max_waiting_handlers == 0 {
+        if self.max_loads_in_flight == 0
+            || self.max_waiting_handlers == 0
+            || self
+                .handshake_rate
+                .is_some_and(|r| r.per_second == 0 || r.burst == 0)
+        {
             return Err(ConfigError::ZeroLimit);
         }
         if self.origins.is_none() && self.cookies {

@@ -14,8 +14,9 @@ use socketioxide::socket::Socket;
 
 use tracing::Instrument;
 
+use crate::client::ClientAddr;
 use crate::error::{ConnectRejection, InvalidReason};
-use crate::guard::{ClientAddr, Failures, InFlight};
+use crate::guard::{Failures, InFlight};
 use crate::id::{CookieConfig, SessionKey, auth_sid};
 use crate::lifecycle::{IoBroadcaster, Lifecycle, session_room, user_room};
 use crate::observe::{self, BINDS, REFUSALS};
@@ -194,7 +195,7 @@ impl Connect {
     fn client_ip<A: Adapter>(&self, s: &Arc<Socket<A>>) -> Option<IpAddr> {
         match &self.guards.client_addr {
             Some(addr) => addr(s.req_parts()),
-            None => crate::guard::connect_info(s.req_parts()),
+            None => crate::client::connect_info(s.req_parts()),
         }
     }
 

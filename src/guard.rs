@@ -4,7 +4,7 @@
 //! may be shared by many users (a NAT, a proxy), and cookies that verify are never limited.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,17 +29,6 @@ impl Default for FailureLimit {
             window: Duration::from_secs(60),
         }
     }
-}
-
-/// Where a handshake comes from: axum's `ConnectInfo<SocketAddr>` when the app is served with
-/// `into_make_service_with_connect_info::<SocketAddr>()`, else a custom function's answer.
-pub(crate) type ClientAddr = Arc<dyn Fn(&http::request::Parts) -> Option<IpAddr> + Send + Sync>;
-
-pub(crate) fn connect_info(parts: &http::request::Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
 }
 
 /// Counts failures per address in fixed windows. A handshake whose session is looked up on an

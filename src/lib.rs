@@ -44,6 +44,7 @@
 
 // The stages, in the order a session id travels; each imports only the ones above it
 // (tests/layering.rs checks it). `sessions` wires them and nothing imports it.
+mod client;
 mod config;
 mod connect;
 pub mod csrf;
@@ -62,6 +63,8 @@ pub mod store;
 mod tag;
 mod task;
 
+#[doc(inline)]
+pub use client::HandshakeRate;
 #[doc(inline)]
 pub use config::{Config, Mode};
 #[doc(inline)]

@@ -16,6 +16,8 @@ pub(crate) const REFUSALS: &str = "socketio_sessions_refusals_total";
 /// ([`EndReason::as_str`](crate::EndReason::as_str)); counted by the node that ended them,
 /// wherever the sockets were.
 pub(crate) const ENDS: &str = "socketio_sessions_ends_total";
+/// New Engine.IO sessions refused (`429`) by the per-address handshake rate.
+pub(crate) const THROTTLED: &str = "socketio_sessions_handshakes_throttled_total";
 /// Session saves that reached the store.
 pub(crate) const SAVES: &str = "socketio_sessions_saves_total";
 /// Conditional saves refused because another writer saved first.
@@ -36,13 +38,18 @@ pub(crate) const LIVE_SESSIONS: &str = "socketio_sessions_live_sessions";
 pub(crate) const BOUND_SOCKETS: &str = "socketio_sessions_bound_sockets";
 
 /// Every metric with its kind, for describing them to the recorder.
-pub(crate) const ALL: [(&str, Kind, &str); 12] = [
+pub(crate) const ALL: [(&str, Kind, &str); 13] = [
     (BINDS, Kind::Counter, "Sockets bound to a session."),
     (REFUSALS, Kind::Counter, "Handshakes refused, by reason."),
     (
         ENDS,
         Kind::Counter,
         "Sockets told sinvalid and disconnected, by reason.",
+    ),
+    (
+        THROTTLED,
+        Kind::Counter,
+        "New Engine.IO sessions refused by the per-address handshake rate.",
     ),
     (SAVES, Kind::Counter, "Session saves written to the store."),
     (

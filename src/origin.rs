@@ -13,7 +13,9 @@ use http::{HeaderMap, Request, Response, StatusCode, header::ORIGIN};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::client::{ClientAddr, Throttle, connect_info};
 use crate::error::ConfigError;
+use crate::observe::{self, THROTTLED};
 
 /// What to do with a request that has no `Origin` header.
 ///
@@ -288,10 +290,25 @@ pub(crate) struct OriginChecked;
 /// (polling and WebSocket upgrade alike). Get it from
 /// [`SocketSessions::origin_layer`](crate::SocketSessions::origin_layer) and add it around the
 /// Socket.IO layer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OriginLayer {
     policy: Arc<OriginPolicy>,
     path: Arc<str>,
+    /// Shared by every layer of one `SocketSessions`: the buckets are per address, not per
+    /// layer.
+    throttle: Option<Arc<Throttle>>,
+    /// How to find the client behind trusted proxies; `ConnectInfo` when `None`.
+    client_addr: Option<ClientAddr>,
+}
+
+impl std::fmt::Debug for OriginLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OriginLayer")
+            .field("policy", &self.policy)
+            .field("path", &self.path)
+            .field("throttle", &self.throttle)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OriginLayer {
@@ -301,7 +318,42 @@ impl OriginLayer {
         OriginLayer {
             policy,
             path: engine_base(&path),
+            throttle: None,
+            client_addr: None,
         }
+    }
+
+    /// Also throttles new Engine.IO sessions per client address.
+    pub(crate) fn with_throttle(
+        mut self,
+        throttle: Option<Arc<Throttle>>,
+        client_addr: Option<ClientAddr>,
+    ) -> Self {
+        self.throttle = throttle;
+        self.client_addr = client_addr;
+        self
+    }
+
+    /// Whether a new Engine.IO session from this request's client is over its rate.
+    fn throttled<B>(&self, req: Request<B>) -> (Request<B>, bool) {
+        let Some(throttle) = &self.throttle else {
+            return (req, false);
+        };
+        let new_session = req.method() == http::Method::GET
+            && !req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
+        if !new_session {
+            return (req, false);
+        }
+        let (parts, body) = req.into_parts();
+        let ip = match &self.client_addr {
+            Some(client_addr) => client_addr(&parts),
+            None => connect_info(&parts),
+        };
+        let throttled = ip.is_some_and(|ip| !throttle.admit(ip));
+        (Request::from_parts(parts, body), throttled)
     }
 }
 
@@ -358,6 +410,9 @@ pub struct OriginGate<S> {
     layer: OriginLayer,
 }
 
+/// The body of the 429 answer.
+const THROTTLED_BODY: &str = "too many new connections from this address";
+
 /// The body of the 403 answer.
 const FORBIDDEN_BODY: &str = "origin not allowed";
 
@@ -374,11 +429,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         if !covers(&self.layer.path, req.uri().path()) {
             return Either::Left(self.inner.call(req));
         }
         if self.layer.policy.allows_headers(req.headers()) {
+            let (mut req, throttled) = self.layer.throttled(req);
+            if throttled {
+                observe::count(THROTTLED);
+                tracing::debug!("refused a new Engine.IO session: over the address's rate");
+                let mut res = Response::new(ResBody::from(THROTTLED_BODY));
+                *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                res.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                return Either::Right(ready(Ok(res)));
+            }
             req.extensions_mut().insert(OriginChecked);
             return Either::Left(self.inner.call(req));
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header::{FORWARDED, HeaderName};
 
+use crate::client::{ClientAddr, connect_info};
 use crate::error::ConfigError;
-use crate::guard::{ClientAddr, connect_info};
 
 /// An IP network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

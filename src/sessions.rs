@@ -14,11 +14,12 @@ use tower_sessions::cookie::Key;
 use tower_sessions::session::Id;
 use tower_sessions::{Expiry, SessionStore};
 
+use crate::client::{ClientAddr, HandshakeRate, Throttle};
 use crate::config::{Config, Mode};
 use crate::connect::{Connect, Guards, IdSources, InvalidHook, InvalidSession, SessionMiddleware};
 use crate::csrf::CsrfLayer;
 use crate::error::{ConfigError, InvalidReason, SessionError};
-use crate::guard::{ClientAddr, FailureLimit, Failures, InFlight};
+use crate::guard::{FailureLimit, Failures, InFlight};
 use crate::http::HttpStore;
 use crate::id::{CookieConfig, CookieKey, ExpressSecrets};
 use crate::lifecycle::{EndReason, IoBroadcaster, Lifecycle, Reach, ShutdownReport, user_room};
@@ -90,6 +91,10 @@ pub struct SocketSessions {
     path: Arc<str>,
     /// The cookie format, for [`session_id`](Self::session_id).
     cookie: Arc<CookieConfig>,
+    /// New Engine.IO sessions per address, shared by every `OriginLayer` made here.
+    throttle: Option<Arc<Throttle>>,
+    /// How the origin gate finds the client behind trusted proxies (`ConnectInfo` if `None`).
+    client_addr: Option<ClientAddr>,
 }
 
 impl fmt::Debug for SocketSessions {
@@ -130,6 +135,7 @@ impl SocketSessions {
     /// Socket.IO layer (`.layer(sio_layer).layer(sessions.origin_layer())`).
     pub fn origin_layer(&self) -> OriginLayer {
         OriginLayer::new(self.origin.clone(), self.path.clone())
+            .with_throttle(self.throttle.clone(), self.client_addr.clone())
     }
 
     /// The same origin allowlist as a guard for the app's state-changing HTTP routes: 403 for
@@ -483,6 +489,24 @@ impl SocketSessionsBuilder {
         self
     }
 
+    /// How many new Engine.IO sessions one client address may open (default: 100 a second
+    /// after a burst of 500). The origin gate answers the rest `429` with `Retry-After: 1`
+    /// before engineioxide allocates a session, so one client cannot make the server hold
+    /// thousands of sessions that never join a namespace. Addresses as for the failure limit
+    /// (`ConnectInfo`, or [`with_trusted_proxies`](Self::with_trusted_proxies)); without either,
+    /// nothing is throttled.
+    pub fn with_handshake_rate(mut self, rate: HandshakeRate) -> Self {
+        self.config.handshake_rate = Some(rate);
+        self
+    }
+
+    /// Turns the per-address rate of new Engine.IO sessions off (for a load test from one
+    /// address, say).
+    pub fn without_handshake_rate(mut self) -> Self {
+        self.config.handshake_rate = None;
+        self
+    }
+
     /// How to find a handshake's client address (e.g. from a trusted proxy's header), instead
     /// of axum's `ConnectInfo<SocketAddr>`.
     pub fn with_client_addr(
@@ -575,7 +599,7 @@ impl SocketSessionsBuilder {
             guards: Guards {
                 require_origin_layer: config.require_origin_layer,
                 failures: config.failure_limit.map(Failures::new),
-                client_addr: self.client_addr,
+                client_addr: self.client_addr.clone(),
                 in_flight: InFlight::new(config.max_loads_in_flight),
             },
             on_invalid: self.on_invalid,
@@ -590,6 +614,8 @@ impl SocketSessionsBuilder {
             origin: Arc::new(config.origin_policy()),
             path: Arc::from(config.path.as_ref()),
             cookie: Arc::new(cookie),
+            throttle: config.handshake_rate.map(|r| Arc::new(Throttle::new(r))),
+            client_addr: self.client_addr,
         })
     }
 }

@@ -10,6 +10,7 @@ const ORDER: &[&str] = &[
     "tag",
     "task",
     "observe",
+    "client",
     "origin",
     "csrf",
     "id",

@@ -274,6 +274,8 @@ async fn sessions_app(args: &Args, origin: &str) -> Result<Router, BoxError> {
         .with_mode(args.mode)
         .with_expiry(expiry)
         .with_allowed_origins([origin])
+        // The load generator opens every connection from one address.
+        .without_handshake_rate()
         .build()?;
 
     let (layer, io) = SocketIo::builder()
