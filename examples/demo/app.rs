@@ -11,11 +11,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketio_sessions::redis_store::fred::prelude::{
+use socketio_sessions::store::ConditionalStore;
+use socketio_sessions::store::fred::prelude::{
     Builder as FredBuilder, Config as FredConfig, ReconnectPolicy,
 };
-use socketio_sessions::redis_store::fred::types::RespVersion;
-use socketio_sessions::store::ConditionalStore;
+use socketio_sessions::store::fred::types::RespVersion;
 use socketio_sessions::{
     ExpressSecrets, FailureLimit, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode,
     SocketSession, SocketSessions, SocketSessionsBuilder, TrustedProxies,

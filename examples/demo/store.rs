@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
-use socketio_sessions::sqlx_store::sqlx::sqlite::{
+use socketio_sessions::store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
+use socketio_sessions::store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use socketio_sessions::store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};

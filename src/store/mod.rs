@@ -1,9 +1,16 @@
-//! Stores as the socket side uses them.
+//! The session stores: one per backend, each with compare-and-set saves.
 //!
-//! Any `tower_sessions::SessionStore` works. The stores in this module (memory, Redis, SQLite)
-//! also implement [`ConditionalStore`]: a save that only happens if the record is still what was
-//! read, so that no writer — another node, another tab, the HTTP side, a racing logout — is ever
-//! overwritten silently.
+//! | backend | store | feature | connect | expired records |
+//! |---|---|---|---|---|
+//! | memory | [`MemoryStore`] | (always) | `MemoryStore::default()` | removed as new sessions are made |
+//! | SQLite | `SqliteStore` | `sqlite` | `SqliteStore::connect("sqlite://app.db")` or `SqliteStore::new(pool)` | `tokio::spawn(store.clone().continuously_delete_expired(period))` ([`ExpiredDeletion`]) |
+//! | Redis | `RedisStore` | `redis` | `RedisStore::connect("redis://127.0.0.1:6379")` or `RedisStore::new(pool)` | expired by Redis |
+//!
+//! Each implements [`ConditionalStore`]: a save that only happens if the record is still what
+//! was read, so that no writer (another node, another tab, the HTTP side, a racing logout) is
+//! ever overwritten silently. They keep the formats of tower-sessions' own stores, so existing
+//! records stay readable. The pool types come re-exported: [`sqlx`](self::sqlx) (`SqlitePool`)
+//! and [`fred`](self::fred) (`Pool`, `Config`).
 
 #[cfg(feature = "redis")]
 mod connect_redis;
@@ -31,6 +38,17 @@ pub(crate) use merge::{Changes, MAX_ATTEMPTS, MergeError, Merged, save_merged};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use connect_redis::ConnectRedisStore;
 pub use memory::MemoryStore;
+pub use tower_sessions::session_store::ExpiredDeletion;
+
+/// The `sqlx` crate `SqliteStore` is built on, for `SqlitePool` and its options.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use tower_sessions_sqlx_store::sqlx;
+
+/// The `fred` crate `RedisStore` is built on, for its `Pool` and `Config`.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use fred;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
