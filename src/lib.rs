@@ -46,7 +46,10 @@ mod extract;
 mod guard;
 pub mod http;
 mod id;
+mod install;
 mod lifecycle;
+#[cfg(feature = "axum-login")]
+mod login;
 pub mod origin;
 mod proxy;
 mod session;
@@ -72,7 +75,13 @@ pub use http::{HttpScopeLayer, HttpStore};
 #[doc(inline)]
 pub use id::{CookieKey, ExpressSecrets};
 #[doc(inline)]
-pub use lifecycle::{EndReason, SINVALID_EVENT, ShutdownReport};
+pub use install::SocketSessionsLayer;
+#[doc(inline)]
+pub use lifecycle::{EndReason, SINVALID_EVENT, SessionEnd, SessionEnded, ShutdownReport};
+#[cfg(feature = "axum-login")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum-login")))]
+#[doc(inline)]
+pub use login::{AXUM_LOGIN_DATA_KEY, SocketAuth};
 #[doc(inline)]
 pub use origin::{OriginLayer, OriginPolicy};
 #[doc(inline)]
@@ -89,20 +98,13 @@ pub mod middleware {
     pub use crate::connect::{NoSetup, Setup};
 }
 
-/// Re-exported so that an app uses exactly the versions this crate is built on.
+/// Re-exported so that an app uses the very versions this crate is built on.
 pub use {socketioxide, tower_sessions};
 
-/// The Redis store crate (`tower-sessions-redis-store`, with `fred`), re-exported so that its
-/// version always matches this crate's tower-sessions.
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use tower_sessions_redis_store as redis_store;
-
-/// The SQLite store crate (`tower-sessions-sqlx-store`, with `sqlx`), re-exported so that its
-/// version always matches this crate's tower-sessions.
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use tower_sessions_sqlx_store as sqlx_store;
+/// Re-exported so that an app uses the very version this crate is built on.
+#[cfg(feature = "axum-login")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum-login")))]
+pub use axum_login;
 
 #[doc(hidden)]
 pub use tower_sessions::session::Id;

@@ -19,8 +19,10 @@ const ORDER: &[&str] = &[
     "session",
     "extract",
     "lifecycle",
+    "login",
     "connect",
     "http",
+    "install",
     "sessions",
 ];
 

@@ -7,6 +7,7 @@
 //! shutdown. Each goes through [`Lifecycle::end`].
 
 mod end;
+mod ended;
 mod expiry;
 mod shutdown;
 #[cfg(feature = "redis")]
@@ -24,6 +25,8 @@ use crate::task::Stop;
 
 pub(crate) use end::{Broadcaster, IoBroadcaster, Reach, session_room, user_room};
 pub use end::{EndReason, SINVALID_EVENT};
+pub(crate) use ended::{BoundUser, EndHook, end_socket};
+pub use ended::{SessionEnd, SessionEnded};
 pub use shutdown::ShutdownReport;
 #[cfg(feature = "redis")]
 pub(crate) use watch_redis::watch;
@@ -45,6 +48,8 @@ pub(crate) struct Lifecycle {
     pub(crate) stop: Arc<Stop>,
     /// How long shutdown may take as a whole.
     shutdown_timeout: Duration,
+    /// Told about each socket this node ends; set once at build.
+    pub(crate) on_end: Option<EndHook>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -64,6 +69,7 @@ impl Lifecycle {
         stop: Arc<Stop>,
         revalidate_every: Option<Duration>,
         shutdown_timeout: Duration,
+        on_end: Option<EndHook>,
     ) -> Self {
         Lifecycle {
             broadcaster: RwLock::new(None),
@@ -73,6 +79,7 @@ impl Lifecycle {
             started: AtomicBool::new(false),
             stop,
             shutdown_timeout,
+            on_end,
         }
     }
 
@@ -85,7 +92,7 @@ impl Lifecycle {
     pub(crate) async fn end_room(&self, room: String, reason: EndReason, reach: Reach) {
         let broadcaster = crate::task::locked_read(&self.broadcaster).clone();
         match broadcaster {
-            Some(b) => b.end(room, reason, reach).await,
+            Some(b) => b.end(room, reason, reach, self.on_end.clone()).await,
             None => tracing::debug!(
                 %reason,
                 "no Socket.IO instance known yet (call `attach`): nothing to disconnect"
