@@ -120,6 +120,19 @@ async fn logout(mut auth: Auth) -> StatusCode {
 }
 
 #[derive(Deserialize)]
+struct Theme {
+    theme: String,
+}
+
+/// Anyone may keep a preference: such an anonymous session exists, but gets no sockets.
+async fn set_theme(auth: Auth, Form(t): Form<Theme>) -> StatusCode {
+    match auth.session.insert("theme", t.theme).await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+#[derive(Deserialize)]
 struct NewPassword {
     password: String,
 }
@@ -197,6 +210,7 @@ async fn serve<S: ConditionalStore + Clone>(
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/password", post(change_password))
+        .route("/theme", post(set_theme))
         .layer(Extension(sessions.clone()))
         .layer(AuthManagerLayerBuilder::new(backend, session_layer).build())
         .layer(sessions.layer(sio_layer));

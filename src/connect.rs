@@ -42,6 +42,14 @@ pub(crate) type InvalidHook = Arc<dyn Fn(&InvalidSession) + Send + Sync>;
 pub(crate) type RequireHook =
     Arc<dyn Fn(&HashMap<String, serde_json::Value>) -> bool + Send + Sync>;
 
+/// Checks a bound handshake: `Some(false)` refuses it with `session_invalid`, `None` with
+/// `session_unavailable`.
+pub(crate) type ConnectCheck = Arc<
+    dyn Fn(&Extensions) -> std::pin::Pin<Box<dyn Future<Output = Option<bool>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Puts what an integration needs into each accepted socket's extensions (e.g. the axum-login
 /// backend), before any handler runs.
 pub(crate) type BindHook = Arc<dyn Fn(&Extensions) + Send + Sync>;
@@ -121,6 +129,8 @@ pub(crate) struct Connect {
     pub(crate) require: Option<RequireHook>,
     /// Fills each accepted socket's extensions for an integration.
     pub(crate) on_bind: Option<BindHook>,
+    /// An integration's last word on a bound handshake (axum-login: is the login still valid).
+    pub(crate) check: Option<ConnectCheck>,
     /// Where handshakes find or make their session's live copy.
     pub(crate) registry: Arc<Registry>,
     pub(crate) store: Arc<StoreHandle>,
@@ -340,9 +350,20 @@ impl<A: Adapter, F: Setup<A>> ConnectMiddleware<A, SessionMiddleware> for Sessio
         s: Arc<Socket<A>>,
         auth: &'a Option<Value>,
     ) -> Result<(), Box<dyn Display + Send>> {
-        match self.connect.bind(&s, auth).await {
-            Ok(binding) => {
-                s.extensions.insert(binding);
+        let mut bound = self.connect.bind(&s, auth).await.map(|binding| {
+            s.extensions.insert(binding);
+        });
+        if bound.is_ok()
+            && let Some(check) = &self.connect.check
+        {
+            bound = match check(&s.extensions).await {
+                Some(true) => Ok(()),
+                Some(false) => Err(InvalidReason::NotAllowed),
+                None => Err(InvalidReason::StoreError),
+            };
+        }
+        match bound {
+            Ok(()) => {
                 self.setup.run(SocketRef::from(s));
                 Ok(())
             }

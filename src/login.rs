@@ -50,16 +50,16 @@ pub(crate) fn logged_in(data: &HashMap<String, Value>) -> bool {
 
 /// What each socket holds for [`SocketAuth`]: the backend, the `on_end` hook, and the user
 /// once checked (per-connection mode keeps it for the connection's life).
-struct Login<B: AuthnBackend> {
+struct LoginState<B: AuthnBackend> {
     backend: B,
     on_end: Option<EndHook>,
     /// A `OnceCell`: concurrent handlers of one socket wait for one `get_user`, not one each.
     user: Arc<OnceCell<Option<B::User>>>,
 }
 
-impl<B: AuthnBackend> Clone for Login<B> {
+impl<B: AuthnBackend> Clone for LoginState<B> {
     fn clone(&self) -> Self {
-        Login {
+        LoginState {
             backend: self.backend.clone(),
             on_end: self.on_end.clone(),
             user: self.user.clone(),
@@ -74,7 +74,7 @@ pub(crate) fn bind_hook<B: AuthnBackend + 'static>(
     on_end: Option<EndHook>,
 ) -> Arc<dyn Fn(&Extensions) + Send + Sync> {
     Arc::new(move |extensions: &Extensions| {
-        extensions.insert(Login {
+        extensions.insert(LoginState {
             backend: backend.clone(),
             on_end: on_end.clone(),
             user: Arc::new(OnceCell::new()),
@@ -82,7 +82,7 @@ pub(crate) fn bind_hook<B: AuthnBackend + 'static>(
     })
 }
 
-type BoxFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+type BoxFuture<T = ()> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The socket's axum-login user, for connect and message handlers. Enable it with
 /// [`with_axum_login`](crate::SocketSessionsBuilder::with_axum_login).
@@ -139,35 +139,89 @@ impl<B: AuthnBackend + 'static> SocketAuth<B> {
     }
 
     async fn check(&self) -> Result<Option<B::User>, SessionError> {
-        let data: Option<LoginData<UserId<B>>> = self.session.get(AXUM_LOGIN_DATA_KEY).await?;
-        let Some(LoginData {
-            user_id: Some(id),
-            auth_hash,
-        }) = data
-        else {
-            return Ok(None);
-        };
-        let user = self
-            .backend
-            .get_user(&id)
-            .await
-            .map_err(|e| SessionError::Store(session_store::Error::Backend(e.to_string())))?;
-        let verified = match (&user, &auth_hash) {
-            (Some(user), Some(hash)) => bool::from(hash.ct_eq(user.session_auth_hash())),
-            _ => false,
-        };
-        if !verified {
-            tracing::info!(
-                session = %self.session.tag(),
-                "login no longer valid (password changed or user gone): ending the socket"
-            );
-            // Spawned: the end waits for the client's acknowledgement of `sinvalid`, which
-            // this handler's own ack may be queued behind.
-            tokio::spawn((self.end)(EndReason::Revoked));
-            return Ok(None);
+        match verify(&self.session, &self.backend).await? {
+            Login::Valid(user) => Ok(Some(user)),
+            Login::Nobody => Ok(None),
+            Login::Stale => {
+                tracing::info!(
+                    session = %self.session.tag(),
+                    "login no longer valid (password changed or user gone): ending the socket"
+                );
+                // Spawned: the end waits for the client's acknowledgement of `sinvalid`,
+                // which this handler's own ack may be queued behind.
+                tokio::spawn((self.end)(EndReason::Revoked));
+                Ok(None)
+            }
         }
-        Ok(user)
     }
+}
+
+/// What a session's login is worth now.
+enum Login<U> {
+    /// Nobody is logged in.
+    Nobody,
+    /// The user, whose auth hash still matches the login's.
+    Valid(U),
+    /// A login whose user is gone or whose auth hash changed (e.g. the password).
+    Stale,
+}
+
+/// The session's login checked as axum-login checks it: the backend's user for the stored id,
+/// with the stored auth hash equal to the user's, compared in constant time.
+async fn verify<B: AuthnBackend>(
+    session: &SocketSession,
+    backend: &B,
+) -> Result<Login<B::User>, SessionError> {
+    let data: Option<LoginData<UserId<B>>> = session.get(AXUM_LOGIN_DATA_KEY).await?;
+    let Some(LoginData {
+        user_id: Some(id),
+        auth_hash,
+    }) = data
+    else {
+        return Ok(Login::Nobody);
+    };
+    let user = backend
+        .get_user(&id)
+        .await
+        .map_err(|e| SessionError::Store(session_store::Error::Backend(e.to_string())))?;
+    Ok(match (user, auth_hash) {
+        (Some(user), Some(hash)) if bool::from(hash.ct_eq(user.session_auth_hash())) => {
+            Login::Valid(user)
+        }
+        _ => Login::Stale,
+    })
+}
+
+/// The connect check with axum-login: a handshake whose login is stale is refused, like one
+/// without a login. `None` when the backend or the store failed.
+#[allow(clippy::type_complexity)] // the connect stage names it `ConnectCheck`
+pub(crate) fn connect_check<B: AuthnBackend + 'static>()
+-> Arc<dyn Fn(&Extensions) -> BoxFuture<Option<bool>> + Send + Sync> {
+    Arc::new(|extensions: &Extensions| -> BoxFuture<Option<bool>> {
+        let (Some(binding), Some(state)) = (
+            extensions.get::<Binding>(),
+            extensions.get::<LoginState<B>>(),
+        ) else {
+            return Box::pin(async { Some(false) });
+        };
+        let session = binding.handle(true);
+        Box::pin(async move {
+            match verify(&session, &state.backend).await {
+                Ok(Login::Valid(user)) => {
+                    // Per connection, the check at connect is the connection's.
+                    if session.mode() == Mode::PerConnection {
+                        let _ = state.user.set(Some(user));
+                    }
+                    Some(true)
+                }
+                Ok(_) => Some(false),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not check the login at connect");
+                    None
+                }
+            }
+        })
+    })
 }
 
 fn extract<A: Adapter, B: AuthnBackend + 'static>(
@@ -180,7 +234,7 @@ fn extract<A: Adapter, B: AuthnBackend + 'static>(
         .ok_or(SessionError::NotEnabled)?;
     let login = s
         .extensions
-        .get::<Login<B>>()
+        .get::<LoginState<B>>()
         .ok_or(SessionError::NotEnabled)?;
     if !at_connect {
         binding.live().activity();

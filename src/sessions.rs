@@ -17,7 +17,7 @@ use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
 use crate::config::{Config, Mode};
 use crate::connect::{
-    BindHook, Connect, Guards, IdSources, InvalidHook, InvalidSession, RequireHook,
+    BindHook, Connect, ConnectCheck, Guards, IdSources, InvalidHook, InvalidSession, RequireHook,
     SessionMiddleware,
 };
 use crate::csrf::CsrfLayer;
@@ -390,6 +390,8 @@ pub struct SocketSessionsBuilder {
     require: Option<RequireHook>,
     /// Builds the bind hook of an integration once the `on_end` hook is known (at `build`).
     bind: Option<Box<dyn FnOnce(Option<EndHook>) -> BindHook + Send>>,
+    /// An integration's check of each bound handshake.
+    check: Option<ConnectCheck>,
     client_addr: Option<ClientAddr>,
     /// The compare-and-set twin of a plain store given to `builder_last_writer_wins`.
     twin: Option<&'static str>,
@@ -413,6 +415,7 @@ impl SocketSessionsBuilder {
             on_end: None,
             require: None,
             bind: None,
+            check: None,
             client_addr: None,
             twin: None,
         }
@@ -604,6 +607,7 @@ impl SocketSessionsBuilder {
         self.bind = Some(Box::new(move |on_end| {
             crate::login::bind_hook(backend, on_end)
         }));
+        self.check = Some(crate::login::connect_check::<B>());
         self
     }
 
@@ -782,6 +786,7 @@ impl SocketSessionsBuilder {
             user_key: config.user_key.clone(),
             require: self.require,
             on_bind: self.bind.map(|bind| bind(self.on_end)),
+            check: self.check,
             registry,
             store,
             policy: Arc::new(Policy::new(&config)),
