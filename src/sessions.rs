@@ -171,7 +171,7 @@ impl SocketSessions {
     /// [`with_express`](SocketSessionsBuilder::with_express): there the Express app writes the
     /// sessions.
     pub fn session_layer(&self) -> SessionManagerLayer<HttpStore> {
-        if !matches!(self.cookie.key, CookieKey::Plain) {
+        if matches!(self.cookie.key, CookieKey::Signed(_) | CookieKey::Private(_)) {
             tracing::error!(
                 "`session_layer()` writes plain cookies, but the sockets expect {:?} ones: use \
                  `signed_session_layer()` or `private_session_layer()`",
@@ -219,7 +219,8 @@ impl SocketSessions {
         }
     }
 
-    /// The tower layer that checks the `Origin` of every Engine.IO request. Add it around the
+    /// The tower layer that checks the `Origin` of every Engine.IO request, for apps that
+    /// assemble the layers themselves; [`layer`](Self::layer) includes it. Add it around the
     /// Socket.IO layer (`.layer(sio_layer).layer(sessions.origin_layer())`).
     pub fn origin_layer(&self) -> OriginLayer {
         OriginLayer::new(self.origin.clone(), self.path.clone())
@@ -316,7 +317,9 @@ impl SocketSessions {
 
     /// Ends every socket of every session whose user key (see
     /// [`with_user_key`](SocketSessionsBuilder::with_user_key)) holds `user`, on every node, with
-    /// `session_revoked`.
+    /// `session_revoked`. With
+    /// [`with_axum_login`](SocketSessionsBuilder::with_axum_login), `user` is the user's id
+    /// (`user.id()`): call it after a password change.
     pub async fn disconnect_user<T: Serialize + ?Sized>(
         &self,
         user: &T,
@@ -845,6 +848,27 @@ mod tests {
                 .build(),
             Err(ConfigError::InvalidOrigin { .. })
         ));
+    }
+
+    #[test]
+    fn plain_stores_name_their_conditional_twin() {
+        use std::any::type_name;
+        let twin = |name| conditional_twin(name).unwrap_or("none");
+        assert_eq!(
+            twin(type_name::<tower_sessions::MemoryStore>()),
+            "socketio_sessions::store::MemoryStore"
+        );
+        #[cfg(feature = "sqlite")]
+        assert_eq!(
+            twin(type_name::<tower_sessions_sqlx_store::SqliteStore>()),
+            "socketio_sessions::store::SqliteStore"
+        );
+        #[cfg(feature = "redis")]
+        assert_eq!(
+            twin(type_name::<tower_sessions_redis_store::RedisStore<fred::prelude::Pool>>()),
+            "socketio_sessions::store::RedisStore"
+        );
+        assert_eq!(twin(type_name::<MemoryStore>()), "none");
     }
 
     #[test]
