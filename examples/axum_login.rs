@@ -1,7 +1,7 @@
 //! axum-login with Socket.IO: users in SQLite, logins over HTTP, and sockets that know the
 //! logged-in user, refuse anonymous sessions, and end at logout or password change.
 //!
-//! Run with `cargo run --example axum_login --features sqlite,redis,axum-login`, then:
+//! Run with `cargo run --example axum_login` (features `sqlite`, `redis`, `axum-login`), then:
 //!
 //! ```sh
 //! curl -c jar -X POST -d 'name=alice&password=hunter2' http://127.0.0.1:3000/login

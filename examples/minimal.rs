@@ -1,7 +1,7 @@
 //! The smallest complete app: HTTP login and logout with tower-sessions on SQLite, and Socket.IO
 //! handlers that share the session, per connection.
 //!
-//! Run with `cargo run --example minimal --features sqlite`, then:
+//! Run with `cargo run --example minimal` (feature `sqlite`), then:
 //!
 //! ```sh
 //! curl -c jar -X POST -d name=alice http://127.0.0.1:3000/login
