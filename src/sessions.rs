@@ -171,7 +171,10 @@ impl SocketSessions {
     /// [`with_express`](SocketSessionsBuilder::with_express): there the Express app writes the
     /// sessions.
     pub fn session_layer(&self) -> SessionManagerLayer<HttpStore> {
-        if matches!(self.cookie.key, CookieKey::Signed(_) | CookieKey::Private(_)) {
+        if matches!(
+            self.cookie.key,
+            CookieKey::Signed(_) | CookieKey::Private(_)
+        ) {
             tracing::error!(
                 "`session_layer()` writes plain cookies, but the sockets expect {:?} ones: use \
                  `signed_session_layer()` or `private_session_layer()`",
@@ -317,9 +320,8 @@ impl SocketSessions {
 
     /// Ends every socket of every session whose user key (see
     /// [`with_user_key`](SocketSessionsBuilder::with_user_key)) holds `user`, on every node, with
-    /// `session_revoked`. With
-    /// [`with_axum_login`](SocketSessionsBuilder::with_axum_login), `user` is the user's id
-    /// (`user.id()`): call it after a password change.
+    /// `session_revoked`. With `with_axum_login` (feature `axum-login`), `user` is the user's
+    /// id (`user.id()`): call it after a password change.
     pub async fn disconnect_user<T: Serialize + ?Sized>(
         &self,
         user: &T,
@@ -865,7 +867,9 @@ mod tests {
         );
         #[cfg(feature = "redis")]
         assert_eq!(
-            twin(type_name::<tower_sessions_redis_store::RedisStore<fred::prelude::Pool>>()),
+            twin(type_name::<
+                tower_sessions_redis_store::RedisStore<fred::prelude::Pool>,
+            >()),
             "socketio_sessions::store::RedisStore"
         );
         assert_eq!(twin(type_name::<MemoryStore>()), "none");

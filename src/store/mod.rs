@@ -9,8 +9,8 @@
 //! Each implements [`ConditionalStore`]: a save that only happens if the record is still what
 //! was read, so that no writer (another node, another tab, the HTTP side, a racing logout) is
 //! ever overwritten silently. They keep the formats of tower-sessions' own stores, so existing
-//! records stay readable. The pool types come re-exported: [`sqlx`](self::sqlx) (`SqlitePool`)
-//! and [`fred`](self::fred) (`Pool`, `Config`).
+//! records stay readable. The pool types come re-exported: `sqlx` (`SqlitePool`)
+//! and `fred` (`Pool`, `Config`).
 
 #[cfg(feature = "redis")]
 mod connect_redis;
