@@ -5,13 +5,13 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::FromDisconnectParts;
 use socketioxide::socket::{DisconnectReason, Socket};
 
-use super::end::{EndReason, SINVALID_EVENT, SINVALID_FLUSH};
+use super::end::EndReason;
 use crate::session::Binding;
 use crate::tag::SessionTag;
 
@@ -87,13 +87,15 @@ pub(crate) fn mark<A: Adapter>(socket: &SocketRef<A>, reason: EndReason, hook: O
 
 /// Ends one socket of this node: marked, told `sinvalid`, disconnected once it acknowledged or
 /// the flush time passed.
+#[cfg(feature = "axum-login")]
 pub(crate) async fn end_socket<A: Adapter>(
     socket: SocketRef<A>,
     reason: EndReason,
     hook: Option<&EndHook>,
 ) {
+    use super::end::{SINVALID_EVENT, SINVALID_FLUSH};
     mark(&socket, reason, hook);
-    let data = json!({ "reason": reason.as_str() });
+    let data = serde_json::json!({ "reason": reason.as_str() });
     if let Ok(ack) = socket
         .timeout(SINVALID_FLUSH)
         .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)

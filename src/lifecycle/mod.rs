@@ -25,7 +25,9 @@ use crate::task::Stop;
 
 pub(crate) use end::{Broadcaster, IoBroadcaster, Reach, session_room, user_room};
 pub use end::{EndReason, SINVALID_EVENT};
-pub(crate) use ended::{BoundUser, EndHook, end_socket};
+#[cfg(feature = "axum-login")]
+pub(crate) use ended::end_socket;
+pub(crate) use ended::{BoundUser, EndHook};
 pub use ended::{SessionEnd, SessionEnded};
 pub use shutdown::ShutdownReport;
 #[cfg(feature = "redis")]

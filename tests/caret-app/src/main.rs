@@ -32,7 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route(
             "/login",
-            post(async |session: Session| session.insert("user", "alice").await.is_ok()),
+            post(async |session: Session| {
+                session.insert("user", "alice").await.ok();
+            }),
         )
         .layer(sessions.session_layer())
         .layer(sessions.layer(sio_layer));
