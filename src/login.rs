@@ -51,7 +51,9 @@ pub(crate) fn logged_in(data: &HashMap<String, Value>) -> bool {
 /// What each socket holds for [`SocketAuth`]: the backend, the `on_end` hook, and the user
 /// once checked (per-connection mode keeps it for the connection's life).
 struct LoginState<B: AuthnBackend> {
+    /// The app's backend (cheap to clone, as axum-login requires): asked for the user.
     backend: B,
+    /// The builder's `on_end` hook, for a socket this extractor ends.
     on_end: Option<EndHook>,
     /// A `OnceCell`: concurrent handlers of one socket wait for one `get_user`, not one each.
     user: Arc<OnceCell<Option<B::User>>>,
@@ -110,8 +112,10 @@ type BoxFuture<T = ()> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 /// # }
 /// ```
 pub struct SocketAuth<B: AuthnBackend> {
+    /// The socket's session, as the handler's `SocketSession` would be.
     session: SocketSession,
     backend: B,
+    /// The socket's cache (per connection) or this handler's own (per message).
     user: Arc<OnceCell<Option<B::User>>>,
     /// Ends this socket; erased so that the extractor does not name the socket's adapter.
     end: Arc<dyn Fn(EndReason) -> BoxFuture + Send + Sync>,

@@ -391,6 +391,7 @@ pub struct SocketSessionsBuilder {
     /// An allowlist entry that did not parse: reported by `build`.
     origin_error: Option<ConfigError>,
     on_invalid: Option<InvalidHook>,
+    /// Handed to the lifecycle (and an integration's sockets) at `build`.
     on_end: Option<EndHook>,
     require: Option<RequireHook>,
     /// Builds the bind hook of an integration once the `on_end` hook is known (at `build`).

@@ -39,7 +39,9 @@ pub(crate) struct Lifecycle {
     /// first accepted socket. Behind a lock rather than set once, because shutdown takes it
     /// back: the `SocketIo` holds the namespaces that hold this node, a cycle to break.
     broadcaster: RwLock<Option<Arc<dyn Broadcaster>>>,
-    /// The same store handle the live sessions use (bounded calls, forwarding records hidden).
+    /// The same store handle the live sessions use (bounded calls, forwarding records hidden):
+    /// the keyspace watcher checks records through it.
+    #[cfg(feature = "redis")]
     store: Arc<StoreHandle>,
     /// The node's live sessions: what revalidation and shutdown walk.
     registry: Arc<Registry>,
@@ -73,8 +75,12 @@ impl Lifecycle {
         shutdown_timeout: Duration,
         on_end: Option<EndHook>,
     ) -> Self {
+        // Only the keyspace watcher reads records through it.
+        #[cfg(not(feature = "redis"))]
+        let _ = store;
         Lifecycle {
             broadcaster: RwLock::new(None),
+            #[cfg(feature = "redis")]
             store,
             registry,
             revalidate_every,
