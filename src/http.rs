@@ -19,7 +19,8 @@
 //!
 //! All but the last need [`HttpScopeLayer`] around the `SessionManagerLayer`, which gives each
 //! request a scope (without it, deletes end sockets as `session_revoked` at once and saves
-//! overwrite).
+//! overwrite, and the first such write logs an error).
+//! [`SocketSessions::layer`](crate::SocketSessions::layer) includes it, in its place.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
