@@ -95,6 +95,10 @@ type BoxFuture<T = ()> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 /// [`Mode::PerMessage`]. When the hash no longer matches (the password changed) or the user is
 /// gone, the socket is ended with `session_revoked` and `user` answers `None`.
 ///
+/// It carries the handler's session: use [`session`](Self::session) rather than a
+/// `SocketSession` extractor beside it. In per-message mode each extractor holds the session
+/// for its handler, so a second one would wait for the first until the handler returns.
+///
 /// ```
 /// # #[cfg(feature = "axum-login")]
 /// # mod app {
