@@ -12,7 +12,8 @@
 //!
 //! `AXUM_LOGIN_ADDR` (default `127.0.0.1:3000`), `AXUM_LOGIN_DB` (users, and sessions unless
 //! `AXUM_LOGIN_SESSIONS` is set; default `sqlite://axum_login.db`), `AXUM_LOGIN_SESSIONS`
-//! (`redis://HOST:PORT`: sessions in Redis, so that several nodes share them).
+//! (`redis://HOST:PORT`: sessions in Redis, so that several nodes share them),
+//! `AXUM_LOGIN_MODE` (`per-message`, the default, or `per-connection`).
 
 use axum::{Form, Router, extract::Extension, http::StatusCode, routing::post};
 use axum_login::{AuthManagerLayerBuilder, AuthSession, AuthUser, AuthnBackend, UserId};
@@ -170,7 +171,8 @@ async fn change_password(
     }
 }
 
-/// Who the socket is: checked against the users table at every event (per-message mode).
+/// Who the socket is: checked against the users table at every event in per-message mode,
+/// once per connection in per-connection mode.
 async fn whoami(auth: SocketAuth<Backend>, ack: AckSender) {
     let name = auth.user().await.ok().flatten().map(|u| u.name);
     ack.send(&name).ok();
@@ -182,8 +184,14 @@ async fn serve<S: ConditionalStore + Clone>(
     listener: tokio::net::TcpListener,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let local = listener.local_addr()?;
+    let mode = match std::env::var("AXUM_LOGIN_MODE").as_deref() {
+        // The user is checked once, at connect; a password change reaches sockets through
+        // `disconnect_user`.
+        Ok("per-connection") => Mode::PerConnection,
+        _ => Mode::PerMessage,
+    };
     let sessions = SocketSessions::builder(store)
-        .with_mode(Mode::PerMessage)
+        .with_mode(mode)
         .with_allowed_origins([format!("http://{local}")])
         .with_axum_login(backend.clone()) // anonymous sessions get `session_invalid`
         .on_end(|end| tracing::info!(reason = %end.reason, user = ?end.user, "socket ended"))

@@ -324,3 +324,37 @@ async fn axum_login_on_two_nodes_sharing_redis() {
     assert_eq!(socket.ack("whoami", json!({})).await, Value::Null);
     revoked(&mut socket).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn axum_login_per_connection_checks_once_and_ends_at_a_password_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("users.db").display());
+    let env = [
+        ("AXUM_LOGIN_ADDR", "127.0.0.1:0"),
+        ("AXUM_LOGIN_DB", db.as_str()),
+        ("AXUM_LOGIN_MODE", "per-connection"),
+    ];
+    let app = Example::start("axum_login", &env).await;
+
+    // A password change through the app ends the user's other sockets at once.
+    let old = app.login(ALICE).await;
+    let new = app.login(ALICE).await;
+    let mut socket = app.socket(Some(&old)).await;
+    assert_eq!(socket.ack("whoami", json!({})).await, json!("alice"));
+    let (status, _) = app
+        .post("/password", Some(&new), &[("password", "new secret")])
+        .await;
+    assert_eq!(status, 204);
+    revoked(&mut socket).await;
+
+    // Checked at connect and kept for the connection: a change behind the app's back reaches
+    // this socket only through `disconnect_user` (or at its next connect).
+    let cookie = app
+        .login(&[("name", "alice"), ("password", "new secret")])
+        .await;
+    let socket = app.socket(Some(&cookie)).await;
+    assert_eq!(socket.ack("whoami", json!({})).await, json!("alice"));
+    set_hash(&db, "alice").await;
+    assert_eq!(socket.ack("whoami", json!({})).await, json!("alice"));
+    assert_eq!(refused(&app.socket(Some(&cookie)).await), "session_invalid");
+}
