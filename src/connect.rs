@@ -2,12 +2,15 @@
 //! refused connection (`connect_error` `session_invalid` / `session_unavailable`; Node's
 //! socket.io-sessions called this `sinvalid`).
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
+use socketioxide::extensions::Extensions;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::{ConnectMiddleware, FromConnectParts, Value};
 use socketioxide::socket::Socket;
@@ -18,7 +21,7 @@ use crate::client::ClientAddr;
 use crate::error::{ConnectRejection, InvalidReason};
 use crate::guard::{Failures, InFlight};
 use crate::id::{CookieConfig, SessionKey, auth_sid};
-use crate::lifecycle::{IoBroadcaster, Lifecycle, session_room, user_room};
+use crate::lifecycle::{BoundUser, IoBroadcaster, Lifecycle, session_room, user_room};
 use crate::observe::{self, BINDS, REFUSALS};
 use crate::origin::OriginChecked;
 use crate::session::{Binding, Connected, LiveSession, Policy, Registry};
@@ -38,6 +41,60 @@ pub struct InvalidSession {
 
 /// Observes refused connections.
 pub(crate) type InvalidHook = Arc<dyn Fn(&InvalidSession) + Send + Sync>;
+
+/// Decides from a session's data whether it may have sockets (e.g. someone is logged in).
+pub(crate) type RequireHook =
+    Arc<dyn Fn(&HashMap<String, serde_json::Value>) -> bool + Send + Sync>;
+
+/// Checks a bound handshake: `Some(false)` refuses it with `session_invalid`, `None` with
+/// `session_unavailable`.
+pub(crate) type ConnectCheck = Arc<
+    dyn Fn(&Extensions) -> std::pin::Pin<Box<dyn Future<Output = Option<bool>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Puts what an integration needs into each accepted socket's extensions (e.g. the axum-login
+/// backend), before any handler runs.
+pub(crate) type BindHook = Arc<dyn Fn(&Extensions) + Send + Sync>;
+
+/// The value naming a session's user: the value of `key`, or with a key starting with `/`, the
+/// JSON pointer's target whose first segment is the session key (`/axum-login.data/user_id`).
+/// `null` names nobody.
+pub(crate) fn user_of(
+    data: &HashMap<String, serde_json::Value>,
+    key: &str,
+) -> Option<serde_json::Value> {
+    let value = match key.strip_prefix('/') {
+        None => data.get(key),
+        Some(path) => {
+            let (first, rest) = path.split_once('/').unwrap_or((path, ""));
+            let first = first.replace("~1", "/").replace("~0", "~");
+            let root = data.get(&first)?;
+            match rest {
+                "" => Some(root),
+                rest => root.pointer(&format!("/{rest}")),
+            }
+        }
+    };
+    value.filter(|v| !v.is_null()).cloned()
+}
+
+/// Whether a handshake without a client address was already reported.
+static NO_ADDR_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// The failure limit is on but a handshake carried no client address: the app is not served
+/// with connect info, and the limit silently does nothing. Said once.
+fn report_no_client_addr() {
+    if !NO_ADDR_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "a Socket.IO handshake had no client address, so the per-address failure limit is \
+             off: serve with `app.into_make_service_with_connect_info::<SocketAddr>()`, or set \
+             `with_trusted_proxies` / `with_client_addr` (or `without_failure_limit`); logged \
+             once"
+        );
+    }
+}
 
 /// Where a handshake's session id may come from.
 #[derive(Debug)]
@@ -69,8 +126,15 @@ pub(crate) struct Connect {
     pub(crate) guards: Guards,
     /// Observes refusals (Node's socket.io-sessions' `sinvalid`).
     pub(crate) on_invalid: Option<InvalidHook>,
-    /// The session key whose value names the user's room.
+    /// The session key whose value names the user's room (a JSON pointer when it starts
+    /// with `/`).
     pub(crate) user_key: Option<String>,
+    /// Refuses sessions whose data it rejects, with `session_invalid`.
+    pub(crate) require: Option<RequireHook>,
+    /// Fills each accepted socket's extensions for an integration.
+    pub(crate) on_bind: Option<BindHook>,
+    /// An integration's last word on a bound handshake (axum-login: is the login still valid).
+    pub(crate) check: Option<ConnectCheck>,
     /// Where handshakes find or make their session's live copy.
     pub(crate) registry: Arc<Registry>,
     pub(crate) store: Arc<StoreHandle>,
@@ -214,6 +278,9 @@ impl Connect {
             return Err(InvalidReason::OriginNotChecked);
         }
         let ip = self.client_ip(s);
+        if ip.is_none() && guards.failures.is_some() {
+            report_no_client_addr();
+        }
         // The id first (no store call): verified cookies are never limited, and a plain id
         // holds a failure slot over its lookup, given back if the session exists.
         let key = self.session_id(s, auth);
@@ -239,14 +306,20 @@ impl Connect {
         }
         // Bounded as a whole: waiting behind another socket's load of the same session counts.
         let timeout = self.store.timeout();
-        let loaded = tokio::time::timeout(timeout, live.load_for_connect(self.user_key.as_deref()))
+        let look = |data: &HashMap<String, serde_json::Value>| {
+            let allowed = self.require.as_ref().is_none_or(|require| require(data));
+            let user = self.user_key.as_deref().and_then(|k| user_of(data, k));
+            (allowed, user)
+        };
+        let loaded = tokio::time::timeout(timeout, live.load_for_connect(look))
             .await
             .unwrap_or(Err(StoreFailure::Timeout(timeout)));
         match loaded {
             // Shut down while this handshake was loading: its socket would outlive the node's
             // session work.
             Ok(Some(_)) if self.lifecycle.stop.is_stopped() => Err(InvalidReason::ShuttingDown),
-            Ok(Some(at_connect)) => {
+            Ok(Some((false, _))) => Err(InvalidReason::NotAllowed),
+            Ok(Some((true, user))) => {
                 if !self.lifecycle.knows_io() {
                     let Ok(io) = SocketIo::<A>::from_connect_parts(s, auth);
                     self.lifecycle.set_broadcaster(Arc::new(IoBroadcaster(io)));
@@ -254,15 +327,18 @@ impl Connect {
                 self.lifecycle.start();
                 // Rooms by hashes, so that an end reaches this socket from any node.
                 s.join(session_room(&id));
-                if let Some(user) = at_connect.user {
+                if let Some(user) = user {
                     s.join(user_room(&user));
+                    s.extensions.insert(BoundUser(user));
+                }
+                if let Some(on_bind) = &self.on_bind {
+                    on_bind(&s.extensions);
                 }
                 let span = tracing::Span::current();
                 if !span.is_disabled() {
                     span.record("session", tracing::field::display(live.tag()));
                 }
                 tracing::debug!(session = %live.tag(), socket = %s.id, "socket bound to session");
-                observe::count(BINDS);
                 let socket: std::sync::Weak<dyn Connected> = Arc::downgrade(s) as _;
                 Ok(Binding::new(live, socket))
             }
@@ -292,9 +368,24 @@ impl<A: Adapter, F: Setup<A>> ConnectMiddleware<A, SessionMiddleware> for Sessio
             socket = %s.id,
             session = tracing::field::Empty
         );
-        match self.connect.bind(&s, auth).instrument(span).await {
-            Ok(binding) => {
+        let checked = async {
+            let mut bound = self.connect.bind(&s, auth).await.map(|binding| {
                 s.extensions.insert(binding);
+            });
+            if bound.is_ok()
+                && let Some(check) = &self.connect.check
+            {
+                bound = match check(&s.extensions).await {
+                    Some(true) => Ok(()),
+                    Some(false) => Err(InvalidReason::NotAllowed),
+                    None => Err(InvalidReason::StoreError),
+                };
+            }
+            bound
+        };
+        match checked.instrument(span).await {
+            Ok(()) => {
+                observe::count(BINDS);
                 self.setup.run(SocketRef::from(s));
                 Ok(())
             }

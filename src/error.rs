@@ -49,6 +49,14 @@ pub enum ConfigError {
         "the write-behind delay must be greater than zero; use `Mode::PerMessage` to save after every message"
     )]
     ZeroWriteBehind,
+    /// A session table name that cannot be put into SQL as it is.
+    #[error(
+        "invalid table or schema name `{name}`: use ASCII letters, digits and underscores, e.g. `sessions`"
+    )]
+    InvalidTableName {
+        /// The name as given.
+        name: String,
+    },
 }
 
 /// Why a Socket.IO connection was refused its session (Node's socket.io-sessions called this `sinvalid`).
@@ -82,6 +90,10 @@ pub enum InvalidReason {
     /// The handshake did not pass through the [`OriginLayer`](crate::OriginLayer): add
     /// `.layer(sessions.origin_layer())` around the Socket.IO layer.
     OriginNotChecked,
+    /// The session exists, but the builder's
+    /// [`require`](crate::SocketSessionsBuilder::require) check refused it (e.g. nobody is
+    /// logged in on it): the client needs a login first.
+    NotAllowed,
 }
 
 impl InvalidReason {
@@ -118,6 +130,7 @@ impl InvalidReason {
             InvalidReason::Overloaded => "overloaded",
             InvalidReason::ShuttingDown => "shutting_down",
             InvalidReason::OriginNotChecked => "origin_not_checked",
+            InvalidReason::NotAllowed => "not_allowed",
         }
     }
 

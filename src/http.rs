@@ -19,7 +19,8 @@
 //!
 //! All but the last need [`HttpScopeLayer`] around the `SessionManagerLayer`, which gives each
 //! request a scope (without it, deletes end sockets as `session_revoked` at once and saves
-//! overwrite).
+//! overwrite, and the first such write logs an error).
+//! [`SocketSessions::layer`](crate::SocketSessions::layer) includes it, in its place.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -202,6 +203,25 @@ fn in_scope<T>(f: impl FnOnce(&mut Scope) -> T) -> Option<T> {
     SCOPE.try_with(|s| f(&mut s.borrow_mut())).ok()
 }
 
+/// Whether a write outside any request scope was already reported: once is enough to point at
+/// the installation, and an app without the scope would otherwise log at every request.
+static UNSCOPED_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A write came from outside [`HttpScopeLayer`]: the layer is missing, or sits inside the
+/// `SessionManagerLayer` (which saves after the inner service returned). Saves then overwrite
+/// and logins end sockets as logouts, so say so, once.
+fn report_unscoped() {
+    use std::sync::atomic::Ordering;
+    if !UNSCOPED_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            "a session write reached `http_store()` outside `HttpScopeLayer`: install the \
+             sessions with `.layer(sessions.session_layer()).layer(sessions.layer(sio_layer))` \
+             (or put `HttpScopeLayer` outside the `SessionManagerLayer`); until then HTTP saves \
+             overwrite socket writes and logins end sockets as logouts; logged once"
+        );
+    }
+}
+
 /// Notes a failed store call in the request's scope and hands the error to tower-sessions.
 fn failed(failure: StoreFailure) -> session_store::Error {
     in_scope(|s| s.failed = true);
@@ -347,16 +367,20 @@ impl SessionStore for HttpStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         refuse_reserved(record)?;
         self.store.create(record).await.map_err(failed)?;
-        in_scope(|s| s.created = Some(record.clone()));
+        if in_scope(|s| s.created = Some(record.clone())).is_none() {
+            report_unscoped();
+        }
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         refuse_reserved(record)?;
-        if self.store.is_conditional()
-            && let Some(Some(base)) = in_scope(|s| s.reads.get(&record.id).cloned())
-        {
-            return self.merge_save(record, base).await;
+        match in_scope(|s| s.reads.get(&record.id).cloned()) {
+            Some(Some(base)) if self.store.is_conditional() => {
+                return self.merge_save(record, base).await;
+            }
+            Some(_) => {}
+            None => report_unscoped(),
         }
         self.store.save(record).await.map_err(failed)
     }
@@ -373,6 +397,7 @@ impl SessionStore for HttpStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let deferred = in_scope(|s| s.deleted.push((*id, self.clone())));
         if deferred.is_none() {
+            report_unscoped();
             self.store.delete(id).await.map_err(failed)?;
             self.lifecycle
                 .end(id, EndReason::Revoked, Reach::AllNodes)

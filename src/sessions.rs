@@ -11,18 +11,25 @@ use serde::Serialize;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use tower_sessions::cookie::Key;
+use tower_sessions::service::{PrivateCookie, SignedCookie};
 use tower_sessions::session::Id;
-use tower_sessions::{Expiry, SessionStore};
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
 use crate::client::{ClientAddr, HandshakeRate, Throttle};
 use crate::config::{Config, Mode};
-use crate::connect::{Connect, Guards, IdSources, InvalidHook, InvalidSession, SessionMiddleware};
+use crate::connect::{
+    BindHook, Connect, ConnectCheck, Guards, IdSources, InvalidHook, InvalidSession, RequireHook,
+    SessionMiddleware,
+};
 use crate::csrf::CsrfLayer;
 use crate::error::{ConfigError, InvalidReason, SessionError};
 use crate::guard::{FailureLimit, Failures, InFlight};
 use crate::http::HttpStore;
 use crate::id::{CookieConfig, CookieKey, ExpressSecrets};
-use crate::lifecycle::{EndReason, IoBroadcaster, Lifecycle, Reach, ShutdownReport, user_room};
+use crate::install::SocketSessionsLayer;
+use crate::lifecycle::{
+    EndHook, EndReason, IoBroadcaster, Lifecycle, Reach, SessionEnd, ShutdownReport, user_room,
+};
 use crate::origin::{MissingOrigin, OriginLayer, OriginPolicy};
 use crate::proxy::TrustedProxies;
 use crate::session::{Policy, Registry};
@@ -30,57 +37,64 @@ use crate::store::{ConditionalStore, StoreHandle};
 use crate::task::Stop;
 
 /// Session support for a socketioxide app: built once with [`SocketSessions::builder`], then
-/// installed with [`origin_layer`](SocketSessions::origin_layer) (around the Socket.IO layer),
-/// [`http_store`](SocketSessions::http_store) (the `SessionManagerLayer`'s store, with
-/// [`HttpScopeLayer`](crate::HttpScopeLayer) around it) and
-/// [`middleware`](SocketSessions::middleware) (each namespace). Call
-/// [`shutdown`](SocketSessions::shutdown) when the server stops.
+/// installed with two layers, [`session_layer`](SocketSessions::session_layer) (the HTTP
+/// sessions, over the same store, cookie and expiry) inside
+/// [`layer`](SocketSessions::layer) (origin gate → Socket.IO → HTTP scope), and
+/// [`middleware`](SocketSessions::middleware) on each namespace. Call
+/// [`shutdown`](SocketSessions::shutdown) when the server stops. A runnable version with a
+/// SQLite store, login and logout is `examples/minimal.rs`.
 ///
 /// ```no_run
-/// use axum::Router;
-/// use socketio_sessions::{HttpScopeLayer, Mode, SocketSession, SocketSessions, store::MemoryStore};
+/// use axum::{Router, routing::post};
+/// use socketio_sessions::{Mode, SocketSession, SocketSessions, store::MemoryStore};
 /// use socketioxide::{SocketIo, extract::{AckSender, SocketRef}, handler::ConnectHandler};
-/// use tower_sessions::{Expiry, SessionManagerLayer};
+/// use tower_sessions::{Expiry, Session};
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let expiry = Expiry::OnInactivity(time::Duration::hours(1));
-/// // A store with compare-and-set saves: no writer (tab, node, HTTP request) overwrites another.
-/// let sessions = SocketSessions::builder(MemoryStore::default())
-///     .with_expiry(expiry)                       // the same as the HTTP layer's
-///     .with_mode(Mode::PerMessage)
-///     .with_allowed_origins(["https://app.example.com"])
-///     .build()?;
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     // A store with compare-and-set saves: no writer (tab, node, HTTP request) overwrites
+///     // another.
+///     let sessions = SocketSessions::builder(MemoryStore::default())
+///         .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)))
+///         .with_mode(Mode::PerMessage)
+///         .with_allowed_origins(["https://app.example.com"])
+///         .build()?;
 ///
-/// let (sio_layer, io) = SocketIo::new_layer();
-/// io.ns("/", (async |socket: SocketRef, session: SocketSession| {
-///     let user: Option<String> = session.get("user").await.ok().flatten();
-///     tracing::info!(?user, "connected");
-///     socket.on("incr", async |session: SocketSession, ack: AckSender| {
-///         let n: u64 = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await.unwrap();
-///         ack.send(&n).ok();
+///     let (sio_layer, io) = SocketIo::new_layer();
+///     // Handlers registered in `with_setup` exist before the client's connect ack, so that no
+///     // early event finds its handler missing.
+///     let middleware = sessions.middleware().with_setup(|socket: SocketRef| {
+///         socket.on("incr", async |session: SocketSession, ack: AckSender| {
+///             let n = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await;
+///             ack.send(&n.ok()).ok();
+///         });
 ///     });
-/// }).with(sessions.middleware()));
-/// sessions.attach(&io);
+///     io.ns("/", (async |session: SocketSession| {
+///         let user: Option<String> = session.get("user").await.ok().flatten();
+///         tracing::info!(?user, "connected");
+///     }).with(middleware));
+///     sessions.attach(&io);
 ///
-/// // The HTTP layer uses the sessions' store, so that logout and login (id rotation) reach
-/// // the sockets. Socket.IO sits outside it: the sessions read the cookie themselves, and a
-/// // WebSocket keeps its upgrade request (and what that layer put in it) for its whole life.
-/// let app: Router = Router::new()
-///     .layer(SessionManagerLayer::new(sessions.http_store()).with_expiry(expiry))
-///     .layer(HttpScopeLayer::new())
-///     .layer(sio_layer)
-///     .layer(sessions.origin_layer());
+///     let app = Router::new()
+///         .route("/login", post(async |session: Session| {
+///             session.cycle_id().await.ok(); // a new id at login: the old cookie stops working
+///             session.insert("user", "alice").await.ok();
+///         }))
+///         .layer(sessions.session_layer())  // tower-sessions, on the sessions' store and cookie
+///         .layer(sessions.layer(sio_layer)); // origin gate → Socket.IO → HTTP scope
 ///
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-/// let on_stop = sessions.clone();
-/// axum::serve(listener, app)
-///     .with_graceful_shutdown(async move {
-///         tokio::signal::ctrl_c().await.ok();
-///         // Saves what sockets changed and tells them to reconnect, before the server stops.
-///         on_stop.shutdown().await;
-///     })
-///     .await?;
-/// # Ok(()) }
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+///     let on_stop = sessions.clone();
+///     // With connect info, the per-address failure limit sees client addresses.
+///     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+///         .with_graceful_shutdown(async move {
+///             tokio::signal::ctrl_c().await.ok();
+///             // Saves what sockets changed and tells them to reconnect, before the server stops.
+///             on_stop.shutdown().await;
+///         })
+///         .await?;
+///     Ok(())
+/// }
 /// ```
 #[derive(Clone)]
 pub struct SocketSessions {
@@ -89,12 +103,14 @@ pub struct SocketSessions {
     /// The origin gate's policy and path, handed to each `OriginLayer`.
     origin: Arc<OriginPolicy>,
     path: Arc<str>,
-    /// The cookie format, for [`session_id`](Self::session_id).
+    /// The cookie format, for [`session_id`](Self::session_id) and the session layers.
     cookie: Arc<CookieConfig>,
     /// New Engine.IO sessions per address, shared by every `OriginLayer` made here.
     throttle: Option<Arc<Throttle>>,
     /// How the origin gate finds the client behind trusted proxies (`ConnectInfo` if `None`).
     client_addr: Option<ClientAddr>,
+    /// The HTTP layer's expiry, for the session layers.
+    expiry: Option<Expiry>,
 }
 
 impl fmt::Debug for SocketSessions {
@@ -126,12 +142,93 @@ impl SocketSessions {
     /// Starts a configuration over any tower-sessions store, **without compare-and-set**: the
     /// last writer wins, so a socket's write and an HTTP request's (or two nodes') can overwrite
     /// each other, and a save racing a logout can bring the session back. Use it for stores
-    /// that cannot compare, knowing this; prefer [`builder`](Self::builder).
+    /// that cannot compare, knowing this; prefer [`builder`](Self::builder). Given a store of
+    /// tower-sessions' own that this crate has a compare-and-set twin of (e.g.
+    /// `tower_sessions::MemoryStore`), [`build`](SocketSessionsBuilder::build) logs a warning
+    /// naming the twin.
     pub fn builder_last_writer_wins<S: SessionStore>(store: S) -> SocketSessionsBuilder {
-        SocketSessionsBuilder::new(Store::Plain(Arc::new(store)))
+        let mut builder = SocketSessionsBuilder::new(Store::Plain(Arc::new(store)));
+        builder.twin = conditional_twin(std::any::type_name::<S>());
+        builder
     }
 
-    /// The tower layer that checks the `Origin` of every Engine.IO request. Add it around the
+    /// The Socket.IO side as one layer, in the only order that works: the origin gate
+    /// outermost (403 before anything parses a handshake), then `sio_layer`, then the HTTP
+    /// scope that lets logout and id rotation reach sockets and merges HTTP saves with socket
+    /// writes. Add it after (outside) [`session_layer`](Self::session_layer) and the app's
+    /// routes: `.layer(sessions.session_layer()).layer(sessions.layer(sio_layer))`.
+    ///
+    /// Socket.IO stays outside the HTTP session layer: the sessions read the cookie
+    /// themselves, and socketioxide keeps each WebSocket's upgrade request for the connection's
+    /// life, so a session layer around it would keep that request's session alive per socket.
+    pub fn layer<L>(&self, sio_layer: L) -> SocketSessionsLayer<L> {
+        SocketSessionsLayer::new(self.origin_layer(), sio_layer)
+    }
+
+    /// tower-sessions' `SessionManagerLayer` for the app's HTTP routes, already set to this
+    /// configuration's store ([`http_store`](Self::http_store)), cookie name and expiry, for
+    /// plain cookies; with [`with_signed`](SocketSessionsBuilder::with_signed) or
+    /// [`with_private`](SocketSessionsBuilder::with_private) use
+    /// [`signed_session_layer`](Self::signed_session_layer) or
+    /// [`private_session_layer`](Self::private_session_layer) (tower-sessions gives each cookie
+    /// format its own type). Chain tower-sessions' own settings on it as usual
+    /// (`.with_secure(false)` for plain-http development, `.with_same_site(..)`, ...). Not for
+    /// [`with_express`](SocketSessionsBuilder::with_express): there the Express app writes the
+    /// sessions.
+    pub fn session_layer(&self) -> SessionManagerLayer<HttpStore> {
+        if matches!(
+            self.cookie.key,
+            CookieKey::Signed(_) | CookieKey::Private(_)
+        ) {
+            tracing::error!(
+                "`session_layer()` writes plain cookies, but the sockets expect {:?} ones: use \
+                 `signed_session_layer()` or `private_session_layer()`",
+                self.cookie.key
+            );
+        }
+        self.plain_session_layer()
+    }
+
+    fn plain_session_layer(&self) -> SessionManagerLayer<HttpStore> {
+        let layer = SessionManagerLayer::new(self.http_store()).with_name(self.cookie.name.clone());
+        match self.expiry {
+            Some(expiry) => layer.with_expiry(expiry),
+            None => layer,
+        }
+    }
+
+    /// [`session_layer`](Self::session_layer) writing cookies signed with the key given to
+    /// [`with_signed`](SocketSessionsBuilder::with_signed).
+    pub fn signed_session_layer(&self) -> SessionManagerLayer<HttpStore, SignedCookie> {
+        match &self.cookie.key {
+            CookieKey::Signed(key) => self.plain_session_layer().with_signed(key.clone()),
+            other => {
+                tracing::error!(
+                    "`signed_session_layer()` without `with_signed(key)` on the builder (it has \
+                     {other:?}): its cookies will not open sockets"
+                );
+                self.plain_session_layer().with_signed(Key::generate())
+            }
+        }
+    }
+
+    /// [`session_layer`](Self::session_layer) writing cookies encrypted with the key given to
+    /// [`with_private`](SocketSessionsBuilder::with_private).
+    pub fn private_session_layer(&self) -> SessionManagerLayer<HttpStore, PrivateCookie> {
+        match &self.cookie.key {
+            CookieKey::Private(key) => self.plain_session_layer().with_private(key.clone()),
+            other => {
+                tracing::error!(
+                    "`private_session_layer()` without `with_private(key)` on the builder (it \
+                     has {other:?}): its cookies will not open sockets"
+                );
+                self.plain_session_layer().with_private(Key::generate())
+            }
+        }
+    }
+
+    /// The tower layer that checks the `Origin` of every Engine.IO request, for apps that
+    /// assemble the layers themselves; [`layer`](Self::layer) includes it. Add it around the
     /// Socket.IO layer (`.layer(sio_layer).layer(sessions.origin_layer())`).
     pub fn origin_layer(&self) -> OriginLayer {
         OriginLayer::new(self.origin.clone(), self.path.clone())
@@ -229,7 +326,8 @@ impl SocketSessions {
 
     /// Ends every socket of every session whose user key (see
     /// [`with_user_key`](SocketSessionsBuilder::with_user_key)) holds `user`, on every node, with
-    /// `session_revoked`.
+    /// `session_revoked`. With `with_axum_login` (feature `axum-login`), `user` is the user's
+    /// id (`user.id()`): call it after a password change.
     pub async fn disconnect_user<T: Serialize + ?Sized>(
         &self,
         user: &T,
@@ -262,6 +360,37 @@ impl SocketSessions {
     }
 }
 
+/// The compare-and-set store of this crate that stands in for the tower-sessions store named
+/// `type_name`, if there is one.
+fn conditional_twin(type_name: &str) -> Option<&'static str> {
+    const TWINS: &[(&str, &str)] = &[
+        (
+            "tower_sessions_memory_store::MemoryStore",
+            "socketio_sessions::store::MemoryStore",
+        ),
+        (
+            "tower_sessions_sqlx_store::sqlite_store::SqliteStore",
+            "socketio_sessions::store::SqliteStore",
+        ),
+        (
+            "tower_sessions_sqlx_store::postgres_store::PostgresStore",
+            "socketio_sessions::store::PostgresStore",
+        ),
+        (
+            "tower_sessions_sqlx_store::mysql_store::MySqlStore",
+            "socketio_sessions::store::MySqlStore",
+        ),
+        (
+            "tower_sessions_redis_store::RedisStore",
+            "socketio_sessions::store::RedisStore",
+        ),
+    ];
+    TWINS
+        .iter()
+        .find(|(plain, _)| type_name.starts_with(plain))
+        .map(|(_, twin)| *twin)
+}
+
 /// The store the builder was given, by what it can do.
 enum Store {
     Conditional(Arc<dyn ConditionalStore>),
@@ -276,7 +405,16 @@ pub struct SocketSessionsBuilder {
     /// An allowlist entry that did not parse: reported by `build`.
     origin_error: Option<ConfigError>,
     on_invalid: Option<InvalidHook>,
+    /// Handed to the lifecycle (and an integration's sockets) at `build`.
+    on_end: Option<EndHook>,
+    require: Option<RequireHook>,
+    /// Builds the bind hook of an integration once the `on_end` hook is known (at `build`).
+    bind: Option<Box<dyn FnOnce(Option<EndHook>) -> BindHook + Send>>,
+    /// An integration's check of each bound handshake.
+    check: Option<ConnectCheck>,
     client_addr: Option<ClientAddr>,
+    /// The compare-and-set twin of a plain store given to `builder_last_writer_wins`.
+    twin: Option<&'static str>,
 }
 
 impl fmt::Debug for SocketSessionsBuilder {
@@ -294,7 +432,12 @@ impl SocketSessionsBuilder {
             config: Config::default(),
             origin_error: None,
             on_invalid: None,
+            on_end: None,
+            require: None,
+            bind: None,
+            check: None,
             client_addr: None,
+            twin: None,
         }
     }
 
@@ -419,6 +562,75 @@ impl SocketSessionsBuilder {
         self
     }
 
+    /// Calls `hook` for every socket this node ends because its session ended (logout,
+    /// rotation, expiry, `end_session`, `disconnect_user`, shutdown, a login no longer valid),
+    /// right before its `sinvalid` event, with the reason, the session's tag and the user (see
+    /// [`with_user_key`](Self::with_user_key)). Sockets on other nodes are told on their node
+    /// when it ends them itself. Disconnect handlers get the same reason from
+    /// [`SessionEnded`](crate::SessionEnded).
+    ///
+    /// ```
+    /// # use socketio_sessions::SocketSessions;
+    /// let sessions = SocketSessions::builder(socketio_sessions::store::MemoryStore::default())
+    ///     .with_any_origin()
+    ///     .on_end(|end| tracing::info!(reason = %end.reason, session = %end.session, "ended"))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn on_end(mut self, hook: impl Fn(&SessionEnd) + Send + Sync + 'static) -> Self {
+        self.on_end = Some(Arc::new(hook));
+        self
+    }
+
+    /// Accepts only sessions whose data `check` approves: the others are refused with
+    /// `session_invalid` ([`InvalidReason::NotAllowed`]), e.g. anonymous sessions of an app
+    /// whose sockets are for logged-in users.
+    ///
+    /// ```
+    /// # use socketio_sessions::SocketSessions;
+    /// let sessions = SocketSessions::builder(socketio_sessions::store::MemoryStore::default())
+    ///     .with_any_origin()
+    ///     .require(|data| data.get("user").is_some_and(|u| !u.is_null()))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn require(
+        mut self,
+        check: impl Fn(&std::collections::HashMap<String, serde_json::Value>) -> bool
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.require = Some(Arc::new(check));
+        self
+    }
+
+    /// Serves the logins of [axum-login](https://docs.rs/axum-login) 0.18 on sockets:
+    ///
+    /// - only sessions with a logged-in user get sockets ([`require`](Self::require)); the
+    ///   others are refused with `session_invalid`;
+    /// - handlers get the user with the [`SocketAuth<B>`](crate::SocketAuth) extractor
+    ///   (`backend.get_user`, with the session auth hash checked in constant time): a socket
+    ///   whose login is no longer valid (password changed) is ended with `session_revoked`;
+    /// - the user key is axum-login's user id, so that
+    ///   [`disconnect_user(&user.id())`](SocketSessions::disconnect_user) ends every socket
+    ///   of that user on every node (e.g. right after a password change).
+    ///
+    /// Logout (`auth_session.logout()`) deletes the session: its sockets get `session_revoked`.
+    /// A first login rotates the session id: sockets of the anonymous session get
+    /// `session_rotated`.
+    #[cfg(feature = "axum-login")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum-login")))]
+    pub fn with_axum_login<B: axum_login::AuthnBackend + 'static>(mut self, backend: B) -> Self {
+        self.config.user_key = Some(format!("/{}/user_id", crate::login::AXUM_LOGIN_DATA_KEY));
+        self.require = Some(Arc::new(crate::login::logged_in));
+        self.bind = Some(Box::new(move |on_end| {
+            crate::login::bind_hook(backend, on_end)
+        }));
+        self.check = Some(crate::login::connect_check::<B>());
+        self
+    }
+
     /// The Engine.IO path the origin layer guards (default `/socket.io/`, socketioxide's): the
     /// path with and without its trailing slash, and everything below it.
     pub fn with_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
@@ -441,7 +653,9 @@ impl SocketSessionsBuilder {
     }
 
     /// The session key that names the user (e.g. `user`): sockets join a room per user, so
-    /// that [`SocketSessions::disconnect_user`] reaches every session of that user.
+    /// that [`SocketSessions::disconnect_user`] reaches every session of that user. A key that
+    /// starts with `/` is a JSON pointer whose first segment is the session key, for a user id
+    /// inside a value (`/auth/user_id`).
     pub fn with_user_key(mut self, key: impl Into<String>) -> Self {
         self.config.user_key = Some(key.into());
         self
@@ -569,6 +783,12 @@ impl SocketSessionsBuilder {
         let config = self.config;
         config.validate()?;
         crate::observe::describe();
+        if let Some(twin) = self.twin {
+            tracing::warn!(
+                "`builder_last_writer_wins` got a tower-sessions store without compare-and-set; \
+                 `{twin}` stores the same records with it: use it with `SocketSessions::builder`"
+            );
+        }
         let store = Arc::new(match self.store {
             Store::Conditional(s) => {
                 StoreHandle::conditional(s, config.store_timeout, config.expiry)
@@ -588,6 +808,7 @@ impl SocketSessionsBuilder {
             stop,
             config.revalidate_every,
             config.shutdown_timeout,
+            self.on_end.clone(),
         ));
         let connect = Connect {
             ids: IdSources {
@@ -604,6 +825,9 @@ impl SocketSessionsBuilder {
             },
             on_invalid: self.on_invalid,
             user_key: config.user_key.clone(),
+            require: self.require,
+            on_bind: self.bind.map(|bind| bind(self.on_end)),
+            check: self.check,
             registry,
             store,
             policy: Arc::new(Policy::new(&config)),
@@ -616,6 +840,7 @@ impl SocketSessionsBuilder {
             cookie: Arc::new(cookie),
             throttle: config.handshake_rate.map(|r| Arc::new(Throttle::new(r))),
             client_addr: self.client_addr,
+            expiry: config.expiry,
         })
     }
 }
@@ -663,6 +888,39 @@ mod tests {
                 .build(),
             Err(ConfigError::InvalidOrigin { .. })
         ));
+    }
+
+    #[test]
+    fn plain_stores_name_their_conditional_twin() {
+        use std::any::type_name;
+        let twin = |name| conditional_twin(name).unwrap_or("none");
+        assert_eq!(
+            twin(type_name::<tower_sessions::MemoryStore>()),
+            "socketio_sessions::store::MemoryStore"
+        );
+        #[cfg(feature = "sqlite")]
+        assert_eq!(
+            twin(type_name::<tower_sessions_sqlx_store::SqliteStore>()),
+            "socketio_sessions::store::SqliteStore"
+        );
+        #[cfg(feature = "postgres")]
+        assert_eq!(
+            twin(type_name::<tower_sessions_sqlx_store::PostgresStore>()),
+            "socketio_sessions::store::PostgresStore"
+        );
+        #[cfg(feature = "mysql")]
+        assert_eq!(
+            twin(type_name::<tower_sessions_sqlx_store::MySqlStore>()),
+            "socketio_sessions::store::MySqlStore"
+        );
+        #[cfg(feature = "redis")]
+        assert_eq!(
+            twin(type_name::<
+                tower_sessions_redis_store::RedisStore<fred::prelude::Pool>,
+            >()),
+            "socketio_sessions::store::RedisStore"
+        );
+        assert_eq!(twin(type_name::<MemoryStore>()), "none");
     }
 
     #[test]

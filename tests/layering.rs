@@ -21,8 +21,10 @@ const ORDER: &[&str] = &[
     "session",
     "extract",
     "lifecycle",
+    "login",
     "connect",
     "http",
+    "install",
     "sessions",
 ];
 

@@ -12,13 +12,13 @@ use axum::{Extension, Form, Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketio_sessions::redis_store::fred::prelude::{
+use socketio_sessions::store::ConditionalStore;
+use socketio_sessions::store::fred::prelude::{
     Builder as FredBuilder, Config as FredConfig, ReconnectPolicy,
 };
-use socketio_sessions::redis_store::fred::types::RespVersion;
-use socketio_sessions::store::ConditionalStore;
+use socketio_sessions::store::fred::types::RespVersion;
 use socketio_sessions::{
-    ExpressSecrets, FailureLimit, HttpScopeLayer, InvalidSession, MaybeSocketSession, Mode,
+    ExpressSecrets, FailureLimit, HandshakeRate, InvalidSession, MaybeSocketSession, Mode,
     SocketSession, SocketSessions, SocketSessionsBuilder, TrustedProxies,
 };
 use socketioxide::adapter::{Adapter, LocalAdapter};
@@ -27,7 +27,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, SocketIoBuilder};
 use socketioxide_redis::{FredAdapter, RedisAdapterCtr};
 use tower_sessions::cookie::Key;
-use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
+use tower_sessions::{Expiry, Session, SessionStore};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -76,6 +76,8 @@ pub struct DemoOptions {
     pub express_secrets: Option<ExpressSecrets>,
     /// Per-address limit on invalid-session handshakes (`None`: the library's default).
     pub failure_limit: Option<FailureLimit>,
+    /// Per-address rate of new Engine.IO sessions (`None`: off; the library's default else).
+    pub handshake_rate: Option<HandshakeRate>,
     /// Cap on session loads in flight at connect (`None`: the library's default).
     pub max_loads_in_flight: Option<usize>,
     /// The reverse proxies in front of the demo, whose `X-Forwarded-For` names the client.
@@ -117,6 +119,7 @@ impl DemoOptions {
             redis_adapter: None,
             express_secrets: None,
             failure_limit: None,
+            handshake_rate: Some(HandshakeRate::default()),
             max_loads_in_flight: None,
             trusted_proxies: None,
             connect_timeout: CONNECT_TIMEOUT,
@@ -176,6 +179,10 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
     if let Some(key) = &opts.signing_key {
         sessions = sessions.with_signed(key.clone());
     }
+    sessions = match opts.handshake_rate {
+        Some(rate) => sessions.with_handshake_rate(rate),
+        None => sessions.without_handshake_rate(),
+    };
     if let Some(limit) = opts.failure_limit {
         sessions = sessions.with_failure_limit(limit);
     }
@@ -232,25 +239,23 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
         None => router,
     };
 
-    // The HTTP side uses the sessions' store, so that logout and id rotation reach the sockets
-    // and its saves merge with socket writes.
-    let http_sessions = SessionManagerLayer::new(sessions.http_store())
-        .with_secure(false)
-        .with_expiry(expiry);
-    let router = match opts.signing_key.clone() {
-        Some(key) => router.layer(http_sessions.with_signed(key)),
-        None => router.layer(http_sessions),
+    // The HTTP side uses the sessions' store, cookie and expiry, so that logout and id rotation
+    // reach the sockets and its saves merge with socket writes. Not `Secure`: plain http on
+    // localhost.
+    let router = match opts.signing_key {
+        Some(_) => router.layer(sessions.signed_session_layer().with_secure(false)),
+        None => router.layer(sessions.session_layer().with_secure(false)),
     };
     let router = router
-        .layer(HttpScopeLayer::new())
         .layer(Extension(sessions.clone()))
         .layer(Extension(ExpressMode(opts.express_secrets.is_some())))
         // CSRF: `/login`, `/logout` and `/api/visit` (every POST) from a foreign origin or
         // `Origin: null` get 403, with the allowlist of the Socket.IO handshake.
         .layer(sessions.csrf_layer());
 
-    // Socket.IO outside the HTTP session layers: the sessions read the cookie themselves, and
-    // a WebSocket keeps its upgrade request (with whatever those layers put in it) for life.
+    // Socket.IO outside the HTTP session layers (`sessions.layer` puts the origin gate around
+    // it and the HTTP scope inside it): the sessions read the cookie themselves, and a
+    // WebSocket keeps its upgrade request (with whatever those layers put in it) for life.
     let middleware = sessions.middleware();
     let router = match &opts.redis_adapter {
         // Several nodes: rooms, broadcasts and disconnects cross nodes through Redis, and
@@ -276,7 +281,7 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
             .await?;
             sessions.attach(&io);
             sessions.watch_redis(config, true).await?;
-            router.layer(sio_layer)
+            router.layer(sessions.layer(sio_layer))
         }
         None => {
             let (sio_layer, io) = bounded(SocketIo::builder(), &opts).build_layer();
@@ -285,14 +290,10 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
                 on_connect.with(middleware.with_setup(register_handlers::<LocalAdapter>)),
             );
             sessions.attach(&io);
-            router.layer(sio_layer)
+            router.layer(sessions.layer(sio_layer))
         }
     };
-    // Outermost: the origin check, before anything else looks at a handshake.
-    Ok(DemoApp {
-        router: router.layer(sessions.origin_layer()),
-        sessions,
-    })
+    Ok(DemoApp { router, sessions })
 }
 
 /// socketioxide with the demo's bounds: messages of at most [`MAX_MESSAGE_BYTES`] on both

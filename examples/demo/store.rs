@@ -1,16 +1,10 @@
 //! The demo's store, chosen by `DEMO_STORE`: `memory`, `sqlite://PATH`, `postgres://...`,
 //! `mysql://...` or `redis://HOST:PORT`.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
-use socketio_sessions::store::sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use socketio_sessions::store::sqlx::postgres::PgPoolOptions;
-use socketio_sessions::store::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use socketio_sessions::store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
 use socketio_sessions::store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use socketio_sessions::store::{
     ConnectRedisStore, MemoryStore, MySqlStore, PostgresStore, RedisStore, SqliteStore,
@@ -43,66 +37,23 @@ impl DemoStore {
             return Ok(DemoStore::Memory(MemoryStore::default()));
         }
         if url.starts_with("sqlite://") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| format!("bad SQLite URL: {e}"))?
-                .create_if_missing(true)
-                // WAL with synchronous=NORMAL, as SQLite recommends for WAL: readers never wait
-                // for the writer, and a commit does not fsync (a power cut may lose the last
-                // commits, never corrupt the file).
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal);
-            // One writer at a time is all SQLite has: a small pool queues writers in the pool
-            // (fair, bounded by the store timeout) instead of in SQLITE_BUSY retries.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(2)
-                .connect_with(options)
+            let store = SqliteStore::connect(url)
                 .await
-                .map_err(|e| format!("cannot open the SQLite file: {e}"))?;
-            let store = SqliteStore::new(pool);
-            store
-                .migrate()
-                .await
-                .map_err(|e| format!("cannot create the sessions table: {e}"))?;
+                .map_err(|e| format!("cannot open the SQLite database: {e}"))?;
             spawn_cleanup(store.clone());
             return Ok(DemoStore::Sqlite(store));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                // A database that went away is noticed at the next call, not after a hang.
-                .acquire_timeout(Duration::from_secs(2))
-                .connect(url)
+            let store = PostgresStore::connect(url)
                 .await
-                .map_err(|e| format!("cannot connect to Postgres: {e}"))?;
-            let store = PostgresStore::new(pool);
-            store
-                .migrate()
-                .await
-                .map_err(|e| format!("cannot create the sessions table: {e}"))?;
+                .map_err(|e| format!("cannot open the Postgres database: {e}"))?;
             spawn_cleanup(store.clone());
             return Ok(DemoStore::Postgres(store));
         }
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            let url = url.replacen("mariadb://", "mysql://", 1);
-            let options =
-                MySqlConnectOptions::from_str(&url).map_err(|e| format!("bad MySQL URL: {e}"))?;
-            // The table goes into the URL's database (upstream's default is a database of its
-            // own, `tower_sessions`, which an app's user may not be allowed to create).
-            let database = options
-                .get_database()
-                .unwrap_or("tower_sessions")
-                .to_owned();
-            let pool = MySqlPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(2))
-                .connect_with(options)
+            let store = MySqlStore::connect(&url.replacen("mariadb://", "mysql://", 1))
                 .await
-                .map_err(|e| format!("cannot connect to MySQL: {e}"))?;
-            let store = MySqlStore::new(pool).with_schema_name(&database)?;
-            store
-                .migrate()
-                .await
-                .map_err(|e| format!("cannot create the sessions table: {e}"))?;
+                .map_err(|e| format!("cannot open the MySQL database: {e}"))?;
             spawn_cleanup(store.clone());
             return Ok(DemoStore::MySql(store));
         }

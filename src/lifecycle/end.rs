@@ -19,6 +19,7 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use tower_sessions::session::Id;
 
+use super::ended::EndHook;
 use crate::observe::{self, ENDS};
 
 /// The event a socket receives right before the server disconnects it because its session
@@ -101,17 +102,34 @@ pub(crate) enum Reach {
 
 /// Ends the sockets of a room, on every namespace, through one `SocketIo` of any adapter.
 pub(crate) trait Broadcaster: Send + Sync + 'static {
-    fn end(&self, room: String, reason: EndReason, reach: Reach) -> BoxFuture;
+    fn end(
+        &self,
+        room: String,
+        reason: EndReason,
+        reach: Reach,
+        hook: Option<EndHook>,
+    ) -> BoxFuture;
 }
 
 pub(crate) struct IoBroadcaster<A: Adapter>(pub(crate) SocketIo<A>);
 
 impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
-    fn end(&self, room: String, reason: EndReason, reach: Reach) -> BoxFuture {
+    fn end(
+        &self,
+        room: String,
+        reason: EndReason,
+        reach: Reach,
+        hook: Option<EndHook>,
+    ) -> BoxFuture {
         let namespaces = self.0.nsps();
         Box::pin(async move {
             let data = json!({ "reason": reason.as_str() });
             for ns in namespaces {
+                // This node's sockets learn why before they go; other nodes' are disconnected
+                // through the adapter, which carries no reason.
+                for socket in ns.clone().local().to(room.clone()).sockets() {
+                    super::ended::mark(&socket, reason, hook.as_ref());
+                }
                 let ns = match reach {
                     Reach::ThisNode => ns.local(),
                     Reach::AllNodes => ns,

@@ -7,6 +7,7 @@
 //! shutdown. Each goes through [`Lifecycle::end`].
 
 mod end;
+mod ended;
 mod expiry;
 mod shutdown;
 #[cfg(feature = "redis")]
@@ -24,6 +25,10 @@ use crate::task::Stop;
 
 pub(crate) use end::{Broadcaster, IoBroadcaster, Reach, session_room, user_room};
 pub use end::{EndReason, SINVALID_EVENT};
+#[cfg(feature = "axum-login")]
+pub(crate) use ended::end_socket;
+pub(crate) use ended::{BoundUser, EndHook};
+pub use ended::{SessionEnd, SessionEnded};
 pub use shutdown::ShutdownReport;
 #[cfg(feature = "redis")]
 pub(crate) use watch_redis::watch;
@@ -35,8 +40,8 @@ pub(crate) struct Lifecycle {
     /// back: the `SocketIo` holds the namespaces that hold this node, a cycle to break.
     broadcaster: RwLock<Option<Arc<dyn Broadcaster>>>,
     /// The same store handle the live sessions use (bounded calls, forwarding records hidden):
-    /// keyspace notifications name keys, which only the store can map to ids.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// the keyspace watcher checks records through it.
+    #[cfg(feature = "redis")]
     store: Arc<StoreHandle>,
     /// The node's live sessions: what revalidation and shutdown walk.
     registry: Arc<Registry>,
@@ -47,6 +52,8 @@ pub(crate) struct Lifecycle {
     pub(crate) stop: Arc<Stop>,
     /// How long shutdown may take as a whole.
     shutdown_timeout: Duration,
+    /// Told about each socket this node ends; set once at build.
+    pub(crate) on_end: Option<EndHook>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -66,15 +73,21 @@ impl Lifecycle {
         stop: Arc<Stop>,
         revalidate_every: Option<Duration>,
         shutdown_timeout: Duration,
+        on_end: Option<EndHook>,
     ) -> Self {
+        // Only the keyspace watcher reads records through it.
+        #[cfg(not(feature = "redis"))]
+        let _ = store;
         Lifecycle {
             broadcaster: RwLock::new(None),
+            #[cfg(feature = "redis")]
             store,
             registry,
             revalidate_every,
             started: AtomicBool::new(false),
             stop,
             shutdown_timeout,
+            on_end,
         }
     }
 
@@ -87,7 +100,7 @@ impl Lifecycle {
     pub(crate) async fn end_room(&self, room: String, reason: EndReason, reach: Reach) {
         let broadcaster = crate::task::locked_read(&self.broadcaster).clone();
         match broadcaster {
-            Some(b) => b.end(room, reason, reach).await,
+            Some(b) => b.end(room, reason, reach, self.on_end.clone()).await,
             None => tracing::debug!(
                 %reason,
                 "no Socket.IO instance known yet (call `attach`): nothing to disconnect"

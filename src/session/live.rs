@@ -2,6 +2,7 @@
 //! It holds its store and policy, never the node that made it: it loads, saves through the one
 //! merged save, and publishes what it learns of the record's expiry for the lifecycle to follow.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -23,13 +24,6 @@ use crate::store::{
 };
 use crate::tag::SessionTag;
 use crate::task::{Stop, locked, spawn_detached};
-
-/// What a handshake learns from the session it loads.
-#[derive(Debug)]
-pub(crate) struct AtConnect {
-    /// The value under the configured user key, if asked for and present.
-    pub(crate) user: Option<Value>,
-}
 
 /// The one in-memory copy of a session on this node.
 pub(crate) struct LiveSession {
@@ -161,12 +155,12 @@ impl LiveSession {
         });
     }
 
-    /// Saves pending changes (another socket's), then loads the record for a handshake:
-    /// `None` when the session does not exist.
-    pub(crate) async fn load_for_connect(
+    /// Saves pending changes (another socket's), then loads the record for a handshake and
+    /// hands its data to `look`: `None` when the session does not exist.
+    pub(crate) async fn load_for_connect<T>(
         &self,
-        user_key: Option<&str>,
-    ) -> Result<Option<AtConnect>, StoreFailure> {
+        look: impl FnOnce(&HashMap<String, Value>) -> T,
+    ) -> Result<Option<T>, StoreFailure> {
         let mut st = self.state.lock().await;
         if !st.ops.is_empty() {
             // Another socket's unsaved changes: save them first so the reload keeps them.
@@ -178,9 +172,7 @@ impl LiveSession {
         st.reset(loaded);
         st.fresh = st.base.is_some();
         self.track(&st);
-        Ok(st.record().map(|r| AtConnect {
-            user: user_key.and_then(|k| r.data.get(k).cloned()),
-        }))
+        Ok(st.record().map(|r| look(&r.data)))
     }
 
     /// Per-connection mode: schedules write-behind for changes just made.

@@ -1,9 +1,18 @@
-//! Stores as the socket side uses them.
+//! The session stores: one per backend, each with compare-and-set saves.
 //!
-//! Any `tower_sessions::SessionStore` works. The stores in this module (memory, Redis, SQLite,
-//! Postgres, MySQL) also implement [`ConditionalStore`]: a save that only happens if the record is still what was
-//! read, so that no writer — another node, another tab, the HTTP side, a racing logout — is ever
-//! overwritten silently.
+//! | backend | store | feature | connect | expired records |
+//! |---|---|---|---|---|
+//! | memory | [`MemoryStore`] | (always) | `MemoryStore::default()` | removed as new sessions are made |
+//! | SQLite | `SqliteStore` | `sqlite` | `SqliteStore::connect("sqlite://app.db")` or `SqliteStore::new(pool)` | `tokio::spawn(store.clone().continuously_delete_expired(period))` ([`ExpiredDeletion`]) |
+//! | Postgres | `PostgresStore` | `postgres` | `PostgresStore::connect("postgres://user@host/db")` or `PostgresStore::new(pool)` | the same task |
+//! | MySQL, MariaDB | `MySqlStore` | `mysql` | `MySqlStore::connect("mysql://user@host/db")` or `MySqlStore::new(pool)` | the same task |
+//! | Redis | `RedisStore` | `redis` | `RedisStore::connect("redis://127.0.0.1:6379")` or `RedisStore::new(pool)` | expired by Redis |
+//!
+//! Each implements [`ConditionalStore`]: a save that only happens if the record is still what
+//! was read, so that no writer (another node, another tab, the HTTP side, a racing logout) is
+//! ever overwritten silently. They keep the formats of tower-sessions' own stores, so existing
+//! records stay readable. The pool types come re-exported: `sqlx` (`SqlitePool`, `PgPool`,
+//! `MySqlPool`) and `fred` (`Pool`, `Config`).
 
 #[cfg(feature = "redis")]
 mod connect_redis;
@@ -43,6 +52,12 @@ pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresStore;
+pub use tower_sessions::session_store::ExpiredDeletion;
+
+/// The `fred` crate `RedisStore` is built on, for its `Pool` and `Config`.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use fred;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;

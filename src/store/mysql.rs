@@ -1,16 +1,25 @@
-//! MySQL and MariaDB, in the table of `tower-sessions-sqlx-store`, with compare-and-set ([`super::sql`]).
+//! MySQL or MariaDB, in the table of `tower-sessions-sqlx-store`, with compare-and-set
+//! ([`super::sql`]).
 
 use tower_sessions_sqlx_store::sqlx::{self, MySqlPool};
 
-use super::sql::{Dialect, Statements, conditional_sql_store};
+use super::sql::{Dialect, Statements, conditional_sql_store, identifier};
+use crate::error::ConfigError;
 
-/// Sessions in MySQL or MariaDB, readable and writable by `tower_sessions_sqlx_store::MySqlStore`
-/// (same schema, table and encoding: `` `tower_sessions`.`session` `` by default), with conditional
-/// saves.
+/// Sessions in MySQL or MariaDB, with conditional saves, in the schema, table and encoding of
+/// `tower_sessions_sqlx_store::MySqlStore` (`` `tower_sessions`.`session` `` by default): records written by it stay
+/// readable, and the other way round, with no migration.
 ///
-/// Expired rows stay in the table until deleted: run
-/// [`continuously_delete_expired`](tower_sessions::ExpiredDeletion::continuously_delete_expired)
-/// in a task of its own, as for the upstream store.
+/// Expired records stay in the table until deleted: run the cleanup task beside the server.
+///
+/// ```no_run
+/// use socketio_sessions::store::{ExpiredDeletion, MySqlStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MySqlStore::connect("mysql://app@localhost/app").await?; // creates the table
+/// tokio::spawn(store.clone().continuously_delete_expired(std::time::Duration::from_secs(60)));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
     /// The upstream store: unconditional writes, migrations and expired-record deletion.
@@ -20,7 +29,8 @@ pub struct MySqlStore {
 }
 
 impl MySqlStore {
-    /// A store over a pool, using the table `` `tower_sessions`.`session` ``.
+    /// A store over a pool, using `` `tower_sessions`.`session` ``; call [`migrate`](Self::migrate) once to
+    /// create it.
     pub fn new(pool: MySqlPool) -> Self {
         MySqlStore {
             inner: tower_sessions_sqlx_store::MySqlStore::new(pool.clone()),
@@ -29,21 +39,58 @@ impl MySqlStore {
         }
     }
 
-    /// Uses another schema (a database, in MySQL); an invalid name is refused with the reason.
-    pub fn with_schema_name(mut self, schema: impl AsRef<str>) -> Result<Self, String> {
-        self.inner = self.inner.with_schema_name(schema.as_ref())?;
-        self.statements = self.statements.with_schema(schema.as_ref());
+    /// Connects to `url` with a pool of 8 connections that gives up on a connection after
+    /// 2 s (so that a database that went away is noticed within a store timeout), and creates
+    /// the table if it is missing. The table goes into the URL's database
+    /// (upstream's default is a database of its own, `tower_sessions`, which an app's user may
+    /// not be allowed to create); without one in the URL, into `tower_sessions`. For other pool settings, build a [`MySqlPool`] and
+    /// use [`new`](Self::new).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let options: sqlx::mysql::MySqlConnectOptions = url.parse()?;
+        let database = options.get_database().map(str::to_owned);
+        let pool = sqlx::pool::PoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_with(options)
+            .await?;
+        let mut store = MySqlStore::new(pool);
+        if let Some(database) = database {
+            store = store
+                .with_schema_name(&database)
+                .map_err(|e| sqlx::Error::Configuration(e.into()))?;
+        }
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Uses the schema `name` instead of `tower_sessions` (ASCII letters, digits,
+    /// underscores).
+    pub fn with_schema_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let name = identifier(name.as_ref())?;
+        self.inner =
+            self.inner
+                .with_schema_name(name)
+                .map_err(|_| ConfigError::InvalidTableName {
+                    name: name.to_owned(),
+                })?;
+        self.statements = self.statements.with_schema(name);
         Ok(self)
     }
 
-    /// Uses another table; an invalid name is refused with the reason.
-    pub fn with_table_name(mut self, table: impl AsRef<str>) -> Result<Self, String> {
-        self.inner = self.inner.with_table_name(table.as_ref())?;
-        self.statements = self.statements.with_table(table.as_ref());
+    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
+    pub fn with_table_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let name = identifier(name.as_ref())?;
+        self.inner =
+            self.inner
+                .with_table_name(name)
+                .map_err(|_| ConfigError::InvalidTableName {
+                    name: name.to_owned(),
+                })?;
+        self.statements = self.statements.with_table(name);
         Ok(self)
     }
 
-    /// Creates the schema (a database, in MySQL) and the table if they are missing.
+    /// Creates the schema and the table if they are missing.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         self.inner.migrate().await
     }

@@ -1,16 +1,25 @@
-//! Postgres, in the table of `tower-sessions-sqlx-store`, with compare-and-set ([`super::sql`]).
+//! Postgres, in the table of `tower-sessions-sqlx-store`, with compare-and-set
+//! ([`super::sql`]).
 
 use tower_sessions_sqlx_store::sqlx::{self, PgPool};
 
-use super::sql::{Dialect, Statements, conditional_sql_store};
+use super::sql::{Dialect, Statements, conditional_sql_store, identifier};
+use crate::error::ConfigError;
 
-/// Sessions in Postgres, readable and writable by `tower_sessions_sqlx_store::PostgresStore`
-/// (same schema, table and encoding: `"tower_sessions"."session"` by default), with conditional
-/// saves.
+/// Sessions in Postgres, with conditional saves, in the schema, table and encoding of
+/// `tower_sessions_sqlx_store::PostgresStore` (`"tower_sessions"."session"` by default): records written by it stay
+/// readable, and the other way round, with no migration.
 ///
-/// Expired rows stay in the table until deleted: run
-/// [`continuously_delete_expired`](tower_sessions::ExpiredDeletion::continuously_delete_expired)
-/// in a task of its own, as for the upstream store.
+/// Expired records stay in the table until deleted: run the cleanup task beside the server.
+///
+/// ```no_run
+/// use socketio_sessions::store::{ExpiredDeletion, PostgresStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect("postgres://app@localhost/app").await?; // creates the table
+/// tokio::spawn(store.clone().continuously_delete_expired(std::time::Duration::from_secs(60)));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     /// The upstream store: unconditional writes, migrations and expired-record deletion.
@@ -20,7 +29,8 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// A store over a pool, using the table `"tower_sessions"."session"`.
+    /// A store over a pool, using `"tower_sessions"."session"`; call [`migrate`](Self::migrate) once to
+    /// create it.
     pub fn new(pool: PgPool) -> Self {
         PostgresStore {
             inner: tower_sessions_sqlx_store::PostgresStore::new(pool.clone()),
@@ -29,21 +39,50 @@ impl PostgresStore {
         }
     }
 
-    /// Uses another schema; an invalid name is refused with the reason.
-    pub fn with_schema_name(mut self, schema: impl AsRef<str>) -> Result<Self, String> {
-        self.inner = self.inner.with_schema_name(schema.as_ref())?;
-        self.statements = self.statements.with_schema(schema.as_ref());
+    /// Connects to `url` with a pool of 8 connections that gives up on a connection after
+    /// 2 s (so that a database that went away is noticed within a store timeout), and creates
+    /// the table if it is missing. For other pool settings, build a [`PgPool`] and
+    /// use [`new`](Self::new).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let pool = sqlx::pool::PoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_with(options)
+            .await?;
+        let store = PostgresStore::new(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Uses the schema `name` instead of `tower_sessions` (ASCII letters, digits,
+    /// underscores).
+    pub fn with_schema_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let name = identifier(name.as_ref())?;
+        self.inner =
+            self.inner
+                .with_schema_name(name)
+                .map_err(|_| ConfigError::InvalidTableName {
+                    name: name.to_owned(),
+                })?;
+        self.statements = self.statements.with_schema(name);
         Ok(self)
     }
 
-    /// Uses another table; an invalid name is refused with the reason.
-    pub fn with_table_name(mut self, table: impl AsRef<str>) -> Result<Self, String> {
-        self.inner = self.inner.with_table_name(table.as_ref())?;
-        self.statements = self.statements.with_table(table.as_ref());
+    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
+    pub fn with_table_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let name = identifier(name.as_ref())?;
+        self.inner =
+            self.inner
+                .with_table_name(name)
+                .map_err(|_| ConfigError::InvalidTableName {
+                    name: name.to_owned(),
+                })?;
+        self.statements = self.statements.with_table(name);
         Ok(self)
     }
 
-    /// Creates the schema and table if they are missing.
+    /// Creates the schema and the table if they are missing.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         self.inner.migrate().await
     }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use fred::interfaces::{KeysInterface, LuaInterface};
-use fred::prelude::Pool;
+use fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
 use fred::types::Value as RedisValue;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
@@ -23,9 +23,15 @@ redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
 return 1
 "#;
 
-/// Sessions in Redis, readable and writable by `tower_sessions_redis_store::RedisStore` (same
-/// keys and encoding), with conditional saves. Use it for the HTTP layer too, so that every
-/// writer goes through the same format.
+/// Sessions in Redis, with conditional saves, in the keys and encoding of
+/// `tower-sessions-redis-store` (records written by it stay readable, and the other way round).
+/// Redis expires records itself: no cleanup task is needed.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), socketio_sessions::store::fred::error::Error> {
+/// let store = socketio_sessions::store::RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     inner: tower_sessions_redis_store::RedisStore<Pool>,
@@ -39,6 +45,26 @@ impl RedisStore {
             inner: tower_sessions_redis_store::RedisStore::new(pool.clone()),
             pool,
         }
+    }
+
+    /// Connects a pool of 4 clients to the Redis at `url` (`redis://HOST:PORT[/DB]`), waiting
+    /// at most 5 s for the first connection; afterwards the clients reconnect forever (store
+    /// calls fail meanwhile, and sockets get `session_unavailable`). For other pool settings,
+    /// build a [`Pool`] and use [`new`](Self::new).
+    pub async fn connect(url: &str) -> Result<Self, fred::error::Error> {
+        let config = Config::from_url(url)?;
+        let policy = ReconnectPolicy::new_constant(0, 200);
+        let pool = Pool::new(config, None, None, Some(policy), 4)?;
+        pool.connect_pool();
+        tokio::time::timeout(std::time::Duration::from_secs(5), pool.wait_for_connect())
+            .await
+            .map_err(|_| {
+                fred::error::Error::new(
+                    fred::error::ErrorKind::Timeout,
+                    "Redis did not answer within 5 s",
+                )
+            })??;
+        Ok(RedisStore::new(pool))
     }
 
     /// The pool, e.g. to close it.

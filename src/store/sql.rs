@@ -6,6 +6,8 @@
 //! The three databases differ only in placeholders and identifier quoting: each store writes its
 //! [`Statements`] once, and [`conditional_sql_store!`] runs them with the same sqlx calls.
 
+use crate::error::ConfigError;
+
 /// The statements a conditional SQL store runs, in its database's dialect, written once when
 /// the store is built rather than formatted on every call.
 #[derive(Debug, Clone)]
@@ -87,6 +89,20 @@ impl Statements {
     /// The same statements on another table.
     pub(super) fn with_table(&self, table: &str) -> Self {
         Statements::new(self.dialect, &self.schema, table)
+    }
+}
+
+/// Checks a table or schema name before it is written into a statement: ASCII letters, digits
+/// and underscores, not starting with a digit (stricter than any of the three databases).
+pub(super) fn identifier(name: &str) -> Result<&str, ConfigError> {
+    let valid = name.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(ConfigError::InvalidTableName {
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -176,3 +192,41 @@ macro_rules! conditional_sql_store {
     };
 }
 pub(super) use conditional_sql_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_before_they_reach_a_statement() {
+        for good in ["sessions", "app_sessions", "_s2", "T"] {
+            assert_eq!(identifier(good).unwrap(), good);
+        }
+        for bad in [
+            "",
+            "2fa",
+            "x; drop table y",
+            "a-b",
+            "a.b",
+            "\"q\"",
+            "`b`",
+            "é",
+        ] {
+            assert!(identifier(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn each_dialect_quotes_and_binds_its_way() {
+        let pg = Statements::new(Dialect::Postgres, "tower_sessions", "session");
+        assert!(pg.update_if.contains(r#""tower_sessions"."session""#));
+        assert!(pg.update_if.contains("$5"));
+        let my = Statements::new(Dialect::MySql, "app", "session").with_table("s2");
+        assert!(my.load.contains("`app`.`s2`") && !my.load.contains('$'));
+        let lite = Statements::new(Dialect::Sqlite, "", "tower_sessions");
+        assert!(
+            lite.exists
+                .starts_with("select id from tower_sessions where id = ?")
+        );
+    }
+}

@@ -59,11 +59,20 @@ impl TestSocket {
         transport: Transport,
         dial: Dial,
     ) -> Result<TestSocket, rust_socketio::Error> {
+        Self::connect_addr(server.addr, transport, dial).await
+    }
+
+    /// Like [`connect_raw`](Self::connect_raw), to any server (e.g. an example's process).
+    pub async fn connect_addr(
+        addr: std::net::SocketAddr,
+        transport: Transport,
+        dial: Dial,
+    ) -> Result<TestSocket, rust_socketio::Error> {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outcome>();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel::<(String, Value)>();
         let url = match &dial.query {
-            Some(q) => format!("http://{}/?{q}", server.addr),
-            None => format!("http://{}/", server.addr),
+            Some(q) => format!("http://{addr}/?{q}"),
+            None => format!("http://{addr}/"),
         };
         let mut builder = ClientBuilder::new(url)
             .transport_type(match transport {

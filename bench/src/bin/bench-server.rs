@@ -35,8 +35,8 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketio_sessions::redis_store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
-use socketio_sessions::sqlx_store::sqlx::sqlite::{
+use socketio_sessions::store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
+use socketio_sessions::store::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use socketio_sessions::store::{MemoryStore, RedisStore, SqliteStore};

@@ -1,0 +1,106 @@
+//! What a socket knows about its own end: the reason is marked on each socket this node ends,
+//! before the disconnect, so that the app's `on_end` hook and its disconnect handler (through
+//! [`SessionEnded`]) learn why.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::handler::FromDisconnectParts;
+use socketioxide::socket::{DisconnectReason, Socket};
+
+use super::end::EndReason;
+use crate::session::Binding;
+use crate::tag::SessionTag;
+
+/// What the [`on_end`](crate::SocketSessionsBuilder::on_end) hook is told about a socket the
+/// server ended because its session ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionEnd {
+    /// Why the session ended for this socket.
+    pub reason: EndReason,
+    /// The session, as a salted tag (never the id).
+    pub session: SessionTag,
+    /// The value under the user key at connect (see
+    /// [`with_user_key`](crate::SocketSessionsBuilder::with_user_key)), when there is one.
+    pub user: Option<Value>,
+    /// The socket's namespace.
+    pub namespace: String,
+    /// The Socket.IO id of the socket.
+    pub socket_id: String,
+}
+
+/// Observes ended sockets.
+pub(crate) type EndHook = Arc<dyn Fn(&SessionEnd) + Send + Sync>;
+
+/// The user a socket was bound with, kept in its extensions for [`SessionEnd::user`].
+#[derive(Debug, Clone)]
+pub(crate) struct BoundUser(pub(crate) Value);
+
+/// The reason this node ended a socket, kept in its extensions until the disconnect handler.
+#[derive(Debug, Clone, Copy)]
+struct Ended(EndReason);
+
+/// Why the server ended this socket's session, for disconnect handlers: `Some` when this node
+/// ended it (logout, rotation, expiry, `end_session`, `disconnect_user`, shutdown, a refused
+/// login), `None` when the socket went away by itself or was ended by another node through the
+/// Socket.IO adapter (the client still got its `sinvalid` event).
+///
+/// ```
+/// use socketio_sessions::SessionEnded;
+/// use socketioxide::extract::SocketRef;
+///
+/// async fn on_disconnect(socket: SocketRef, SessionEnded(reason): SessionEnded) {
+///     tracing::info!(socket = %socket.id, ?reason, "socket gone");
+/// }
+/// # let _ = on_disconnect;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionEnded(pub Option<EndReason>);
+
+impl<A: Adapter> FromDisconnectParts<A> for SessionEnded {
+    type Error = Infallible;
+    fn from_disconnect_parts(s: &Arc<Socket<A>>, _: DisconnectReason) -> Result<Self, Infallible> {
+        Ok(SessionEnded(s.extensions.get::<Ended>().map(|e| e.0)))
+    }
+}
+
+/// Marks a socket as ended by `reason` and tells the hook, before the disconnect.
+pub(crate) fn mark<A: Adapter>(socket: &SocketRef<A>, reason: EndReason, hook: Option<&EndHook>) {
+    if socket.extensions.insert(Ended(reason)).is_some() {
+        return; // already ended (two triggers at once): told once
+    }
+    let (Some(hook), Some(binding)) = (hook, socket.extensions.get::<Binding>()) else {
+        return;
+    };
+    hook(&SessionEnd {
+        reason,
+        session: binding.live().tag().clone(),
+        user: socket.extensions.get::<BoundUser>().map(|u| u.0),
+        namespace: socket.ns().to_owned(),
+        socket_id: socket.id.to_string(),
+    });
+}
+
+/// Ends one socket of this node: marked, told `sinvalid`, disconnected once it acknowledged or
+/// the flush time passed.
+#[cfg(feature = "axum-login")]
+pub(crate) async fn end_socket<A: Adapter>(
+    socket: SocketRef<A>,
+    reason: EndReason,
+    hook: Option<&EndHook>,
+) {
+    use super::end::{SINVALID_EVENT, SINVALID_FLUSH};
+    mark(&socket, reason, hook);
+    let data = serde_json::json!({ "reason": reason.as_str() });
+    if let Ok(ack) = socket
+        .timeout(SINVALID_FLUSH)
+        .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
+    {
+        let _ = ack.await;
+    }
+    socket.disconnect().ok();
+}

@@ -1,0 +1,292 @@
+//! What an app relies on when it drops the crate in: the one installation point (logout and
+//! rotation reach sockets, `on_end` and `SessionEnded` say why), the `require` check, the
+//! mistakes that are logged once instead of failing silently (scope inside the session layer,
+//! no client address, a store without compare-and-set that has a twin here), and the stores'
+//! constructors.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::Router;
+use axum::routing::post;
+use common::{Dial, Outcome, RedisServer, TestSocket, Transport, eventually, http};
+use serde_json::json;
+use socketio_sessions::store::{ConditionalStore, MemoryStore, RedisStore, SqliteStore};
+use socketio_sessions::{EndReason, HttpScopeLayer, SessionEnded, SocketSessions};
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+use socketioxide::handler::ConnectHandler;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::{Session, SessionManagerLayer};
+
+/// Everything logged by this test binary (the "logged once" warnings are per process).
+fn logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter("info")
+            .with_writer(move || Sink(writer.clone()))
+            .try_init()
+            .ok();
+        buffer
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn count(text: &str) -> usize {
+    logs().matches(text).count()
+}
+
+/// `POST /login` (new id, then `user`), `/logout` (flush) and `/theme` (anonymous data).
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/login",
+            post(async |session: Session| {
+                session.cycle_id().await.unwrap();
+                session.insert("user", "alice").await.unwrap();
+            }),
+        )
+        .route(
+            "/logout",
+            post(async |session: Session| session.flush().await.unwrap()),
+        )
+        .route(
+            "/theme",
+            post(async |session: Session| session.insert("theme", "dark").await.unwrap()),
+        )
+}
+
+async fn serve(app: Router, connect_info: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if connect_info {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.unwrap();
+        } else {
+            axum::serve(listener, app).await.unwrap();
+        }
+    });
+    addr
+}
+
+async fn post_to(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Option<String> {
+    let mut req = http().post(format!("http://{addr}{path}"));
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    let res = req.send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+async fn socket(addr: SocketAddr, cookie: Option<&str>) -> TestSocket {
+    let dial = Dial {
+        cookie: cookie.map(str::to_owned),
+        ..Dial::default()
+    };
+    TestSocket::connect_addr(addr, Transport::Websocket, dial)
+        .await
+        .unwrap()
+}
+
+type Seen<T> = Arc<Mutex<Vec<T>>>;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_layer_installs_it_all_and_ends_say_why() {
+    log_buffer();
+    let ended: Seen<(EndReason, Option<serde_json::Value>)> = Seen::default();
+    let seen = ended.clone();
+    let sessions = SocketSessions::builder(MemoryStore::default())
+        .with_any_origin()
+        .with_user_key("user")
+        .require(|data| data.contains_key("user"))
+        .on_end(move |end| seen.lock().unwrap().push((end.reason, end.user.clone())))
+        .build()
+        .unwrap();
+    let disconnects: Seen<Option<EndReason>> = Seen::default();
+    let seen = disconnects.clone();
+    let (sio_layer, io) = SocketIo::new_layer();
+    let middleware = sessions.middleware().with_setup(move |socket: SocketRef| {
+        let seen = seen.clone();
+        socket.on_disconnect(async move |SessionEnded(reason): SessionEnded| {
+            seen.lock().unwrap().push(reason);
+        });
+    });
+    io.ns("/", (async |_: SocketRef| {}).with(middleware));
+    sessions.attach(&io);
+    let app = routes()
+        .layer(sessions.session_layer())
+        .layer(sessions.layer(sio_layer));
+    let addr = serve(app, true).await;
+
+    // `require`: an anonymous session is refused, a logged-in one accepted.
+    let anonymous = post_to(addr, "/theme", None).await.unwrap();
+    let refused = socket(addr, Some(&anonymous)).await;
+    assert_eq!(refused.outcome, Outcome::Refused("session_invalid".into()));
+
+    // A login on a session with sockets rotates it: told apart from a logout, so the scope is
+    // around the session layer.
+    let cookie = post_to(addr, "/login", None).await.unwrap();
+    let mut first = socket(addr, Some(&cookie)).await;
+    assert_eq!(first.outcome, Outcome::Connected);
+    let cookie = post_to(addr, "/login", Some(&cookie)).await.unwrap();
+    first
+        .event_with("sinvalid", &json!({ "reason": "session_rotated" }))
+        .await;
+
+    let mut second = socket(addr, Some(&cookie)).await;
+    assert_eq!(second.outcome, Outcome::Connected);
+    post_to(addr, "/logout", Some(&cookie)).await;
+    second
+        .event_with("sinvalid", &json!({ "reason": "session_revoked" }))
+        .await;
+
+    eventually("both disconnect handlers ran", || async {
+        (disconnects.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *disconnects.lock().unwrap(),
+        [Some(EndReason::Rotated), Some(EndReason::Revoked)]
+    );
+    assert_eq!(
+        *ended.lock().unwrap(),
+        [
+            (EndReason::Rotated, Some(json!("alice"))),
+            (EndReason::Revoked, Some(json!("alice")))
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scope_inside_the_session_layer_is_reported_once() {
+    log_buffer();
+    let sessions = SocketSessions::builder(MemoryStore::default())
+        .with_any_origin()
+        .build()
+        .unwrap();
+    // The mistake: the scope inside the session layer, which saves after it returned.
+    let app = routes()
+        .layer(HttpScopeLayer::new())
+        .layer(SessionManagerLayer::new(sessions.http_store()));
+    let addr = serve(app, true).await;
+    let cookie = post_to(addr, "/login", None).await.unwrap();
+    post_to(addr, "/login", Some(&cookie)).await;
+    assert_eq!(count("outside `HttpScopeLayer`"), 1, "{}", logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serving_without_client_addresses_is_reported_once() {
+    log_buffer();
+    let sessions = SocketSessions::builder(MemoryStore::default())
+        .with_any_origin()
+        .build()
+        .unwrap();
+    let (sio_layer, io) = SocketIo::new_layer();
+    io.ns("/", (async |_: SocketRef| {}).with(sessions.middleware()));
+    let app = routes()
+        .layer(sessions.session_layer())
+        .layer(sessions.layer(sio_layer));
+    let addr = serve(app, false).await;
+    for _ in 0..3 {
+        let refused = socket(addr, None).await;
+        assert_eq!(refused.outcome, Outcome::Refused("session_invalid".into()));
+    }
+    assert_eq!(count("no client address"), 1, "{}", logs());
+}
+
+#[tokio::test]
+async fn a_plain_store_with_a_conditional_twin_is_warned_about() {
+    log_buffer();
+    SocketSessions::builder(MemoryStore::default())
+        .with_any_origin()
+        .build()
+        .unwrap();
+    assert_eq!(count("stores the same records with it"), 0);
+    SocketSessions::builder_last_writer_wins(tower_sessions::MemoryStore::default())
+        .with_any_origin()
+        .build()
+        .unwrap();
+    let line = logs()
+        .lines()
+        .find(|l| l.contains("stores the same records with it"))
+        .map(str::to_owned)
+        .expect("a warning");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("`socketio_sessions::store::MemoryStore`"),
+        "{line}"
+    );
+}
+
+/// A record that round-trips through a conditional store.
+async fn round_trip(store: &impl ConditionalStore) {
+    let mut record = Record {
+        id: Id::default(),
+        data: [("user".to_owned(), json!("alice"))].into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    let loaded = store.load_versioned(&record.id).await.unwrap().unwrap();
+    assert_eq!(loaded.record.data, record.data);
+    store.delete(&record.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn stores_connect_from_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let sqlite = SqliteStore::connect(&url).await.unwrap();
+    round_trip(&sqlite).await;
+    let custom = SqliteStore::new(sqlite.pool().clone())
+        .with_table_name("app_sessions")
+        .unwrap();
+    custom.migrate().await.unwrap();
+    round_trip(&custom).await;
+    let table: (String,) =
+        socketio_sessions::store::sqlx::query_as("select name from sqlite_master where name = ?")
+            .bind("app_sessions")
+            .fetch_one(sqlite.pool())
+            .await
+            .unwrap();
+    assert_eq!(table.0, "app_sessions");
+    for bad in ["", "a-b", "x; drop table users", "s.t"] {
+        assert!(
+            SqliteStore::new(sqlite.pool().clone())
+                .with_table_name(bad)
+                .is_err(),
+            "{bad}"
+        );
+    }
+
+    if let Some(redis) = RedisServer::start().await {
+        let store = RedisStore::connect(&redis.url()).await.unwrap();
+        round_trip(&store).await;
+    }
+}
