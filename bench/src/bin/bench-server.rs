@@ -29,7 +29,8 @@
 //! opened exactly as the server opens it, and `tasks` tasks each looping over a row of its own
 //! (`rows` rows in the sessions table): the store's load statement, then its conditional update
 //! of the bytes just read (the statements of `src/store/sql.rs`). It prints
-//! `bench-server: ceiling N ops/s ...` (one op: the select and the update) and exits.
+//! `bench-server: ceiling N ops/s conflicts C errors E (...)` (one op: the select and the
+//! update), then deletes its rows and exits when its standard input closes.
 
 use std::convert::Infallible;
 use std::str::FromStr;
@@ -515,7 +516,7 @@ fn ceiling_id(i: usize) -> String {
 /// Runs the ceiling loop on one pool type (sqlx's query results have no common trait for
 /// `rows_affected`, hence a macro). Evaluates to the record size used.
 macro_rules! ceiling_loop {
-    ($pool:expr, $sql:expr, $args:expr, $counts:expr, $stop:expr) => {{
+    ($pool:expr, $pool_size:expr, $sql:expr, $args:expr, $counts:expr, $stop:expr) => {{
         let pool = $pool;
         let sql: Arc<CeilingSql> = Arc::new($sql);
         let args: &Args = $args;
@@ -579,9 +580,9 @@ macro_rules! ceiling_loop {
         let measured = measure_ceiling(args, $counts).await;
         $stop.store(true, Ordering::Relaxed);
         while tasks.join_next().await.is_some() {}
+        report_ceiling(args, $counts, measured, bytes, $pool_size).await;
         sqlx::query(&sql.clear).execute(&pool).await?;
         pool.close().await;
-        (bytes, measured)
     }};
 }
 
@@ -595,6 +596,28 @@ async fn measure_ceiling(args: &Args, counts: &Counts) -> (u64, f64) {
     (ops, t0.elapsed().as_secs_f64())
 }
 
+/// Prints the ceiling's line, then waits for standard input to close (the harness reads the
+/// CPU time of this process meanwhile) before the rows are deleted and the pool closed.
+async fn report_ceiling(
+    args: &Args,
+    counts: &Counts,
+    (ops, secs): (u64, f64),
+    bytes: usize,
+    pool: u32,
+) {
+    use tokio::io::AsyncReadExt;
+    println!(
+        "bench-server: ceiling {:.1} ops/s conflicts {} errors {} ({ops} ops in {secs:.2} s; {} tasks on {} rows of {bytes} B; pool {pool})",
+        ops as f64 / secs,
+        counts.conflicts.load(Ordering::Relaxed),
+        counts.errors.load(Ordering::Relaxed),
+        args.tasks,
+        args.rows,
+    );
+    let mut rest = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut rest).await;
+}
+
 /// `--kind ceiling`: the raw conditional-update loop on the store's table, no sessions.
 async fn ceiling(args: Args) -> Result<(), BoxError> {
     let sql = open_sql(&args)
@@ -604,22 +627,16 @@ async fn ceiling(args: Args) -> Result<(), BoxError> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let question = |_: usize| "?".to_owned();
     // The table as the store creates it (its `migrate`), quoted as the store quotes it.
-    let (pool_size, (bytes, (ops, secs))) = match sql {
+    match sql {
         Sql::Sqlite(pool) => {
             SqliteStore::new(pool.clone()).migrate().await?;
             let sql = CeilingSql::new("tower_sessions", question);
-            (
-                args.sqlite_pool,
-                ceiling_loop!(pool, sql, &args, &counts, &stop),
-            )
+            ceiling_loop!(pool, args.sqlite_pool, sql, &args, &counts, &stop);
         }
         Sql::Postgres(pool) => {
             PostgresStore::new(pool.clone()).migrate().await?;
             let sql = CeilingSql::new(r#""tower_sessions"."session""#, |n| format!("${n}"));
-            (
-                args.sql_pool,
-                ceiling_loop!(pool, sql, &args, &counts, &stop),
-            )
+            ceiling_loop!(pool, args.sql_pool, sql, &args, &counts, &stop);
         }
         Sql::MySql(pool, schema) => {
             MySqlStore::new(pool.clone())
@@ -627,19 +644,8 @@ async fn ceiling(args: Args) -> Result<(), BoxError> {
                 .migrate()
                 .await?;
             let sql = CeilingSql::new(&format!("`{schema}`.`session`"), question);
-            (
-                args.sql_pool,
-                ceiling_loop!(pool, sql, &args, &counts, &stop),
-            )
+            ceiling_loop!(pool, args.sql_pool, sql, &args, &counts, &stop);
         }
-    };
-    println!(
-        "bench-server: ceiling {:.1} ops/s ({ops} ops in {secs:.2} s; {} tasks on {} rows of {bytes} B; pool {pool_size}; {} conflicts; {} errors)",
-        ops as f64 / secs,
-        args.tasks,
-        args.rows,
-        counts.conflicts.load(Ordering::Relaxed),
-        counts.errors.load(Ordering::Relaxed),
-    );
+    }
     Ok(())
 }
