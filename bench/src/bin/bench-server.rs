@@ -297,19 +297,19 @@ async fn b0_login(Query(q): Query<LoginQuery>) -> Response {
 async fn sessions_app(args: &Args, origin: &str) -> Result<Router, BoxError> {
     let builder = if args.store == "memory" {
         SocketSessions::builder(MemoryStore::default())
-    } else if let Some(sql) = open_sql(&args).await? {
+    } else if let Some(sql) = open_sql(args).await? {
         match sql {
-            Sql::Sqlite(pool) => {
+            Database::Sqlite(pool) => {
                 let store = SqliteStore::new(pool);
                 store.migrate().await?;
                 SocketSessions::builder(store)
             }
-            Sql::Postgres(pool) => {
+            Database::Postgres(pool) => {
                 let store = PostgresStore::new(pool);
                 store.migrate().await?;
                 SocketSessions::builder(store)
             }
-            Sql::MySql(pool, schema) => {
+            Database::MySql(pool, schema) => {
                 let store = MySqlStore::new(pool).with_schema_name(&schema)?;
                 store.migrate().await?;
                 SocketSessions::builder(store)
@@ -409,7 +409,7 @@ async fn login(session: Session, Query(q): Query<LoginQuery>) -> Response {
 // ---- the SQL stores and their ceiling ----
 
 /// A SQL store's pool, opened the same way for the server and for its ceiling.
-enum Sql {
+enum Database {
     Sqlite(SqlitePool),
     Postgres(PgPool),
     /// The pool and the schema: the URL's database, where the sessions table goes.
@@ -417,7 +417,7 @@ enum Sql {
 }
 
 /// The pool for a SQL `--store`, or `None` for another store.
-async fn open_sql(args: &Args) -> Result<Option<Sql>, BoxError> {
+async fn open_sql(args: &Args) -> Result<Option<Database>, BoxError> {
     let url = args.store.as_str();
     if url.starts_with("sqlite://") {
         // WAL + synchronous=NORMAL, as SQLite recommends for WAL; sqlx's default is the
@@ -433,7 +433,7 @@ async fn open_sql(args: &Args) -> Result<Option<Sql>, BoxError> {
             .max_connections(args.sqlite_pool)
             .connect_with(options)
             .await?;
-        return Ok(Some(Sql::Sqlite(pool)));
+        return Ok(Some(Database::Sqlite(pool)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // As the demo opens it: a database that went away is noticed at the next call.
@@ -442,7 +442,7 @@ async fn open_sql(args: &Args) -> Result<Option<Sql>, BoxError> {
             .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;
-        return Ok(Some(Sql::Postgres(pool)));
+        return Ok(Some(Database::Postgres(pool)));
     }
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
         let options = MySqlConnectOptions::from_str(&url.replacen("mariadb://", "mysql://", 1))?;
@@ -455,7 +455,7 @@ async fn open_sql(args: &Args) -> Result<Option<Sql>, BoxError> {
             .acquire_timeout(Duration::from_secs(2))
             .connect_with(options)
             .await?;
-        return Ok(Some(Sql::MySql(pool, schema)));
+        return Ok(Some(Database::MySql(pool, schema)));
     }
     Ok(None)
 }
@@ -628,17 +628,17 @@ async fn ceiling(args: Args) -> Result<(), BoxError> {
     let question = |_: usize| "?".to_owned();
     // The table as the store creates it (its `migrate`), quoted as the store quotes it.
     match sql {
-        Sql::Sqlite(pool) => {
+        Database::Sqlite(pool) => {
             SqliteStore::new(pool.clone()).migrate().await?;
             let sql = CeilingSql::new("tower_sessions", question);
             ceiling_loop!(pool, args.sqlite_pool, sql, &args, &counts, &stop);
         }
-        Sql::Postgres(pool) => {
+        Database::Postgres(pool) => {
             PostgresStore::new(pool.clone()).migrate().await?;
             let sql = CeilingSql::new(r#""tower_sessions"."session""#, |n| format!("${n}"));
             ceiling_loop!(pool, args.sql_pool, sql, &args, &counts, &stop);
         }
-        Sql::MySql(pool, schema) => {
+        Database::MySql(pool, schema) => {
             MySqlStore::new(pool.clone())
                 .with_schema_name(&schema)?
                 .migrate()
