@@ -1195,7 +1195,9 @@ async fn sql_ceiling(
         let watch = procs::CpuWatch::start(ours.iter().copied().chain([proc.pid]).collect());
         let limit = o.timing.warmup + o.timing.measure + Duration::from_secs(60);
         let line = proc.line(limit).await;
-        let other_pct = watch.others_pct();
+        // The ceiling's own pool connected after the watch started (Postgres: a backend
+        // process per connection).
+        let other_pct = watch.others_pct_with(&env.aux_pids());
         // The ceiling deletes its rows and exits when its input closes.
         proc.stdin = None;
         let _ = proc.wait(Duration::from_secs(10)).await;
@@ -1869,7 +1871,7 @@ fn ceiling_rows(t: &mut String, rows: &[Row], ceilings: &Ceilings) {
                     .sql
                     .errors
                     .get(&store)
-                    .map_or("not measured", String::as_str);
+                    .map_or("its S3 server did not run", String::as_str);
                 let why = why.lines().next().unwrap_or_default();
                 let _ = writeln!(t, "| S3 | {who} | not measured: {why} | | | | | | | | |");
             }
