@@ -2002,7 +2002,7 @@ fn targets(
         spread(&runs(a.0, a.1), &runs(b.0, b.1))
     };
     let b0_s1 = get(Scenario::EchoPerConnection, Baseline);
-    for s in [Memory, Sqlite, Redis] {
+    for s in [Memory, Sqlite, Postgres, MySql, Redis] {
         if let Some(r) = ratio(
             get(Scenario::EchoPerConnection, Ours(PerConnection, s)),
             b0_s1.clone(),
