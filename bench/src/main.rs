@@ -4,6 +4,8 @@
 //! ```text
 //! socketio-sessions-bench run [--quick] [--repeats N] [--duration S] [--warmup S]
 //!                             [--conns N] [--window N] [--idle-conns N] [--only S1,S3,...]
+//!                             [--stores memory,sqlite,postgres,mysql,redis] [--sql]
+//!                             [--sqlite-pool 1] [--sql-pool 8]
 //!                             [--no-pin] [--keep-logs] [--node-peer DIR]
 //! socketio-sessions-bench load --addr HOST:PORT [--event echo|incr] [--conns N] [--window N]
 //!                             [--sessions K] [--rate HZ | --churn DIALERS] [--warmup S]
@@ -12,7 +14,10 @@
 //! ```
 //!
 //! `run` is what `bench/run.sh` calls: it starts the servers (`bench-server`, the Node peer in
-//! `bench/node-peer`, a redis-server of its own), runs scenarios S1–S7 and prints one table.
+//! `bench/node-peer`, a redis-server of its own, a database of its own on the machine's Postgres
+//! and MySQL), runs scenarios S1–S7 and each S3 store's ceiling, and prints one table. `--stores`
+//! keeps the rows of those stores (and B0); `--sql` is `--only S1,S3 --stores
+//! sqlite,postgres,mysql`.
 //! `load` drives one running server (logging in first), e.g. under a profiler; `idle` is the
 //! child process S6 spreads its idle connections over.
 
@@ -22,6 +27,7 @@ mod load;
 mod procs;
 mod run;
 mod scenario;
+mod sqldb;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

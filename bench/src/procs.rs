@@ -262,8 +262,20 @@ impl CpuWatch {
 
     /// Percent of the whole machine used by other processes since `start`.
     pub(crate) fn others_pct(&self) -> Option<f64> {
+        self.others_pct_with(&[])
+    }
+
+    /// As [`CpuWatch::others_pct`], with processes of the benchmark's own that started after
+    /// `start` (a database server's backends for a pool opened meanwhile): all their CPU time
+    /// counts as the benchmark's.
+    pub(crate) fn others_pct_with(&self, late: &[u32]) -> Option<f64> {
         let (b0, t0, m0) = self.start?;
-        let (b1, t1, m1) = self.read()?;
+        let (b1, t1, mut m1) = self.read()?;
+        m1 += late
+            .iter()
+            .filter(|p| !self.ours.contains(p))
+            .filter_map(|p| cpu_ticks(*p))
+            .sum::<u64>();
         let total = t1.checked_sub(t0).filter(|t| *t > 0)?;
         let others = (b1 - b0).saturating_sub(m1.saturating_sub(m0));
         Some(others as f64 * 100.0 / total as f64)

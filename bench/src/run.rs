@@ -3,10 +3,11 @@
 //! targets, and `N passed, M failed`.
 //!
 //! [`main`] in order: [`Env::prepare`] (binaries, logs, CPU pinning, the Node peer, the
-//! redis-server), [`run_shared_server_scenarios`] (S1–S5 and S3i on servers kept through every
-//! repeat, with S3's Redis ceiling after each repeat), [`run_idle_memory_scenario`] (S6, a
-//! fresh server per row), then the report and [`scenario_verdicts`] (one per scenario; the Node
-//! rows form S7).
+//! redis-server, the run's own Postgres and MySQL databases), [`run_shared_server_scenarios`]
+//! (S1–S5 and S3i on servers kept through every repeat, with the ceiling of each S3 store after
+//! each repeat: redis-benchmark, and the raw conditional-update loop of each SQL store),
+//! [`run_idle_memory_scenario`] (S6, a fresh server per row), then the report and
+//! [`scenario_verdicts`] (one per scenario; the Node rows form S7).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ use crate::http::{self, Login};
 use crate::load::{Event, Target};
 use crate::procs::{self, Proc, Spawn};
 use crate::scenario::{self, Load, Sample, Timing};
+use crate::sqldb::{SqlDb, SqlKind};
 
 /// Everything a run can be told.
 #[derive(Debug, Clone)]
@@ -44,6 +46,12 @@ pub(crate) struct Opts {
     /// (percent) are taken again, up to `MAX_REDOS` times.
     max_others: Option<f64>,
     only: Option<Vec<String>>,
+    /// Only the rows of these stores (and B0).
+    stores: Option<Vec<Store>>,
+    /// Connections in the SQLite pool of a server under test (and of its ceiling).
+    sqlite_pool: u32,
+    /// Connections in the Postgres and MySQL pools of a server under test (and of its ceiling).
+    sql_pool: u32,
     node_peer: PathBuf,
     keep_logs: bool,
 }
@@ -74,6 +82,9 @@ impl Opts {
             wait_quiet: Some(Duration::from_secs(120)),
             max_others: Some(10.0),
             only: None,
+            stores: None,
+            sqlite_pool: 1,
+            sql_pool: 8,
             node_peer: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node-peer")),
             keep_logs: false,
         }
@@ -144,6 +155,24 @@ impl Opts {
                             .collect(),
                     )
                 }
+                "--stores" => {
+                    o.stores = Some(
+                        value()?
+                            .split(',')
+                            .map(|s| {
+                                Store::parse(s.trim())
+                                    .ok_or_else(|| format!("--stores: unknown store {s}"))
+                            })
+                            .collect::<Result<_, _>>()?,
+                    )
+                }
+                // The SQL rows and their ceilings only.
+                "--sql" => {
+                    o.only = Some(vec!["S1".into(), "S3".into()]);
+                    o.stores = Some(vec![Store::Sqlite, Store::Postgres, Store::MySql]);
+                }
+                "--sqlite-pool" => o.sqlite_pool = num::<u32>(flag, value()?)?.max(1),
+                "--sql-pool" => o.sql_pool = num::<u32>(flag, value()?)?.max(1),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -161,6 +190,8 @@ const MAX_REDOS: usize = 3;
 pub(crate) enum Store {
     Memory,
     Sqlite,
+    Postgres,
+    MySql,
     Redis,
 }
 
@@ -189,8 +220,26 @@ impl Store {
         match self {
             Store::Memory => "memory",
             Store::Sqlite => "sqlite",
+            Store::Postgres => "postgres",
+            Store::MySql => "mysql",
             Store::Redis => "redis",
         }
+    }
+    fn parse(name: &str) -> Option<Store> {
+        [
+            Store::Memory,
+            Store::Sqlite,
+            Store::Postgres,
+            Store::MySql,
+            Store::Redis,
+        ]
+        .into_iter()
+        .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+    /// The stores with a raw conditional-update ceiling (S3).
+    const SQL: [Store; 3] = [Store::Sqlite, Store::Postgres, Store::MySql];
+    fn is_sql(self) -> bool {
+        Store::SQL.contains(&self)
     }
 }
 
@@ -313,14 +362,22 @@ fn rows(o: &Opts) -> Vec<Row> {
             sessions: 0,
         })
     };
+    // Postgres and MySQL: S1 and S3 in a full run, S3 alone (the conditional save) in a quick one.
+    let s1_sql: &[ServerKind] = if o.quick {
+        &[]
+    } else {
+        &[Ours(PerConnection, Postgres), Ours(PerConnection, MySql)]
+    };
     for server in [
         Baseline,
         Ours(PerConnection, Memory),
         Ours(PerConnection, Sqlite),
         Ours(PerConnection, Redis),
-        Node(PerConnection, Memory),
-        Node(PerConnection, Redis),
-    ] {
+    ]
+    .into_iter()
+    .chain(s1_sql.iter().copied())
+    .chain([Node(PerConnection, Memory), Node(PerConnection, Redis)])
+    {
         add(
             Scenario::EchoPerConnection,
             server,
@@ -344,6 +401,8 @@ fn rows(o: &Opts) -> Vec<Row> {
         Baseline,
         Ours(PerMessage, Memory),
         Ours(PerMessage, Sqlite),
+        Ours(PerMessage, Postgres),
+        Ours(PerMessage, MySql),
         Ours(PerMessage, Redis),
         Node(PerMessage, Memory),
         Node(PerMessage, Redis),
@@ -427,7 +486,15 @@ fn rows(o: &Opts) -> Vec<Row> {
                 || (node && matches!(r.server, ServerKind::Node(..)))
         });
     }
+    if let Some(stores) = &o.stores {
+        v.retain(|r| r.server.store().is_none_or(|s| stores.contains(&s)));
+    }
     v
+}
+
+/// Whether some row runs on `store`.
+fn uses(rows: &[Row], store: Store) -> bool {
+    rows.iter().any(|r| r.server.store() == Some(store))
 }
 
 // ---- the environment: servers, redis, node ----
@@ -456,6 +523,9 @@ struct Env {
     workers: usize,
     redis: Result<(Proc, u16), String>,
     node: Result<String, String>,
+    /// The run's own database on the machine's Postgres, and on its MariaDB/MySQL.
+    postgres: Result<SqlDb, String>,
+    mysql: Result<SqlDb, String>,
 }
 
 impl Env {
@@ -492,7 +562,23 @@ impl Env {
         };
 
         let node = node_status(&opts.node_peer).await;
-        let redis = start_redis(&logs, aux_cpu).await;
+        let rows = rows(&opts);
+        let unused = || Err::<SqlDb, String>("not used by this run's rows".into());
+        let redis = if uses(&rows, Store::Redis) {
+            start_redis(&logs, aux_cpu).await
+        } else {
+            Err("not used by this run's rows".into())
+        };
+        let postgres = if uses(&rows, Store::Postgres) {
+            SqlDb::create(SqlKind::Postgres).await
+        } else {
+            unused()
+        };
+        let mysql = if uses(&rows, Store::MySql) {
+            SqlDb::create(SqlKind::MySql).await
+        } else {
+            unused()
+        };
 
         eprintln!(
             "socketio-sessions-bench: {} mode, logs in {}",
@@ -510,7 +596,59 @@ impl Env {
             workers,
             redis,
             node,
+            postgres,
+            mysql,
         })
+    }
+
+    /// The run's database for a SQL store on a server of the machine.
+    fn sql_db(&self, store: Store) -> Option<&Result<SqlDb, String>> {
+        match store {
+            Store::Postgres => Some(&self.postgres),
+            Store::MySql => Some(&self.mysql),
+            _ => None,
+        }
+    }
+
+    /// The benchmark's own processes besides the servers under test: the redis-server and the
+    /// database servers' processes.
+    fn aux_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Ok((redis, _)) = &self.redis {
+            pids.push(redis.pid);
+        }
+        for db in [&self.postgres, &self.mysql].into_iter().flatten() {
+            pids.extend(db.server_pids());
+        }
+        pids
+    }
+
+    /// The `--store` of a server under test (`tag`: its log and SQLite file name).
+    fn store_arg(&self, store: Store, tag: &str) -> String {
+        match store {
+            Store::Memory => "memory".to_owned(),
+            Store::Sqlite => format!("sqlite://{}", self.logs.join(format!("{tag}.db")).display()),
+            Store::Postgres | Store::MySql => self
+                .sql_db(store)
+                .and_then(|db| db.as_ref().ok())
+                .map(|db| db.url.clone())
+                .unwrap_or_default(),
+            Store::Redis => format!(
+                "redis://127.0.0.1:{}",
+                self.redis.as_ref().map(|r| r.1).unwrap_or(0)
+            ),
+        }
+    }
+
+    /// The pool flags of a server under test on `store` (and of its ceiling).
+    fn pool_args(&self, store: Store) -> Vec<String> {
+        match store {
+            Store::Sqlite => vec!["--sqlite-pool".into(), self.opts.sqlite_pool.to_string()],
+            Store::Postgres | Store::MySql => {
+                vec!["--sql-pool".into(), self.opts.sql_pool.to_string()]
+            }
+            Store::Memory | Store::Redis => Vec::new(),
+        }
     }
 
     fn available(&self, server: ServerKind) -> Result<(), String> {
@@ -524,6 +662,9 @@ impl Env {
         {
             return Err(e.clone());
         }
+        if let Some(Err(e)) = server.store().and_then(|s| self.sql_db(s)) {
+            return Err(e.clone());
+        }
         Ok(())
     }
 
@@ -534,14 +675,7 @@ impl Env {
         tag: &str,
     ) -> Result<StartedServer, String> {
         self.available(server)?;
-        let store_arg = |s: Store| match s {
-            Store::Memory => "memory".to_owned(),
-            Store::Sqlite => format!("sqlite://{}", self.logs.join(format!("{tag}.db")).display()),
-            Store::Redis => format!(
-                "redis://127.0.0.1:{}",
-                self.redis.as_ref().map(|r| r.1).unwrap_or(0)
-            ),
-        };
+        let store_arg = |s: Store| self.store_arg(s, tag);
         let server_bin = self.bin_dir.join("bench-server");
         let node = PathBuf::from("node");
         let (program, args, dir): (&Path, Vec<String>, Option<&Path>) = match server {
@@ -557,7 +691,7 @@ impl Env {
             ),
             ServerKind::Ours(m, s) => (
                 &server_bin,
-                vec![
+                [
                     "--kind".into(),
                     "sessions".into(),
                     "--mode".into(),
@@ -566,7 +700,10 @@ impl Env {
                     store_arg(s),
                     "--workers".into(),
                     self.workers.to_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(self.pool_args(s))
+                .collect(),
                 None,
             ),
             ServerKind::Node(m, s) => (
@@ -713,6 +850,66 @@ impl RedisCeilings {
     }
 }
 
+/// One run of a SQL store's ceiling (`bench-server --kind ceiling`): the store's select and
+/// conditional update in a loop, no sessions.
+#[derive(Debug, Clone)]
+struct SqlCeilingRun {
+    /// Select + conditional-update pairs per second.
+    ops: f64,
+    /// Tasks, rows, record size and pool, as the ceiling printed them.
+    detail: String,
+    /// Conflicts and errors the loop counted (its rows are its own: any is a fault).
+    faults: u64,
+    other_pct: Option<f64>,
+}
+
+/// The ceilings of the SQL stores after each repeat, and why the last attempt failed.
+#[derive(Debug, Default)]
+struct SqlCeilings {
+    runs: HashMap<Store, Vec<SqlCeilingRun>>,
+    errors: HashMap<Store, String>,
+}
+
+impl SqlCeilings {
+    fn values(&self, store: Store) -> Vec<f64> {
+        self.runs
+            .get(&store)
+            .map(|r| r.iter().map(|c| c.ops).collect())
+            .unwrap_or_default()
+    }
+
+    /// The median of every run of `store`'s ceiling, if there was one.
+    fn median(&self, store: Store) -> Option<f64> {
+        median(self.values(store))
+    }
+
+    fn detail(&self, store: Store) -> String {
+        self.runs
+            .get(&store)
+            .and_then(|r| r.first())
+            .map(|c| c.detail.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Every ceiling measured in the run.
+#[derive(Debug, Default)]
+struct Ceilings {
+    redis: RedisCeilings,
+    sql: SqlCeilings,
+}
+
+impl Ceilings {
+    /// The ceiling an S3 row on `store` compares with, in operations per second.
+    fn of(&self, store: Store) -> Option<f64> {
+        match store {
+            Store::Redis => self.redis.median().map(|c| c.pairs()),
+            s if s.is_sql() => self.sql.median(s),
+            _ => None,
+        }
+    }
+}
+
 /// What the rows measured so far: samples per row, why a row did not run, each server's
 /// session size.
 struct Measured {
@@ -762,24 +959,48 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
     if let Ok((redis, _)) = env.redis {
         redis.kill().await;
     }
+    // Every server is stopped: the run's databases go.
+    let mut cleanup_problems = Vec::new();
+    for db in [&env.postgres, &env.mysql].into_iter().flatten() {
+        if let Err(e) = db.drop_database().await {
+            eprintln!("socketio-sessions-bench: {e}");
+            cleanup_problems.push(e);
+        }
+    }
     let opts = env.opts;
 
     let outcomes = measured.outcomes(&rows);
-    let ceiling = ceilings.median();
-    let table = table(&rows, &outcomes);
+    let ceiling = ceilings.redis.median();
+    let table = table(&rows, &outcomes, &ceilings);
     let targets = targets(
         &rows,
         &outcomes,
         &measured.samples,
-        (ceiling.as_ref(), &ceilings.runs),
-        ceilings.error.as_deref(),
+        (ceiling.as_ref(), &ceilings.redis.runs),
+        ceilings.redis.error.as_deref(),
+        &ceilings.sql,
     );
     println!("{header}");
     println!("{}", legend(&opts));
     println!("{table}");
     println!("{targets}");
 
-    let (passed, failed) = scenario_verdicts(&rows, &outcomes, require_all);
+    let mut s3_problems = cleanup_problems;
+    for store in Store::SQL {
+        if let Some(e) = ceilings.sql.errors.get(&store) {
+            s3_problems.push(format!("ceiling {}: {e}", store.name()));
+        }
+        for c in ceilings.sql.runs.get(&store).into_iter().flatten() {
+            if c.faults > 0 {
+                s3_problems.push(format!(
+                    "ceiling {}: {} conflicts or errors in its own rows",
+                    store.name(),
+                    c.faults
+                ));
+            }
+        }
+    }
+    let (passed, failed) = scenario_verdicts(&rows, &outcomes, require_all, &s3_problems);
     if let Some(max) = opts.max_others {
         println!(
             "{redone} measurement(s) discarded and taken again because other processes used over {max:.0}% of the machine meanwhile"
@@ -797,14 +1018,16 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
 }
 
 /// S1–S5 and S3i: every server is started once (in the order first needed) and kept through
-/// every repeat; after each repeat, the Redis ceiling for S3 (redis-benchmark GET and SET at
-/// S3's concurrency against the same redis-server). Returns the ceilings and how many
-/// measurements were discarded as noisy.
+/// every repeat; after each repeat, the ceiling of each S3 store: redis-benchmark GET and SET
+/// at S3's concurrency against the same redis-server, and for each SQL store the raw
+/// conditional-update loop on the same database (S3's concurrency, as many rows as S3 has
+/// sessions, the server's pool). Returns the ceilings and how many measurements were discarded
+/// as noisy.
 async fn run_shared_server_scenarios(
     env: &Env,
     rows: &[Row],
     measured: &mut Measured,
-) -> (RedisCeilings, usize) {
+) -> (Ceilings, usize) {
     let opts = &env.opts;
     let mut servers: HashMap<ServerKind, StartedServer> = HashMap::new();
     let mut needed: HashMap<ServerKind, usize> = HashMap::new();
@@ -814,6 +1037,7 @@ async fn run_shared_server_scenarios(
     }
     let mut failed_servers: HashMap<ServerKind, String> = HashMap::new();
     let mut ceilings = RedisCeilings::default();
+    let mut sql_ceilings = SqlCeilings::default();
     let redis_clients = opts.conns;
     let mut redone = 0usize;
 
@@ -846,9 +1070,7 @@ async fn run_shared_server_scenarios(
                 }
             }
             let mut ours: Vec<u32> = servers.values().map(|s| s.proc.pid).collect();
-            if let Ok((redis, _)) = &env.redis {
-                ours.push(redis.pid);
-            }
+            ours.extend(env.aux_pids());
             let (sample, discarded) =
                 measure_row(env, row, rep, &servers[&row.server], &ours).await;
             redone += discarded;
@@ -856,8 +1078,14 @@ async fn run_shared_server_scenarios(
             // Let disconnect-time work (per-connection saves) finish before the next row.
             tokio::time::sleep(Duration::from_millis(if opts.quick { 50 } else { 300 })).await;
         }
+        let s3 = |store| {
+            let server = ServerKind::Ours(Mode::PerMessage, store);
+            rows.iter()
+                .any(|r| r.scenario == Scenario::Increment && r.server == server)
+                && servers.contains_key(&server)
+        };
         if let Ok((_, port)) = &env.redis
-            && rows.iter().any(|r| r.scenario == Scenario::Increment)
+            && s3(Store::Redis)
         {
             match redis_ceiling(env, *port, redis_clients, &servers).await {
                 Ok(c) => {
@@ -878,11 +1106,139 @@ async fn run_shared_server_scenarios(
                 }
             }
         }
+        for store in Store::SQL.into_iter().filter(|s| s3(*s)) {
+            let mut ours: Vec<u32> = servers.values().map(|s| s.proc.pid).collect();
+            ours.extend(env.aux_pids());
+            match sql_ceiling(env, store, &ours).await {
+                Ok((c, discarded)) => {
+                    redone += discarded;
+                    eprintln!(
+                        "[{}/{}] ceiling {}: {:.0} select + conditional update/s ({}){}",
+                        rep + 1,
+                        opts.repeats,
+                        store.name(),
+                        c.ops,
+                        c.detail,
+                        c.other_pct
+                            .map(|o| format!("  others {o:.0}%"))
+                            .unwrap_or_default()
+                    );
+                    sql_ceilings.runs.entry(store).or_default().push(c);
+                }
+                Err(e) => {
+                    eprintln!("  ceiling {}: {e}", store.name());
+                    sql_ceilings.errors.insert(store, e);
+                }
+            }
+        }
     }
     for (_, s) in servers.drain() {
         s.proc.kill().await;
     }
-    (ceilings, redone)
+    (
+        Ceilings {
+            redis: ceilings,
+            sql: sql_ceilings,
+        },
+        redone,
+    )
+}
+
+/// The raw conditional-update loop of a SQL store, with no sessions (`bench-server --kind
+/// ceiling`), on the database (SQLite: the file) of S3's server, pinned as the servers are,
+/// with the same pool, S3's concurrency and as many rows as S3 has sessions. Noisy
+/// measurements are taken again as in [`measure_row`]. Returns the run and how many were
+/// discarded.
+async fn sql_ceiling(
+    env: &Env,
+    store: Store,
+    ours: &[u32],
+) -> Result<(SqlCeilingRun, usize), String> {
+    let o = &env.opts;
+    let tag = ServerKind::Ours(Mode::PerMessage, store).tag();
+    let name = format!("ceiling-{}", store.name());
+    let mut discarded = 0;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Some(max) = o.wait_quiet {
+            procs::wait_quiet(ours, max).await;
+        }
+        let args: Vec<String> = [
+            "--kind".into(),
+            "ceiling".into(),
+            "--store".into(),
+            env.store_arg(store, &tag),
+            "--workers".into(),
+            env.workers.to_string(),
+            "--tasks".into(),
+            o.conns.to_string(),
+            "--rows".into(),
+            o.conns.to_string(),
+            "--warmup".into(),
+            o.timing.warmup.as_secs_f64().to_string(),
+            "--duration".into(),
+            o.timing.measure.as_secs_f64().to_string(),
+        ]
+        .into_iter()
+        .chain(env.pool_args(store))
+        .collect();
+        let mut proc = Proc::spawn(Spawn {
+            name: &name,
+            program: &env.bin_dir.join("bench-server"),
+            args,
+            cpu: env.server_cpu,
+            dir: None,
+            logs: &env.logs,
+            stdin: true,
+        })?;
+        let watch = procs::CpuWatch::start(ours.iter().copied().chain([proc.pid]).collect());
+        let limit = o.timing.warmup + o.timing.measure + Duration::from_secs(60);
+        let line = proc.line(limit).await;
+        // The ceiling's own pool connected after the watch started (Postgres: a backend
+        // process per connection).
+        let other_pct = watch.others_pct_with(&env.aux_pids());
+        // The ceiling deletes its rows and exits when its input closes.
+        proc.stdin = None;
+        let _ = proc.wait(Duration::from_secs(10)).await;
+        proc.kill().await;
+        let line = line?;
+        let parsed = || -> Option<SqlCeilingRun> {
+            let rest = line.strip_prefix("bench-server: ceiling ")?;
+            let (numbers, detail) = rest.split_once(" (")?;
+            let f: Vec<&str> = numbers.split_whitespace().collect();
+            let (ops, conflicts, errors) = match f.as_slice() {
+                [ops, "ops/s", "conflicts", c, "errors", e] => (
+                    ops.parse().ok()?,
+                    c.parse::<u64>().ok()?,
+                    e.parse::<u64>().ok()?,
+                ),
+                _ => return None,
+            };
+            Some(SqlCeilingRun {
+                ops,
+                // Without the op count of this run: tasks, rows, record size, pool.
+                detail: detail
+                    .trim_end_matches(')')
+                    .split_once(" s; ")
+                    .map_or(detail, |(_, d)| d)
+                    .to_owned(),
+                faults: conflicts + errors,
+                other_pct,
+            })
+        };
+        let run = parsed().ok_or_else(|| format!("{name}: unexpected output {line:?}"))?;
+        match (o.max_others, other_pct) {
+            (Some(max), Some(p)) if p > max && attempt <= MAX_REDOS => {
+                discarded += 1;
+                eprintln!(
+                    "  (others used {p:.0}% of the machine, over {max:.0}%: {name} discarded, measuring again)"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            _ => return Ok((run, discarded)),
+        }
+    }
 }
 
 /// One measurement of a row on its running server (`ours`: the benchmark's own processes).
@@ -991,7 +1347,12 @@ async fn run_idle_memory_scenario(env: &Env, rows: &[Row], measured: &mut Measur
 /// updates); a row skipped for a missing part fails only with `SOCKETIO_SESSIONS_REQUIRE_ALL=1`.
 /// Node rows form S7. Prints every failure and every scenario skipped as a whole; returns how
 /// many scenarios passed and failed.
-fn scenario_verdicts(rows: &[Row], outcomes: &[Outcome], require_all: bool) -> (usize, usize) {
+fn scenario_verdicts(
+    rows: &[Row],
+    outcomes: &[Outcome],
+    require_all: bool,
+    s3_problems: &[String],
+) -> (usize, usize) {
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
     for scenario in Scenario::ALL {
         let idx: Vec<usize> = rows
@@ -1016,6 +1377,9 @@ fn scenario_verdicts(rows: &[Row], outcomes: &[Outcome], require_all: bool) -> (
     let (mut passed, mut failed) = (0, 0);
     for (name, idx) in &groups {
         let mut problems = Vec::new();
+        if *name == "S3" {
+            problems.extend(s3_problems.iter().cloned());
+        }
         let mut ran = 0;
         for &i in idx {
             let label = format!("{} {}", rows[i].scenario.id(), describe(&rows[i]));
@@ -1320,6 +1684,20 @@ async fn header(env: &Env) -> String {
             );
         }
     }
+    let db = |d: &Result<SqlDb, String>| match d {
+        Ok(db) => db.version.clone(),
+        Err(e) => format!("skipped ({e})"),
+    };
+    let _ = writeln!(
+        h,
+        "- postgres: {}; mysql: {} (the machine's servers, not pinned; each run in a database of \
+         its own); pools: sqlite {} connection(s) (WAL, synchronous=NORMAL), postgres and mysql \
+         {} connection(s)",
+        db(&env.postgres),
+        db(&env.mysql),
+        o.sqlite_pool,
+        o.sql_pool
+    );
     let _ = writeln!(
         h,
         "- node: {}; redis: {}",
@@ -1365,6 +1743,9 @@ fn legend(o: &Opts) -> String {
          (p50/p99: dial to ack); S6 {ic} idle connections, server RSS growth per connection \
          (fresh server). Server SocketIo max_buffer_size 1024. B0 = plain socketioxide. \
          x B0 and x Node: ratio of the result (S4: added p50/p99 ms; S6: added KiB/conn). \
+         x ceiling (S3): ratio to the store's ceiling measured in the same run (Redis: \
+         redis-benchmark GET+SET pairs at -c {c}; SQL: the store's select + conditional update \
+         in a loop with no sessions, {c} tasks on {c} rows, the server's pool and pinning). \
          others' CPU: share of the machine used by processes outside the benchmark during the \
          row (a noise indicator).\n",
         c = o.conns,
@@ -1448,14 +1829,68 @@ fn compare(scenario: Scenario, a: &Summary, base: Option<&Summary>) -> String {
     }
 }
 
-fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
+/// The ceiling rows, after S3's: what each S3 store could do at most, measured in the run.
+fn ceiling_rows(t: &mut String, rows: &[Row], ceilings: &Ceilings) {
+    let s3 = |store| {
+        rows.iter().any(|r| {
+            r.scenario == Scenario::Increment
+                && r.server == ServerKind::Ours(Mode::PerMessage, store)
+        })
+    };
+    if let Some(c) = ceilings.redis.median()
+        && s3(Store::Redis)
+    {
+        let _ = writeln!(
+            t,
+            "| S3 | ceiling redis: redis-benchmark GET+SET pairs (-c {} -d {}) | {} pairs/s | — | — | — | — | — | — | 0 | — |",
+            c.clients,
+            c.value_bytes,
+            thousands(c.pairs())
+        );
+    }
+    for store in Store::SQL.into_iter().filter(|s| s3(*s)) {
+        let who = format!(
+            "ceiling {}: select + conditional update, no sessions",
+            store.name()
+        );
+        match ceilings.sql.median(store) {
+            Some(v) => {
+                let runs = &ceilings.sql.runs[&store];
+                let faults: u64 = runs.iter().map(|c| c.faults).sum();
+                let others = median(runs.iter().filter_map(|c| c.other_pct).collect())
+                    .map_or("—".into(), |o| format!("{o:.0}%"));
+                let _ = writeln!(
+                    t,
+                    "| S3 | {who} ({}) | {} ops/s | — | — | — | — | — | — | {faults} | {others} |",
+                    ceilings.sql.detail(store),
+                    thousands(v)
+                );
+            }
+            None => {
+                let why = ceilings
+                    .sql
+                    .errors
+                    .get(&store)
+                    .map_or("its S3 server did not run", String::as_str);
+                let why = why.lines().next().unwrap_or_default();
+                let _ = writeln!(t, "| S3 | {who} | not measured: {why} | | | | | | | | |");
+            }
+        }
+    }
+}
+
+fn table(rows: &[Row], outcomes: &[Outcome], ceilings: &Ceilings) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| # | server under test | result | p50 ms | p99 ms | server RSS MiB | × B0 | × Node | errors | others' CPU |"
+        "| # | server under test | result | p50 ms | p99 ms | server RSS MiB | × B0 | × Node | × ceiling | errors | others' CPU |"
     );
-    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
-    for (r, o) in rows.iter().zip(outcomes) {
+    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let last_s3 = rows.iter().rposition(|r| r.scenario == Scenario::Increment);
+    for (i, (r, o)) in rows.iter().zip(outcomes).enumerate() {
+        if i > 0 && last_s3 == Some(i - 1) {
+            ceiling_rows(&mut t, rows, ceilings);
+        }
         let id = match r.server {
             ServerKind::Node(..) => format!("S7·{}", r.scenario.id()),
             _ => r.scenario.id().to_owned(),
@@ -1463,11 +1898,12 @@ fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
         let who = describe(r);
         match o {
             Outcome::Skipped(why) => {
-                let _ = writeln!(t, "| {id} | {who} | skipped: {why} | | | | | | | |");
+                let why = why.lines().next().unwrap_or_default();
+                let _ = writeln!(t, "| {id} | {who} | skipped: {why} | | | | | | | | |");
             }
             Outcome::Failed(why) => {
                 let why = why.lines().next().unwrap_or_default();
-                let _ = writeln!(t, "| {id} | {who} | FAILED: {why} | | | | | | | |");
+                let _ = writeln!(t, "| {id} | {who} | FAILED: {why} | | | | | | | | |");
             }
             Outcome::Ran(a) => {
                 let result = match r.scenario {
@@ -1493,9 +1929,16 @@ fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
                     a.errors.to_string()
                 };
                 let others = a.other_pct.map_or("—".into(), |o| format!("{o:.0}%"));
+                let ceiling = match (r.scenario, r.server) {
+                    (Scenario::Increment, ServerKind::Ours(Mode::PerMessage, s)) => ceilings
+                        .of(s)
+                        .filter(|c| *c > 0.0)
+                        .map_or("—".into(), |c| format!("{:.2}×", a.value / c)),
+                    _ => "—".into(),
+                };
                 let _ = writeln!(
                     t,
-                    "| {id} | {who} | {result} | {} | {} | {rss} | {} | {} | {errors} | {others} |",
+                    "| {id} | {who} | {result} | {} | {} | {rss} | {} | {} | {ceiling} | {errors} | {others} |",
                     p(a.p50),
                     p(a.p99),
                     compare(r.scenario, a, b0_of(rows, outcomes, r).as_ref()),
@@ -1503,6 +1946,9 @@ fn table(rows: &[Row], outcomes: &[Outcome]) -> String {
                 );
             }
         }
+    }
+    if last_s3 == Some(rows.len().wrapping_sub(1)) {
+        ceiling_rows(&mut t, rows, ceilings);
     }
     t
 }
@@ -1534,6 +1980,7 @@ fn targets(
     results: &[Vec<Sample>],
     (ceiling, ceilings): (Option<&RedisCeiling>, &[RedisCeiling]),
     ceiling_error: Option<&str>,
+    sql: &SqlCeilings,
 ) -> String {
     use Mode::*;
     use ServerKind::*;
@@ -1555,7 +2002,7 @@ fn targets(
         spread(&runs(a.0, a.1), &runs(b.0, b.1))
     };
     let b0_s1 = get(Scenario::EchoPerConnection, Baseline);
-    for s in [Memory, Sqlite, Redis] {
+    for s in [Memory, Sqlite, Postgres, MySql, Redis] {
         if let Some(r) = ratio(
             get(Scenario::EchoPerConnection, Ours(PerConnection, s)),
             b0_s1.clone(),
@@ -1652,6 +2099,49 @@ fn targets(
             );
         }
         _ => {}
+    }
+    // Each SQL store against its raw loop: SQLite has a target (issue #18), the servers of the
+    // machine are reported.
+    for store in Store::SQL {
+        let server = Ours(PerMessage, store);
+        let Some(a) = get(Scenario::Increment, server) else {
+            continue;
+        };
+        let claim = match store {
+            Sqlite => "≥ 0.6 × its raw conditional-update loop",
+            _ => "against its raw conditional-update loop",
+        };
+        match sql.median(store) {
+            Some(c) if c > 0.0 => {
+                let r = a.value / c;
+                let _ = writeln!(
+                    t,
+                    "- S3 per-message {} {claim} ({}: {} ops/s): {} msg/s = {r:.2} ×{} — {}",
+                    store.name(),
+                    sql.detail(store),
+                    thousands(c),
+                    thousands(a.value),
+                    spread(&runs(Scenario::Increment, server), &sql.values(store)),
+                    match store {
+                        Sqlite => verdict(r >= 0.6),
+                        _ => "reported (no target)",
+                    }
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    t,
+                    "- S3 per-message {} {claim}: no ceiling measured ({})",
+                    store.name(),
+                    sql.errors
+                        .get(&store)
+                        .map_or("not run", String::as_str)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                );
+            }
+        }
     }
     {
         let s = Redis;
