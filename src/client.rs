@@ -45,6 +45,21 @@ impl Default for HandshakeRate {
     }
 }
 
+/// The bucket an address draws from: its IPv6 /64, since one client usually holds a whole /64
+/// and could otherwise open a fresh burst from each address in it; an IPv4 address (or an
+/// IPv4-mapped IPv6 one) alone.
+fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    }
+}
+
 /// A token bucket per address.
 #[derive(Debug)]
 pub(crate) struct Throttle {
@@ -73,7 +88,7 @@ impl Throttle {
 
     /// Takes a token for a new session from `ip`; `false` when it has none left.
     pub(crate) fn admit(&self, ip: IpAddr) -> bool {
-        self.admit_at(ip, Instant::now())
+        self.admit_at(bucket_key(ip), Instant::now())
     }
 
     fn admit_at(&self, ip: IpAddr, now: Instant) -> bool {
@@ -125,6 +140,20 @@ mod tests {
         assert!(
             throttle.admit_at(a, t0 + Duration::from_millis(100)),
             "one token in 100 ms"
+        );
+        let (p1, p2): (IpAddr, IpAddr) = (
+            "2001:db8:1:2::1".parse().unwrap(),
+            "2001:db8:1:2:ffff::9".parse().unwrap(),
+        );
+        assert_eq!(bucket_key(p1), bucket_key(p2), "one /64, one bucket");
+        assert_ne!(
+            bucket_key(p1),
+            bucket_key("2001:db8:1:3::1".parse().unwrap())
+        );
+        assert_eq!(
+            bucket_key("::ffff:192.0.2.1".parse().unwrap()),
+            bucket_key(a),
+            "an IPv4-mapped address is its IPv4 address"
         );
         let later = t0 + Duration::from_secs(60);
         assert!(

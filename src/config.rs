@@ -90,7 +90,8 @@ pub struct Config {
     /// Per-message mode: the most handlers of one session that may wait for its turn on this
     /// node (default 512); past it a handler's session calls fail at once with
     /// [`SessionError::Busy`](crate::SessionError::Busy), and a socket that has more events
-    /// refused than this within one second is disconnected (it is flooding, not backing off).
+    /// refused than this (and at least 256) within one second is disconnected (it is
+    /// flooding, not backing off).
     /// (Per connection, handlers never wait for one another: each operation takes the session
     /// briefly.)
     pub max_waiting_handlers: usize,

@@ -88,8 +88,8 @@ static NO_ADDR_LOGGED: AtomicBool = AtomicBool::new(false);
 fn report_no_client_addr() {
     if !NO_ADDR_LOGGED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
-            "a Socket.IO handshake had no client address, so the per-address failure limit is \
-             off: serve with `app.into_make_service_with_connect_info::<SocketAddr>()`, or set \
+            "a Socket.IO handshake had no client address, so the per-address failure limit and \
+             the rate of new Engine.IO sessions are off: serve with `app.into_make_service_with_connect_info::<SocketAddr>()`, or set \
              `with_trusted_proxies` / `with_client_addr` (or `without_failure_limit`); logged \
              once"
         );
@@ -159,8 +159,27 @@ impl<A: Adapter> Connected for Socket<A> {
         Socket::connected(self)
     }
     fn disconnect(self: Arc<Self>) {
-        // Already gone is fine: the flood stops either way.
-        Socket::disconnect(self).ok();
+        // The DISCONNECT packet needs room in the socket's outgoing buffer, which a flooding
+        // client that does not read may have filled: socketioxide then refuses (and does not
+        // close). Tried again while the socket lives, for a client that reads a little.
+        if let Err(socketioxide::SocketError::InternalChannelFull) =
+            Socket::disconnect(self.clone())
+        {
+            crate::task::spawn_detached(async move {
+                for _ in 0..250 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    if !self.connected()
+                        || !matches!(
+                            Socket::disconnect(self.clone()),
+                            Err(socketioxide::SocketError::InternalChannelFull)
+                        )
+                    {
+                        return;
+                    }
+                }
+                tracing::debug!(socket = %self.id, "a flooding socket could not be told to disconnect");
+            });
+        }
     }
 }
 

@@ -732,7 +732,8 @@ impl SocketSessionsBuilder {
     }
 
     /// The reverse proxies in front of the app: when a handshake comes from one of them, the
-    /// failure limit counts the client address they forwarded (the right-most untrusted hop of
+    /// failure limit and the rate of new Engine.IO sessions count the client address they
+    /// forwarded (the right-most untrusted hop of
     /// `X-Forwarded-For`, or of `Forwarded`), not the proxy's. See [`TrustedProxies`].
     pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.client_addr = Some(proxies.into_client_addr());
@@ -762,7 +763,7 @@ impl SocketSessionsBuilder {
     /// node (default 512):
     /// past it, a handler's first session call fails at once with [`SessionError::Busy`], so
     /// that one socket flooding events cannot queue unbounded work. A socket with more events
-    /// refused than this within one second is disconnected: every packet it still has buffered
+    /// refused than this (and at least 256) within one second is disconnected: every packet it still has buffered
     /// is then dropped without running a handler.
     pub fn with_max_waiting_handlers(mut self, max: usize) -> Self {
         self.config.max_waiting_handlers = max;

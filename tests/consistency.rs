@@ -87,6 +87,44 @@ mod cases {
         }
     }
 
+    /// A save that writes the very bytes already stored (a handler that set a key to its own
+    /// value) is saved, not taken for a conflict: MySQL counts such a row as affected only
+    /// because sqlx asks for found rows. A save on a stale version is a conflict, on a deleted
+    /// record gone.
+    pub async fn a_save_of_unchanged_bytes_is_saved(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let store = &st.store;
+        let mut record = Record {
+            id: Id::default(),
+            data: [("n".to_owned(), json!(1))].into_iter().collect(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        store.create(&mut record).await.unwrap();
+        let read = store.load_versioned(&record.id).await.unwrap().unwrap();
+        let SaveOutcome::Saved(same) = store.save_if(&read.record, &read.version).await.unwrap()
+        else {
+            panic!("writing the stored bytes again was not saved");
+        };
+        let mut next = read.record.clone();
+        next.data.insert("n".into(), json!(2));
+        assert!(matches!(
+            store.save_if(&next, &same).await.unwrap(),
+            SaveOutcome::Saved(_)
+        ));
+        assert_eq!(
+            store.save_if(&next, &same).await.unwrap(),
+            SaveOutcome::Conflict,
+            "a stale version"
+        );
+        store.delete(&record.id).await.unwrap();
+        assert_eq!(
+            store.save_if(&next, &same).await.unwrap(),
+            SaveOutcome::Gone
+        );
+    }
+
     pub async fn three_sockets_times_a_hundred_incr(b: Backend) {
         let Some(st) = TestStore::open(b).await else {
             return;
@@ -224,6 +262,7 @@ store_tests! {
     ],
     cases: [
         reload_sees_every_write,
+        a_save_of_unchanged_bytes_is_saved,
         three_sockets_times_a_hundred_incr,
         http_writes_interleaved_with_socket_writes_are_both_kept,
         logout_racing_socket_saves_stays_deleted,

@@ -92,6 +92,13 @@ async fn fifty_thousand_events_from_one_socket_are_bounded_and_stop_with_it() {
                 .await
                 .unwrap();
             if !res.status().is_success() {
+                // The Engine.IO session is gone: 400, unknown sid, and only after the first
+                // batch (which is what a cut-off looks like, not a refused request).
+                assert_eq!(
+                    res.status(),
+                    400,
+                    "a batch was refused, not the socket cut off"
+                );
                 break;
             }
             sent += batch.len();
@@ -117,6 +124,7 @@ async fn fifty_thousand_events_from_one_socket_are_bounded_and_stop_with_it() {
          {settled} applied, other session's p99 {baseline:?} before, {during:?} during"
     );
     assert!(sent < EVENTS, "the flooding socket was never disconnected");
+    assert!(sent >= 5_000, "the first batch was not taken");
     assert_eq!(
         settled, later,
         "store writes went on after the socket closed"
@@ -126,10 +134,10 @@ async fn fifty_thousand_events_from_one_socket_are_bounded_and_stop_with_it() {
         "nothing was refused: the cap did not act"
     );
     assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB");
-    // Within 2x of the baseline, with room for a machine that other work shares (the figures
-    // themselves are in RELIABILITY.md).
+    // Within 2x of the baseline, with 100 ms of room for a machine that other work shares (the
+    // figures themselves are in RELIABILITY.md; before the cut-off it was 150 ms).
     assert!(
-        during <= baseline * 2 + Duration::from_millis(50),
+        during <= baseline * 2 + Duration::from_millis(100),
         "the other session's p99 went from {baseline:?} to {during:?}"
     );
     calm.close().await;

@@ -99,7 +99,7 @@ mod cases {
         let s = connected(&server, Transport::Websocket, &cookie).await;
         let mut acked = succeed(&s, 20, SOON).await;
 
-        db.kill();
+        tokio::task::block_in_place(|| db.kill());
         // While it is down: every write is refused in time, and so is a new socket.
         for _ in 0..3 {
             let (result, took) = incr(&s).await;

@@ -1,12 +1,19 @@
 //! A socket that keeps sending events its session has no room for: each is refused at once,
 //! and once more are refused within a second than the session's queue holds, the client is not
-//! backing off but flooding, and its socket is disconnected. Every packet still buffered for it
+//! backing off but flooding, and its socket is disconnected (no `sinvalid`: the session is
+//! fine, the client is not, and socket.io-client does not reconnect after a server disconnect). Every packet still buffered for it
 //! is then dropped by socketioxide without spawning a handler, which is what keeps a flood's
 //! memory and CPU from reaching the other sessions.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
+
+/// The fewest refusals in a window that cut a socket off, whatever the queue's size: with a
+/// small queue setting, a burst is to refuse, not a flood to disconnect. Not higher: the cut-off
+/// sends a DISCONNECT packet, which needs room in the socket's outgoing buffer, and every
+/// refused event's error ack takes some.
+pub(crate) const MIN_CUT_OFF: usize = 256;
 
 /// How long refusals are counted together.
 const WINDOW_MS: u64 = 1_000;
@@ -38,9 +45,10 @@ fn now_ms() -> u64 {
 }
 
 impl FloodWatch {
-    /// Counts a refused event; `limit` refusals a window are tolerated.
+    /// Counts a refused event; `limit` (at least [`MIN_CUT_OFF`]) refusals a window are
+    /// tolerated.
     pub(crate) fn refuse(&self, limit: usize) -> Refusal {
-        self.refuse_at(limit, now_ms())
+        self.refuse_at(limit.max(MIN_CUT_OFF), now_ms())
     }
 
     fn refuse_at(&self, limit: usize, now: u64) -> Refusal {
@@ -65,11 +73,18 @@ mod tests {
     #[test]
     fn the_first_refusal_is_logged_and_the_one_past_the_limit_cuts_off_once() {
         let watch = FloodWatch::default();
-        assert_eq!(watch.refuse(3), Refusal::First);
-        assert_eq!(watch.refuse(3), Refusal::Again);
-        assert_eq!(watch.refuse(3), Refusal::Again);
-        assert_eq!(watch.refuse(3), Refusal::Flooding);
-        assert_eq!(watch.refuse(3), Refusal::Again);
+        assert_eq!(watch.refuse_at(3, 5_000), Refusal::First);
+        assert_eq!(watch.refuse_at(3, 5_001), Refusal::Again);
+        assert_eq!(watch.refuse_at(3, 5_002), Refusal::Again);
+        assert_eq!(watch.refuse_at(3, 5_003), Refusal::Flooding);
+        assert_eq!(watch.refuse_at(3, 5_004), Refusal::Again);
+    }
+
+    #[test]
+    fn a_small_queue_still_tolerates_a_burst() {
+        let watch = FloodWatch::default();
+        let cut_at = (1..=MIN_CUT_OFF + 1).find(|_| watch.refuse(2) == Refusal::Flooding);
+        assert_eq!(cut_at, Some(MIN_CUT_OFF + 1));
     }
 
     #[test]

@@ -10,6 +10,11 @@ use crate::error::ConfigError;
 /// `tower_sessions_sqlx_store::MySqlStore` (`` `tower_sessions`.`session` `` by default): records written by it stay
 /// readable, and the other way round, with no migration.
 ///
+/// Where the table lives: [`new`](Self::new) uses upstream's place, the database
+/// `tower_sessions`; [`connect`](Self::connect) puts it in the URL's database instead. An app
+/// whose HTTP side runs upstream's `MySqlStore` with its defaults must use `new` (or
+/// `with_schema_name("tower_sessions")`), or the two sides read different tables.
+///
 /// Expired records stay in the table until deleted: run the cleanup task beside the server.
 ///
 /// ```no_run

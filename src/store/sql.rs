@@ -41,8 +41,8 @@ pub(super) enum Dialect {
 }
 
 impl Statements {
-    /// The statements for `table` (`schema` is ignored by SQLite). Both names were validated by
-    /// the upstream store's own `with_*_name`, which is the only way they get here.
+    /// The statements for `table` (`schema` is ignored by SQLite). Both names passed
+    /// [`identifier`] (the stores' `with_*_name` check it), or are the upstream defaults.
     pub(super) fn new(dialect: Dialect, schema: &str, table: &str) -> Self {
         let (schema, table_name) = (schema.to_owned(), table.to_owned());
         let table = match dialect {
@@ -174,6 +174,10 @@ macro_rules! conditional_sql_store {
                     .execute(&self.pool)
                     .await
                     .map_err($crate::store::backend_error)?;
+                // MySQL counts a row as affected only if it changed, unless the client sets
+                // CLIENT_FOUND_ROWS, which sqlx-mysql always does: an update that writes the same
+                // bytes still reports the row it matched (the store suite's
+                // `a_save_of_unchanged_bytes_is_saved` checks it on every store).
                 if done.rows_affected() == 1 {
                     return Ok(SaveOutcome::Saved($crate::store::Version(bytes)));
                 }

@@ -104,12 +104,25 @@ impl<S: Clone + Send + 'static> Probe<S> {
         self.enter().await?;
         let call = call(self.inner.clone());
         match &self.home {
-            Some(home) => home
-                .spawn(call)
-                .await
-                .unwrap_or_else(|e| Err(session_store::Error::Backend(e.to_string()))),
+            Some(home) => {
+                // Dropped (a store timeout gave up on it): the call stops too, as it would in
+                // the caller's own task.
+                let mut task = AbortOnDrop(home.spawn(call));
+                (&mut task.0)
+                    .await
+                    .unwrap_or_else(|e| Err(session_store::Error::Backend(e.to_string())))
+            }
             None => call.await,
         }
+    }
+}
+
+/// A spawned call, aborted if whoever awaits it gives up.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

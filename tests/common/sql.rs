@@ -62,6 +62,7 @@ impl SqlDatabase {
             NEXT.fetch_add(1, Ordering::Relaxed),
             tower_sessions::session::Id::default().0.unsigned_abs() % 1_000_000
         );
+        sweep_dead(kind, server).await;
         let created = admin(kind, server, &format!("create database {name}")).await;
         if let Err(e) = created {
             assert!(
@@ -81,6 +82,57 @@ impl SqlDatabase {
     /// The database's URL.
     pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
+    }
+}
+
+/// Drops the databases of test processes that are gone (killed before their drops ran), once
+/// per process and server.
+async fn sweep_dead(kind: SqlKind, server: &str) {
+    static SWEPT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap();
+        if swept.iter().any(|s| s == server) {
+            return;
+        }
+        swept.push(server.to_owned());
+    }
+    let url = kind.admin_url(server);
+    let names: Vec<String> = match kind {
+        SqlKind::Postgres => async {
+            let mut c = sqlx::PgConnection::connect(&url).await.ok()?;
+            sqlx::query_scalar("select datname from pg_database where datname like 'sios\\_%'")
+                .fetch_all(&mut c)
+                .await
+                .ok()
+        }
+        .await
+        .unwrap_or_default(),
+        SqlKind::MySql => async {
+            let mut c = sqlx::MySqlConnection::connect(&url).await.ok()?;
+            sqlx::query_scalar(
+                "select cast(schema_name as char) from information_schema.schemata \
+                 where schema_name like 'sios\\_%'",
+            )
+            .fetch_all(&mut c)
+            .await
+            .ok()
+        }
+        .await
+        .unwrap_or_default(),
+    };
+    for name in names {
+        // `sios_<pid>_<n>_<r>`: only those whose process is gone.
+        let Some(pid) = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let statement = match kind {
+            SqlKind::Postgres => format!("drop database if exists {name} with (force)"),
+            SqlKind::MySql => format!("drop database if exists {name}"),
+        };
+        admin(kind, server, &statement).await.ok();
     }
 }
 

@@ -230,7 +230,8 @@ impl SqlServer {
 
     /// Kills and starts the server again on the same data and port.
     pub async fn restart(&mut self) {
-        self.kill();
+        // The kill waits (up to 30 s) for the port to be free: off the runtime's workers.
+        tokio::task::block_in_place(|| self.kill());
         self.spawn().await;
     }
 }
