@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::interfaces::{KeysInterface, LuaInterface};
@@ -24,6 +25,8 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::merge::Target;
+use super::redis_url::{connect_pool, redis_config};
+use super::replica_wait::ReplicaWait;
 use super::{
     ConditionalStore, Merged, SaveOutcome, Version, Versioned, backend_error, save_merged,
 };
@@ -63,6 +66,8 @@ pub struct ConnectRedisStore {
     /// sid, sessions by an id derived from it, and the derivation is one-way. Shared by clones,
     /// behind a std mutex held only to copy an entry.
     sids: Arc<Mutex<SidTable>>,
+    /// `None`: a save returns once the primary has it.
+    wait: Option<ReplicaWait>,
 }
 
 /// Each live session's sid, with how many live sessions hold it.
@@ -73,6 +78,7 @@ impl fmt::Debug for ConnectRedisStore {
         f.debug_struct("ConnectRedisStore")
             .field("prefix", &self.prefix)
             .field("default_ttl", &self.default_ttl)
+            .field("wait", &self.wait)
             .finish()
     }
 }
@@ -86,7 +92,25 @@ impl ConnectRedisStore {
             prefix: "sess:".into(),
             default_ttl: DEFAULT_TTL_SECS,
             sids: Arc::default(),
+            wait: None,
         }
+    }
+
+    /// Connects a pool of 4 clients to the Express app's Redis at `url`: `redis://HOST:PORT`,
+    /// or a cluster as `redis-cluster://HOST:PORT[,HOST:PORT...]` (connect-redis with an
+    /// ioredis `Cluster` client); see [`RedisStore::connect`](super::RedisStore::connect).
+    pub async fn connect(url: &str) -> Result<Self, fred::error::Error> {
+        Ok(ConnectRedisStore::new(
+            connect_pool(redis_config(url)?, 4).await?,
+        ))
+    }
+
+    /// Makes every save wait until `replicas` replicas have it, at most `timeout`: see
+    /// [`RedisStore::with_replica_wait`](super::RedisStore::with_replica_wait). The Express
+    /// app's own writes do not wait.
+    pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
+        self
     }
 
     /// connect-redis's `prefix` option.
@@ -389,13 +413,20 @@ impl ConditionalStore for ConnectRedisStore {
             RedisValue::String(json.clone().into()),
             RedisValue::Integer(ttl),
         ];
-        let answer: i64 = self
-            .pool
-            .eval(SAVE_IF, vec![self.key(&record.id)?], args)
+        let key = self.key(&record.id)?;
+        // One client for the write and the wait: `WAIT` counts its own connection's writes.
+        let client = self.pool.next();
+        let answer: i64 = client
+            .eval(SAVE_IF, vec![key.as_str()], args)
             .await
             .map_err(backend_error)?;
         Ok(match answer {
-            1 => SaveOutcome::Saved(Version(json.into_bytes())),
+            1 => {
+                if let Some(wait) = &self.wait {
+                    wait.confirm(client, &key).await?;
+                }
+                SaveOutcome::Saved(Version(json.into_bytes()))
+            }
             0 => SaveOutcome::Conflict,
             _ => SaveOutcome::Gone,
         })

@@ -7,6 +7,7 @@
 //! | Postgres | `PostgresStore` | `postgres` | `PostgresStore::connect("postgres://user@host/db")` or `PostgresStore::new(pool)` | the same task |
 //! | MySQL, MariaDB | `MySqlStore` | `mysql` | `MySqlStore::connect("mysql://user@host/db")` or `MySqlStore::new(pool)` | the same task |
 //! | Redis | `RedisStore` | `redis` | `RedisStore::connect("redis://127.0.0.1:6379")` or `RedisStore::new(pool)` | expired by Redis |
+//! | Redis Cluster | `RedisStore` | `redis` | `RedisStore::connect("redis-cluster://HOST:PORT,HOST:PORT")` | expired by Redis |
 //!
 //! Each implements [`ConditionalStore`]: a save that only happens if the record is still what
 //! was read, so that no writer (another node, another tab, the HTTP side, a racing logout) is
@@ -25,6 +26,10 @@ mod mysql;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_url;
+#[cfg(feature = "redis")]
+mod replica_wait;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -61,6 +66,9 @@ pub use fred;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_url::redis_config;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;

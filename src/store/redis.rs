@@ -1,13 +1,17 @@
 //! Redis, in the format of `tower-sessions-redis-store` (key = id, value = MessagePack of the
 //! record, `EXAT` expiry), with conditional saves by a Lua script that compares the exact bytes.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use fred::interfaces::{KeysInterface, LuaInterface};
-use fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
+use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
+use super::redis_url::{connect_pool, redis_config};
+use super::replica_wait::ReplicaWait;
 use super::{
     ConditionalStore, Reloaded, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
     delegate_session_store, encode_msgpack, reload_msgpack,
@@ -27,15 +31,24 @@ return 1
 /// `tower-sessions-redis-store` (records written by it stay readable, and the other way round).
 /// Redis expires records itself: no cleanup task is needed.
 ///
+/// One server or a Redis Cluster: every call touches one key, so any slot works, and the
+/// cluster client follows redirections and failovers. With a cluster, see
+/// [`with_replica_wait`](Self::with_replica_wait) for what a failover can lose.
+///
 /// ```no_run
 /// # async fn run() -> Result<(), socketio_sessions::store::fred::error::Error> {
-/// let store = socketio_sessions::store::RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// use socketio_sessions::store::RedisStore;
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let clustered = RedisStore::connect("redis-cluster://10.0.0.1:7000,10.0.0.2:7000").await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     inner: tower_sessions_redis_store::RedisStore<Pool>,
     pool: Pool,
+    /// `None`: a save returns once the primary has it.
+    wait: Option<ReplicaWait>,
 }
 
 impl RedisStore {
@@ -44,27 +57,39 @@ impl RedisStore {
         RedisStore {
             inner: tower_sessions_redis_store::RedisStore::new(pool.clone()),
             pool,
+            wait: None,
         }
     }
 
-    /// Connects a pool of 4 clients to the Redis at `url` (`redis://HOST:PORT[/DB]`), waiting
-    /// at most 5 s for the first connection; afterwards the clients reconnect forever (store
-    /// calls fail meanwhile, and sockets get `session_unavailable`). For other pool settings,
-    /// build a [`Pool`] and use [`new`](Self::new).
+    /// Connects a pool of 4 clients to the Redis at `url`: `redis://HOST:PORT[/DB]`, or a
+    /// cluster as `redis-cluster://HOST:PORT[,HOST:PORT...]` (see [`redis_config`]). Waits at
+    /// most 5 s for the first connection; afterwards the clients reconnect forever (store calls
+    /// fail meanwhile, and sockets get `session_unavailable`). For other pool settings, build a
+    /// [`Pool`] and use [`new`](Self::new).
+    ///
+    /// [`redis_config`]: super::redis_config
     pub async fn connect(url: &str) -> Result<Self, fred::error::Error> {
-        let config = Config::from_url(url)?;
-        let policy = ReconnectPolicy::new_constant(0, 200);
-        let pool = Pool::new(config, None, None, Some(policy), 4)?;
-        pool.connect_pool();
-        tokio::time::timeout(std::time::Duration::from_secs(5), pool.wait_for_connect())
-            .await
-            .map_err(|_| {
-                fred::error::Error::new(
-                    fred::error::ErrorKind::Timeout,
-                    "Redis did not answer within 5 s",
-                )
-            })??;
-        Ok(RedisStore::new(pool))
+        Ok(RedisStore::new(connect_pool(redis_config(url)?, 4).await?))
+    }
+
+    /// Makes every save wait until at least `replicas` replicas of the record's primary have
+    /// it (Redis `WAIT`), at most `timeout`; a save that reached fewer fails as a store error
+    /// (the socket's handler sees it; nothing reports it saved).
+    ///
+    /// Without it a save returns once the primary has it, and Redis replicates afterwards: when
+    /// the primary fails in between, the replica promoted in its place lacks the last saves,
+    /// and those sessions go back to an earlier state (a failover loses at most the saves of
+    /// the last moments before it, but they were acknowledged). With it, an acknowledged save
+    /// survives the failure of its primary as long as a replica that has it is promoted (Redis
+    /// Cluster promotes the most up-to-date one).
+    ///
+    /// What it costs: one more round trip per save, plus the replication delay (well under a
+    /// millisecond on a local network), during which the pool client that made the save sends
+    /// nothing else (`WAIT` blocks its connection). Keep `timeout` below the sessions' store
+    /// timeout, or the store timeout fires first. With `replicas` 0, saves do not wait.
+    pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
+        self
     }
 
     /// The pool, e.g. to close it.
@@ -100,13 +125,20 @@ impl ConditionalStore for RedisStore {
             RedisValue::Bytes(bytes.clone().into()),
             RedisValue::Integer(record.expiry_date.unix_timestamp()),
         ];
-        let answer: i64 = self
-            .pool
-            .eval(SAVE_IF, vec![record.id.to_string()], args)
+        let key = record.id.to_string();
+        // One client for the write and the wait: `WAIT` counts its own connection's writes.
+        let client = self.pool.next();
+        let answer: i64 = client
+            .eval(SAVE_IF, vec![key.as_str()], args)
             .await
             .map_err(backend_error)?;
         Ok(match answer {
-            1 => SaveOutcome::Saved(Version(bytes)),
+            1 => {
+                if let Some(wait) = &self.wait {
+                    wait.confirm(client, &key).await?;
+                }
+                SaveOutcome::Saved(Version(bytes))
+            }
             0 => SaveOutcome::Conflict,
             _ => SaveOutcome::Gone,
         })

@@ -1,0 +1,62 @@
+//! A save that returns only once replicas have it (`WAIT`): without it, a primary that fails
+//! right after acknowledging a save can take the save with it, because Redis replicates
+//! asynchronously and the replica promoted in its place may not have received it yet.
+
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, ClusterInterface, ServerInterface};
+use fred::types::cluster::ClusterRouting;
+use tower_sessions::session_store;
+
+use super::backend_error;
+
+/// How many replicas must have a save, and how long the save waits for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplicaWait {
+    pub(crate) replicas: u32,
+    pub(crate) timeout: Duration,
+}
+
+impl ReplicaWait {
+    /// Waits until `replicas` replicas have every write `client` sent to the node that holds
+    /// `key` so far (the save just made included). `WAIT` counts one connection's writes, so it
+    /// goes over the same client, and on a cluster to the key's node.
+    pub(crate) async fn confirm(&self, client: &Client, key: &str) -> session_store::Result<()> {
+        let wanted = i64::from(self.replicas);
+        let timeout_ms = i64::try_from(self.timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let reached: i64 = match client.is_clustered() {
+            true => {
+                // Read after the write: a write redirected to another node updated this map.
+                let node = client
+                    .cached_cluster_state()
+                    .and_then(|state| {
+                        state
+                            .get_server(ClusterRouting::hash_key(key.as_bytes()))
+                            .cloned()
+                    })
+                    .ok_or_else(|| {
+                        session_store::Error::Backend(
+                            "no cluster node is known for the session's key".into(),
+                        )
+                    })?;
+                client
+                    .with_cluster_node(node)
+                    .wait(wanted, timeout_ms)
+                    .await
+            }
+            false => client.wait(wanted, timeout_ms).await,
+        }
+        .map_err(backend_error)?;
+        if reached < wanted {
+            return Err(session_store::Error::Backend(format!(
+                "saved on the primary, but {reached} of the {wanted} replicas required had it \
+                 after {} ms: a failover now could lose it",
+                self.timeout.as_millis()
+            )));
+        }
+        Ok(())
+    }
+}
