@@ -11,6 +11,8 @@ mod ended;
 mod expiry;
 mod shutdown;
 #[cfg(feature = "redis")]
+mod watch_cluster;
+#[cfg(feature = "redis")]
 mod watch_redis;
 
 use std::sync::atomic::{AtomicBool, Ordering};

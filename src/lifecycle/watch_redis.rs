@@ -1,5 +1,5 @@
-//! Redis keyspace notifications: sockets learn at once that their session's record was
-//! deleted (`DEL`/`UNLINK` by another process) or expired (its `EXAT` ran out).
+//! Redis keyspace notifications from one server: sockets learn at once that their session's
+//! record was deleted (`DEL`/`UNLINK` by another process) or expired (its `EXAT` ran out).
 //!
 //! The subscriber reconnects by itself (with backoff) after Redis restarts or the connection
 //! drops; after each reconnect the server's notification setting is restored (a Redis that
@@ -31,8 +31,11 @@ const CHANNELS: [&str; 3] = [
 /// announces itself as `session_rotated` in that time, and must win over `session_revoked`.
 const GRACE: Duration = Duration::from_millis(300);
 
+/// How long the first connection and subscription may take.
+const SETUP_WITHIN: Duration = Duration::from_secs(5);
+
 /// Reconnection: at once, then backing off to 2 s between attempts, forever.
-fn policy() -> ReconnectPolicy {
+pub(super) fn policy() -> ReconnectPolicy {
     ReconnectPolicy::new_exponential(0, 50, 2_000, 2)
 }
 
@@ -74,31 +77,67 @@ async fn resume(
     Ok(())
 }
 
+/// Keyspace notifications for this node's sessions, from the Redis `config` names: one
+/// server, or every primary of a cluster (`config.server.is_clustered()`, see
+/// [`watch_cluster`](super::watch_cluster)). The task ends when the node stops.
 pub(crate) async fn watch(
     lifecycle: &Arc<Lifecycle>,
     config: Config,
     configure_server: bool,
 ) -> Result<JoinHandle<()>, fred::error::Error> {
+    match config.server.is_clustered() {
+        true => super::watch_cluster::watch(lifecycle, config, configure_server).await,
+        false => {
+            watch_server(
+                lifecycle,
+                config,
+                configure_server,
+                lifecycle.stop.stopped(),
+            )
+            .await
+        }
+    }
+}
+
+/// Keyspace notifications from one server until `stopped` completes.
+pub(super) async fn watch_server(
+    lifecycle: &Arc<Lifecycle>,
+    config: Config,
+    configure_server: bool,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Result<JoinHandle<()>, fred::error::Error> {
     let mut builder = Builder::from_config(config);
     builder.set_policy(policy());
     // CONFIG goes over a client of its own: a subscribed connection takes only pub/sub commands.
-    let configurer = match configure_server {
-        true => {
-            let client = builder.build()?;
-            client.init().await?;
-            enable_notifications(&client).await?;
-            Some(client)
-        }
-        false => None,
-    };
+    let configurer = configure_server.then(|| builder.build()).transpose()?;
     let subscriber = builder.build_subscriber_client()?;
-    subscriber.init().await?;
-    subscriber.psubscribe(CHANNELS.to_vec()).await?;
+    let ready = async {
+        if let Some(client) = &configurer {
+            client.init().await?;
+            enable_notifications(client).await?;
+        }
+        subscriber.init().await?;
+        subscriber.psubscribe(CHANNELS.to_vec()).await
+    };
+    let ready = match tokio::time::timeout(SETUP_WITHIN, ready).await {
+        Ok(ready) => ready,
+        Err(_) => Err(fred::error::Error::new(
+            fred::error::ErrorKind::Timeout,
+            "the Redis server did not answer within 5 s",
+        )),
+    };
+    if let Err(e) = ready {
+        // Clients that failed to start would otherwise keep reconnecting for good.
+        let _ = subscriber.quit().await;
+        if let Some(client) = configurer {
+            let _ = client.quit().await;
+        }
+        return Err(e);
+    }
     // fred parses `__keyevent@*__` messages into keyspace events (not plain messages).
     let mut events = subscriber.keyspace_event_rx();
     let mut reconnects = subscriber.reconnect_rx();
     let weak = Arc::downgrade(lifecycle);
-    let stopped = lifecycle.stop.stopped();
     Ok(tokio::spawn(async move {
         tokio::pin!(stopped);
         loop {
@@ -129,6 +168,7 @@ pub(crate) async fn watch(
                 }
             }
         }
+        // Ends the clients' reconnect loops, even towards a server that is gone for good.
         let _ = subscriber.quit().await;
         if let Some(client) = configurer {
             let _ = client.quit().await;
