@@ -257,6 +257,7 @@ store_tests! {
         memory => Backend::Memory,
         sqlite => Backend::Sqlite,
         redis => Backend::Redis,
+        redis_cluster => Backend::RedisCluster,
         postgres => Backend::Postgres,
         mysql => Backend::MySql,
     ],
@@ -277,6 +278,7 @@ mod shared {
         stores: [
             sqlite => Backend::Sqlite,
             redis => Backend::Redis,
+            redis_cluster => Backend::RedisCluster,
             postgres => Backend::Postgres,
             mysql => Backend::MySql,
         ],

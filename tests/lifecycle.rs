@@ -174,6 +174,7 @@ store_tests! {
         memory => Backend::Memory,
         sqlite => Backend::Sqlite,
         redis => Backend::Redis,
+        redis_cluster => Backend::RedisCluster,
         postgres => Backend::Postgres,
         mysql => Backend::MySql,
         plain_memory => Backend::PlainMemory,

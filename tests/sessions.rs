@@ -240,6 +240,11 @@ mod cases {
             if let Some(redis) = &st.redis {
                 assert_eq!(redis.cli(&["DBSIZE"]).as_deref(), Some("0"), "{mode:?}");
             }
+            if let Some(cluster) = &st.cluster {
+                let key = cookie_id(&cookie).to_string();
+                let exists = cluster.cli_for(&key, &["EXISTS", &key]);
+                assert_eq!(exists.as_deref(), Some("0"), "{mode:?}");
+            }
         }
     }
 
@@ -392,6 +397,7 @@ store_tests! {
         memory => Backend::Memory,
         sqlite => Backend::Sqlite,
         redis => Backend::Redis,
+        redis_cluster => Backend::RedisCluster,
         postgres => Backend::Postgres,
         mysql => Backend::MySql,
         plain_memory => Backend::PlainMemory,

@@ -13,9 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketio_sessions::store::ConditionalStore;
-use socketio_sessions::store::fred::prelude::{
-    Builder as FredBuilder, Config as FredConfig, ReconnectPolicy,
-};
+use socketio_sessions::store::fred::prelude::{Builder as FredBuilder, ReconnectPolicy};
 use socketio_sessions::store::fred::types::RespVersion;
 use socketio_sessions::{
     ExpressSecrets, FailureLimit, HandshakeRate, InvalidSession, MaybeSocketSession, Mode,
@@ -69,7 +67,8 @@ pub struct DemoOptions {
     pub revalidate_every: Duration,
     /// Rolling expiry: socket activity extends the session, one write per interval at most.
     pub rolling: Option<Duration>,
-    /// `redis://HOST:PORT`: run as one of several nodes (Redis adapter, keyspace notifications).
+    /// `redis://HOST:PORT` or `redis-cluster://HOST:PORT,...`: run as one of several nodes (Redis
+    /// adapter, keyspace notifications).
     pub redis_adapter: Option<String>,
     /// Read an Express app's sessions (its `connect.sid` cookie, signed with these secrets)
     /// instead of the demo's own; the store must then be its connect-redis database.
@@ -261,7 +260,9 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
         // Several nodes: rooms, broadcasts and disconnects cross nodes through Redis, and
         // keyspace notifications tell every node about deletions and expirations.
         Some(url) => {
-            let config = FredConfig::from_url(url)?;
+            // One server or a cluster: on a cluster the adapter's sharded channels and the
+            // keyspace notifications go to every node they must.
+            let config = socketio_sessions::store::redis_config(url)?;
             let mut adapter_config = config.clone();
             adapter_config.version = RespVersion::RESP3;
             // Reconnects forever, and renews the adapter's subscriptions after a Redis restart.

@@ -2,12 +2,15 @@
 //! same session. Run with `cargo run --example demo` and open http://127.0.0.1:3000.
 //!
 //! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `DEMO_STORE` (`memory`,
-//! `sqlite://PATH`, `postgres://USER@HOST/DB`, `mysql://USER@HOST/DB`, `redis://HOST:PORT`), `DEMO_MODE` (`per-message`, `per-connection`),
+//! `sqlite://PATH`, `postgres://USER@HOST/DB`, `mysql://USER@HOST/DB`, `redis://HOST:PORT`,
+//! `redis-cluster://HOST:PORT[,HOST:PORT...]`), `DEMO_MODE` (`per-message`, `per-connection`),
 //! `DEMO_SESSION_TTL_SECS` (default 3600), `DEMO_ALLOWED_ORIGINS` (comma-separated; default the
 //! demo's own origin), `DEMO_SIGNING_SECRET` (32+ bytes: sign the session cookie), `DEMO_AUTH_SID=1` (also accept
 //! the cookie's value as `auth: {sid}`), `DEMO_REVALIDATE_SECS` (default 30), `DEMO_ROLLING_MS`
 //! (rolling expiry: socket activity extends the session, one write per interval at most).
-//! With `DEMO_STORE=redis://...` the node joins the others on that Redis (Socket.IO Redis adapter).
+//! With `DEMO_STORE=redis://...` or `redis-cluster://...` the node joins the others on that Redis
+//! (Socket.IO Redis adapter, keyspace notifications). `DEMO_REDIS_REPLICAS=N`: each save waits
+//! until N replicas have it (at most 1 s), so that a failover loses no acknowledged save.
 //! `DEMO_EXPRESS_SECRET=secret1[,secret2]` (with `DEMO_STORE=redis://...`): read an Express app's
 //! sessions (`connect.sid`, connect-redis records) instead of the demo's own.
 //! `DEMO_TRUSTED_PROXIES` (comma-separated IPs/CIDRs of reverse proxies whose
@@ -145,8 +148,21 @@ async fn main() {
         None => DemoStore::open(&store_url).await,
     }
     .unwrap_or_else(|e| fail(e));
+    let store = match env("DEMO_REDIS_REPLICAS") {
+        Some(n) => {
+            let replicas: u32 = n.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+                fail(format!(
+                    "DEMO_REDIS_REPLICAS must be a positive whole number, not `{n}`"
+                ))
+            });
+            store
+                .with_replica_wait(replicas, Duration::from_secs(1))
+                .unwrap_or_else(|e| fail(e))
+        }
+        None => store,
+    };
     opts.express_secrets = express;
-    if store_url.starts_with("redis://") {
+    if store_url.starts_with("redis://") || store_url.starts_with("redis-cluster://") {
         opts.redis_adapter = Some(store_url.clone());
     }
     let app::DemoApp { router, sessions } = app::app(store.clone(), opts.clone())

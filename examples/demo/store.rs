@@ -1,10 +1,10 @@
 //! The demo's store, chosen by `DEMO_STORE`: `memory`, `sqlite://PATH`, `postgres://...`,
-//! `mysql://...` or `redis://HOST:PORT`.
+//! `mysql://...`, `redis://HOST:PORT` or `redis-cluster://HOST:PORT[,HOST:PORT...]`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use socketio_sessions::store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
+use socketio_sessions::store::fred::prelude::ClientLike;
 use socketio_sessions::store::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 use socketio_sessions::store::{
     ConnectRedisStore, MemoryStore, MySqlStore, PostgresStore, RedisStore, SqliteStore,
@@ -57,13 +57,25 @@ impl DemoStore {
             spawn_cleanup(store.clone());
             return Ok(DemoStore::MySql(store));
         }
-        if url.starts_with("redis://") {
-            return Ok(DemoStore::Redis(RedisStore::new(redis_pool(url).await?)));
+        if is_redis(url) {
+            let store = RedisStore::connect(url)
+                .await
+                .map_err(|e| format!("cannot connect to Redis at `{url}`: {e}"))?;
+            return Ok(DemoStore::Redis(store));
         }
         Err(format!(
             "unknown DEMO_STORE `{url}`: use `memory`, `sqlite://PATH`, `postgres://...`, \
-             `mysql://...` or `redis://HOST:PORT`"
+             `mysql://...`, `redis://HOST:PORT` or `redis-cluster://HOST:PORT,HOST:PORT`"
         ))
+    }
+
+    /// Saves wait until `replicas` replicas have them (Redis stores only).
+    pub fn with_replica_wait(self, replicas: u32, timeout: Duration) -> Result<Self, String> {
+        match self {
+            DemoStore::Redis(s) => Ok(DemoStore::Redis(s.with_replica_wait(replicas, timeout))),
+            DemoStore::Express(s) => Ok(DemoStore::Express(s.with_replica_wait(replicas, timeout))),
+            _ => Err("DEMO_REDIS_REPLICAS needs a Redis DEMO_STORE".into()),
+        }
     }
 }
 
@@ -73,32 +85,23 @@ fn spawn_cleanup(store: impl ExpiredDeletion + Clone + 'static) {
     tokio::spawn(store.continuously_delete_expired(Duration::from_secs(60)));
 }
 
-/// A Redis pool that keeps reconnecting forever (the socket side answers
-/// `session_unavailable` meanwhile).
-async fn redis_pool(url: &str) -> Result<Pool, String> {
-    let config = Config::from_url(url).map_err(|e| format!("bad Redis URL: {e}"))?;
-    let policy = ReconnectPolicy::new_constant(0, 200);
-    let pool = Pool::new(config, None, None, Some(policy), 4)
-        .map_err(|e| format!("cannot create the Redis pool: {e}"))?;
-    pool.connect_pool();
-    tokio::time::timeout(Duration::from_secs(5), pool.wait_for_connect())
-        .await
-        .map_err(|_| format!("Redis at {url} did not answer within 5 s"))?
-        .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-    Ok(pool)
+/// `redis://...` (one server) or `redis-cluster://...`.
+fn is_redis(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("redis-cluster://")
 }
 
 impl DemoStore {
     /// The sessions of an Express app (express-session + connect-redis) in the Redis at `url`.
     pub async fn open_express(url: &str) -> Result<Self, String> {
-        if !url.starts_with("redis://") {
+        if !is_redis(url) {
             return Err(format!(
                 "DEMO_EXPRESS_SECRET needs DEMO_STORE=redis://HOST:PORT (connect-redis), not `{url}`"
             ));
         }
-        Ok(DemoStore::Express(ConnectRedisStore::new(
-            redis_pool(url).await?,
-        )))
+        let store = ConnectRedisStore::connect(url)
+            .await
+            .map_err(|e| format!("cannot connect to Redis at `{url}`: {e}"))?;
+        Ok(DemoStore::Express(store))
     }
 
     /// Closes the store's connections (SQLite: lets the file be checkpointed and unlocked).

@@ -7,6 +7,7 @@ use tower_sessions::session_store::SessionStore;
 
 use super::probe::Probe;
 use super::redis::RedisServer;
+use super::redis_cluster::RedisCluster;
 use super::server::cookie_id;
 use super::sql::{SqlDatabase, SqlKind};
 use super::store::DemoStore;
@@ -20,6 +21,9 @@ pub enum Backend {
     Sqlite,
     /// `socketio_sessions::store::RedisStore` on a spawned server (conditional saves).
     Redis,
+    /// `socketio_sessions::store::RedisStore` on a Redis Cluster of the test's own (3 primaries,
+    /// 3 replicas).
+    RedisCluster,
     /// `socketio_sessions::store::PostgresStore` in a database of the test's own.
     Postgres,
     /// `socketio_sessions::store::MySqlStore` in a database of the test's own (MariaDB here).
@@ -38,6 +42,7 @@ pub struct TestStore {
     /// The store of `Backend::PlainMemory`.
     pub plain: Probe<tower_sessions::MemoryStore>,
     pub redis: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
     dir: Option<tempfile::TempDir>,
     /// The runtime the SQL pools' connections live on (see [`Probe::at_home`]).
     home: Option<Home>,
@@ -97,7 +102,7 @@ impl TestStore {
     /// Opens a fresh store; a SQL backend's database on the server at `sql_server` (a URL
     /// without a database) instead of the machine's.
     pub async fn open_on(backend: Backend, sql_server: Option<&str>) -> Option<TestStore> {
-        let (mut database, mut home) = (None, None);
+        let (mut database, mut home, mut cluster) = (None, None, None);
         let (store, redis, dir) = match backend {
             Backend::Postgres | Backend::MySql => {
                 let kind = match backend {
@@ -134,6 +139,12 @@ impl TestStore {
                     None,
                 )
             }
+            Backend::RedisCluster => {
+                let started = RedisCluster::start().await?;
+                let store = DemoStore::open(&started.url()).await.unwrap();
+                cluster = Some(started);
+                (store, None, None)
+            }
         };
         Some(TestStore {
             backend,
@@ -143,6 +154,7 @@ impl TestStore {
             },
             plain: Probe::new(tower_sessions::MemoryStore::default()),
             redis,
+            cluster,
             dir,
             home,
             database,
@@ -154,6 +166,7 @@ impl TestStore {
     pub fn shared_url(&self) -> Option<String> {
         match self.backend {
             Backend::Redis => self.redis.as_ref().map(RedisServer::url),
+            Backend::RedisCluster => self.cluster.as_ref().map(RedisCluster::url),
             Backend::Sqlite => self
                 .sqlite_path()
                 .map(|p| format!("sqlite://{}", p.display())),
@@ -207,9 +220,13 @@ impl TestStore {
         self.store.calls() + self.plain.calls()
     }
 
-    /// Stops the store for real where it can: kills Redis, closes the SQLite pool; the memory
-    /// store cannot stop, so its probe hangs every call.
+    /// Stops the store for real where it can: kills Redis (every node of a cluster), closes the
+    /// SQLite pool; the memory store cannot stop, so its probe hangs every call.
     pub async fn stop(&mut self) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.kill_all();
+            return;
+        }
         match (self.backend, self.redis.as_mut()) {
             (_, Some(redis)) => redis.kill(),
             (Backend::Sqlite | Backend::Postgres | Backend::MySql, None) => {

@@ -6,6 +6,7 @@
 //! - [`required`]: what a missing real part (redis-server, node, chattr) does: skip or fail.
 //! - [`wait`]: how long tests wait, and waiting for a condition instead of sleeping.
 //! - [`redis`]: a `redis-server` of the test's own.
+//! - [`redis_cluster`]: a Redis Cluster of the test's own (3 primaries, 3 replicas).
 //! - [`probe`]: a store wrapper that counts calls and can fail or hang (until healed).
 //! - [`sql`]: a Postgres or MySQL database of the test's own, dropped after.
 //! - [`sql_server`]: a Postgres or MariaDB server of the test's own, to kill and restart.
@@ -27,6 +28,7 @@ pub mod client;
 pub mod probe;
 pub mod process;
 pub mod redis;
+pub mod redis_cluster;
 pub mod required;
 pub mod secrets;
 pub mod server;
@@ -43,6 +45,7 @@ pub use client::{
 };
 pub use probe::Probe;
 pub use redis::{RedisServer, free_port};
+pub use redis_cluster::RedisCluster;
 pub use required::{REQUIRE_ENV, required};
 pub use server::{STORE_TIMEOUT, TestServer, cookie_id, http};
 pub use store::DemoStore;

@@ -26,7 +26,37 @@ impl RedisServer {
         Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
     }
 
+    /// Starts one as a Redis Cluster node (not yet in a cluster: see [`RedisCluster`]), on a
+    /// port whose cluster bus port (+10000) is free too. Its cluster state lives in its own
+    /// directory, so that a restart rejoins the cluster.
+    ///
+    /// [`RedisCluster`]: super::redis_cluster::RedisCluster
+    pub async fn start_cluster_node() -> Option<RedisServer> {
+        Self::start_on(
+            free_cluster_port(),
+            &[
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                // A failover within about 2 s of a primary's death.
+                "--cluster-node-timeout",
+                "1000",
+                // Replicas sync at once instead of 5 s later.
+                "--repl-diskless-sync-delay",
+                "0",
+            ],
+        )
+        .await
+    }
+
     async fn start_with(extra: &[&str]) -> Option<RedisServer> {
+        Self::start_on(free_port(), extra).await
+    }
+
+    async fn start_on(port: u16, extra: &[&str]) -> Option<RedisServer> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -42,7 +72,7 @@ impl RedisServer {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = RedisServer {
-            port: free_port(),
+            port,
             child: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -110,4 +140,16 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+pub fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= u16::MAX - 10_000
+            && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            return port;
+        }
+    }
 }
