@@ -275,3 +275,42 @@ async fn a_primary_killed_under_writes_fails_over_without_losing_acknowledged_sa
         eprintln!("DEL on the new primary ended a socket after {took:?}");
     }
 }
+
+/// A resharding moves a live session's slot to another primary while its sockets are
+/// connected: the `del` the move makes on the old primary ends nothing, the sockets keep
+/// counting (redirections followed), and a `DEL` on the new primary ends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharding_moves_a_live_session_and_notifications_follow_it() {
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    let nodes = nodes_on(&cluster, None).await;
+    let cookie = nodes[0].login("rae").await;
+    let key = cookie_id(&cookie).to_string();
+    let mut sockets = vec![
+        connected(&nodes[0], Transport::Websocket, &cookie).await,
+        connected(&nodes[1], Transport::Polling, &cookie).await,
+    ];
+    for (i, s) in sockets.iter().enumerate() {
+        assert_eq!(s.ack("incr", json!({})).await, json!(i + 1));
+    }
+    let from = cluster.primary_for(&key);
+    let to = (0..cluster.nodes.len())
+        .find(|&i| i != from && cluster.is_primary(i))
+        .expect("another primary");
+    cluster.move_slot_of(&key, to);
+    assert_eq!(cluster.primary_for(&key), to);
+    // Past the deletion grace: a move is not a revocation.
+    for s in &mut sockets {
+        s.no_event("sinvalid", Duration::from_secs(1)).await;
+    }
+    for (i, s) in sockets.iter().enumerate() {
+        assert_eq!(s.ack("incr", json!({})).await, json!(i + 3));
+    }
+    let since = Instant::now();
+    assert_eq!(cluster.nodes[to].cli(&["DEL", &key]).as_deref(), Some("1"));
+    for s in &mut sockets {
+        let took = ended_with(s, "session_revoked", since).await;
+        eprintln!("DEL on the slot's new primary ended a socket after {took:?}");
+    }
+}

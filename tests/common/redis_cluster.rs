@@ -207,3 +207,36 @@ fn parse_line(line: &str) -> Option<NodeLine> {
         slots,
     })
 }
+
+impl RedisCluster {
+    /// Moves the slot of `key` (with its keys) from the primary that serves it to the primary
+    /// at index `to`, as `redis-cli --cluster reshard` does it: importing and migrating marks,
+    /// `MIGRATE` of each key, then the new owner announced to every primary.
+    pub fn move_slot_of(&self, key: &str, to: usize) {
+        let from = self.primary_for(key);
+        assert_ne!(from, to, "the key is on that primary already");
+        let id = |i: usize| {
+            self.nodes[i]
+                .cli(&["CLUSTER", "MYID"])
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let slot = self.nodes[from]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .expect("CLUSTER KEYSLOT");
+        let ok = |answer: Option<String>| assert_eq!(answer.as_deref(), Some("OK"));
+        ok(self.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]));
+        ok(self.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]));
+        let keys = self.nodes[from]
+            .cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "1000"])
+            .expect("CLUSTER GETKEYSINSLOT");
+        let to_port = self.nodes[to].port.to_string();
+        for k in keys.lines().filter(|k| !k.is_empty()) {
+            ok(self.nodes[from].cli(&["MIGRATE", "127.0.0.1", &to_port, k, "0", "5000"]));
+        }
+        for node in &self.nodes {
+            // Replicas refuse SETSLOT; they learn the owner from their primaries.
+            node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+    }
+}
