@@ -4,7 +4,7 @@
 //! ```text
 //! socketio-sessions-bench run [--quick] [--repeats N] [--duration S] [--warmup S]
 //!                             [--conns N] [--window N] [--idle-conns N] [--only S1,S3,...]
-//!                             [--stores memory,sqlite,postgres,mysql,redis] [--sql]
+//!                             [--stores memory,sqlite,postgres,mysql,redis,redis-cluster] [--sql]
 //!                             [--sqlite-pool 1] [--sql-pool 8]
 //!                             [--no-pin] [--keep-logs] [--node-peer DIR]
 //! socketio-sessions-bench load --addr HOST:PORT [--event echo|incr] [--conns N] [--window N]

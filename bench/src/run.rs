@@ -193,6 +193,8 @@ pub(crate) enum Store {
     Postgres,
     MySql,
     Redis,
+    /// A Redis Cluster of 3 primaries (no replicas), started by the run.
+    RedisCluster,
 }
 
 /// When a server under test loads and saves the session for its socket handlers.
@@ -223,6 +225,7 @@ impl Store {
             Store::Postgres => "postgres",
             Store::MySql => "mysql",
             Store::Redis => "redis",
+            Store::RedisCluster => "redis-cluster",
         }
     }
     fn parse(name: &str) -> Option<Store> {
@@ -232,6 +235,7 @@ impl Store {
             Store::Postgres,
             Store::MySql,
             Store::Redis,
+            Store::RedisCluster,
         ]
         .into_iter()
         .find(|s| s.name().eq_ignore_ascii_case(name))
@@ -404,6 +408,7 @@ fn rows(o: &Opts) -> Vec<Row> {
         Ours(PerMessage, Postgres),
         Ours(PerMessage, MySql),
         Ours(PerMessage, Redis),
+        Ours(PerMessage, RedisCluster),
         Node(PerMessage, Memory),
         Node(PerMessage, Redis),
     ] {
@@ -522,6 +527,8 @@ struct Env {
     generator_threads: usize,
     workers: usize,
     redis: Result<(Proc, u16), String>,
+    /// The run's Redis Cluster: its nodes, with their ports.
+    cluster: Result<Vec<(Proc, u16)>, String>,
     node: Result<String, String>,
     /// The run's own database on the machine's Postgres, and on its MariaDB/MySQL.
     postgres: Result<SqlDb, String>,
@@ -569,6 +576,11 @@ impl Env {
         } else {
             Err("not used by this run's rows".into())
         };
+        let cluster = if uses(&rows, Store::RedisCluster) {
+            start_redis_cluster(&logs, aux_cpu).await
+        } else {
+            Err("not used by this run's rows".into())
+        };
         let postgres = if uses(&rows, Store::Postgres) {
             SqlDb::create(SqlKind::Postgres).await
         } else {
@@ -595,6 +607,7 @@ impl Env {
             generator_threads: cpus,
             workers,
             redis,
+            cluster,
             node,
             postgres,
             mysql,
@@ -617,6 +630,9 @@ impl Env {
         if let Ok((redis, _)) = &self.redis {
             pids.push(redis.pid);
         }
+        if let Ok(nodes) = &self.cluster {
+            pids.extend(nodes.iter().map(|(node, _)| node.pid));
+        }
         for db in [&self.postgres, &self.mysql].into_iter().flatten() {
             pids.extend(db.server_pids());
         }
@@ -637,6 +653,15 @@ impl Env {
                 "redis://127.0.0.1:{}",
                 self.redis.as_ref().map(|r| r.1).unwrap_or(0)
             ),
+            Store::RedisCluster => {
+                let nodes: Vec<String> = self
+                    .cluster
+                    .iter()
+                    .flatten()
+                    .map(|(_, port)| format!("127.0.0.1:{port}"))
+                    .collect();
+                format!("redis-cluster://{}", nodes.join(","))
+            }
         }
     }
 
@@ -647,7 +672,7 @@ impl Env {
             Store::Postgres | Store::MySql => {
                 vec!["--sql-pool".into(), self.opts.sql_pool.to_string()]
             }
-            Store::Memory | Store::Redis => Vec::new(),
+            Store::Memory | Store::Redis | Store::RedisCluster => Vec::new(),
         }
     }
 
@@ -659,6 +684,11 @@ impl Env {
         }
         if server.store() == Some(Store::Redis)
             && let Err(e) = &self.redis
+        {
+            return Err(e.clone());
+        }
+        if server.store() == Some(Store::RedisCluster)
+            && let Err(e) = &self.cluster
         {
             return Err(e.clone());
         }
@@ -958,6 +988,9 @@ pub(crate) async fn main(opts: Opts) -> Result<bool, String> {
     run_idle_memory_scenario(&env, &rows, &mut measured).await;
     if let Ok((redis, _)) = env.redis {
         redis.kill().await;
+    }
+    for (node, _) in env.cluster.into_iter().flatten() {
+        node.kill().await;
     }
     // Every server is stopped: the run's databases go.
     let mut cleanup_problems = Vec::new();
@@ -1554,6 +1587,98 @@ async fn start_redis(logs: &Path, cpu: Option<usize>) -> Result<(Proc, u16), Str
     }
 }
 
+/// A Redis Cluster of 3 primaries without replicas, on the redis-server's core: what S3 runs
+/// against to compare a cluster with one Redis.
+async fn start_redis_cluster(logs: &Path, cpu: Option<usize>) -> Result<Vec<(Proc, u16)>, String> {
+    procs::runs("redis-cli")
+        .await
+        .map_err(|e| format!("redis-cli is not available: {e}"))?;
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        // The cluster bus listens on the port + 10000.
+        let port = loop {
+            let port = procs::free_port()?;
+            if port <= u16::MAX - 10_000
+                && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+            {
+                break port;
+            }
+        };
+        let dir = logs.join(format!("redis-cluster-{i}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(["--daemonize".to_owned(), "no".to_owned()]);
+        let proc = Proc::spawn(Spawn {
+            name: &format!("redis-cluster-{i}"),
+            program: Path::new("redis-server"),
+            args,
+            cpu,
+            dir: Some(&dir),
+            logs,
+            stdin: false,
+        })?;
+        nodes.push((proc, port));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (_, port) in &nodes {
+        while !http::redis_command(*port, &["PING"])
+            .await
+            .is_ok_and(|pong| pong == "+PONG")
+        {
+            if Instant::now() > deadline {
+                return Err(format!("cluster node on port {port} did not answer"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let created = tokio::process::Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(nodes.iter().map(|(_, port)| format!("127.0.0.1:{port}")))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .await
+        .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
+    if !created.status.success() {
+        return Err(format!(
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        ));
+    }
+    for (_, port) in &nodes {
+        loop {
+            let info = tokio::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "CLUSTER", "INFO"])
+                .output()
+                .await
+                .map_err(|e| format!("redis-cli: {e}"))?;
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the cluster was not ok on port {port} within 10 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(nodes)
+}
+
 async fn redis_ceiling(
     env: &Env,
     port: u16,
@@ -2099,6 +2224,22 @@ fn targets(
             );
         }
         _ => {}
+    }
+    if let (Some(cluster), Some(one)) = (
+        get(Scenario::Increment, Ours(PerMessage, RedisCluster)),
+        get(Scenario::Increment, Ours(PerMessage, Redis)),
+    ) && one.value > 0.0
+    {
+        let _ = writeln!(
+            t,
+            "- S3 per-message on a 3-primary Redis Cluster against one Redis: {} msg/s = {:.2} ×{} — reported (no target)",
+            thousands(cluster.value),
+            cluster.value / one.value,
+            spread(
+                &runs(Scenario::Increment, Ours(PerMessage, RedisCluster)),
+                &runs(Scenario::Increment, Ours(PerMessage, Redis))
+            ),
+        );
     }
     // Each SQL store against its raw loop: SQLite has a target (issue #18), the servers of the
     // machine are reported.

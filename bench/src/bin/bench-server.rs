@@ -15,6 +15,7 @@
 //! ```text
 //! bench-server --kind b0|sessions --mode per-connection|per-message
 //!              --store memory|sqlite://PATH|postgres://...|mysql://.../DB|redis://HOST:PORT
+//!                      |redis-cluster://HOST:PORT,HOST:PORT
 //!              [--addr 127.0.0.1:0] [--workers 1] [--max-buffer-size 1024] [--redis-pool 4]
 //!              [--sqlite-pool 1] [--sql-pool 8]
 //! bench-server --kind ceiling --store sqlite://PATH|postgres://...|mysql://.../DB
@@ -46,7 +47,7 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketio_sessions::store::fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
+use socketio_sessions::store::fred::prelude::{ClientLike, Pool, ReconnectPolicy};
 use socketio_sessions::store::sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use socketio_sessions::store::sqlx::postgres::PgPoolOptions;
 use socketio_sessions::store::sqlx::sqlite::{
@@ -315,8 +316,8 @@ async fn sessions_app(args: &Args, origin: &str) -> Result<Router, BoxError> {
                 SocketSessions::builder(store)
             }
         }
-    } else if args.store.starts_with("redis://") {
-        let config = Config::from_url(&args.store)?;
+    } else if args.store.starts_with("redis://") || args.store.starts_with("redis-cluster://") {
+        let config = socketio_sessions::store::redis_config(&args.store)?;
         let policy = ReconnectPolicy::new_constant(0, 200);
         let pool = Pool::new(config, None, None, Some(policy), args.redis_pool)?;
         pool.connect_pool();
