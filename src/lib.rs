@@ -42,7 +42,7 @@
 //! |---|---|
 //! | (none) | [`store::MemoryStore`], everything else |
 //! | `sqlite` | `store::SqliteStore` and the `store::sqlx` re-export |
-//! | `redis` | `store::RedisStore`, `store::ConnectRedisStore` (Express sessions), the `store::fred` re-export, `SocketSessions::watch_redis` |
+//! | `redis` | `store::RedisStore`, `store::ConnectRedisStore` (Express sessions), on one Redis or a Redis Cluster (`store::redis_config`), the `store::fred` re-export, `SocketSessions::watch_redis` |
 //! | `axum-login` | `SocketSessionsBuilder::with_axum_login`, the `SocketAuth` extractor, the `axum_login` re-export |
 //!
 //! ## How it fits together

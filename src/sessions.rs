@@ -305,6 +305,12 @@ impl SocketSessions {
     /// and then sweeps this node's sessions once, ending the sockets whose records went away
     /// meanwhile. Periodic revalidation stays on as a fallback unless turned off. The task ends
     /// at [`shutdown`](Self::shutdown).
+    ///
+    /// With a cluster `config` (e.g. from [`store::redis_config`](crate::store::redis_config)
+    /// with `redis-cluster://...`), every primary is subscribed to (a node publishes only its own
+    /// keys' events), the cluster's layout is read every second, new primaries (after a
+    /// failover) are subscribed to and former ones dropped, and each change is followed by one
+    /// sweep.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn watch_redis(
