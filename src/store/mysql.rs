@@ -3,8 +3,7 @@
 
 use tower_sessions_sqlx_store::sqlx::{self, MySqlPool};
 
-use super::sql::{Dialect, Statements, conditional_sql_store, identifier};
-use crate::error::ConfigError;
+use super::sql::{Dialect, Statements, conditional_sql_store};
 
 /// Sessions in MySQL or MariaDB, with conditional saves, in the schema, table and encoding of
 /// `tower_sessions_sqlx_store::MySqlStore` (`` `tower_sessions`.`session` `` by default): records written by it stay
@@ -67,43 +66,12 @@ impl MySqlStore {
         store.migrate().await?;
         Ok(store)
     }
-
-    /// Uses the schema `name` instead of `tower_sessions` (ASCII letters, digits,
-    /// underscores).
-    pub fn with_schema_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let name = identifier(name.as_ref())?;
-        self.inner =
-            self.inner
-                .with_schema_name(name)
-                .map_err(|_| ConfigError::InvalidTableName {
-                    name: name.to_owned(),
-                })?;
-        self.statements = self.statements.with_schema(name);
-        Ok(self)
-    }
-
-    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
-    pub fn with_table_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let name = identifier(name.as_ref())?;
-        self.inner =
-            self.inner
-                .with_table_name(name)
-                .map_err(|_| ConfigError::InvalidTableName {
-                    name: name.to_owned(),
-                })?;
-        self.statements = self.statements.with_table(name);
-        Ok(self)
-    }
-
-    /// Creates the schema and the table if they are missing.
-    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
-        self.inner.migrate().await
-    }
-
-    /// The pool, e.g. to close it.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
 }
 
-conditional_sql_store!(MySqlStore);
+conditional_sql_store!(
+    MySqlStore,
+    MySqlPool,
+    schema,
+    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
+    with_table_name
+);

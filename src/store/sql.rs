@@ -108,9 +108,77 @@ pub(super) fn identifier(name: &str) -> Result<&str, ConfigError> {
 
 /// Implements `SessionStore` (handed to the upstream store in `self.inner`, so unconditional
 /// writers use exactly its format), `ExpiredDeletion`, and `ConditionalStore` from
-/// `self.statements` on `self.pool`.
+/// `self.statements` on `self.pool`, and the builder methods every SQL store shares:
+/// `with_table_name` (its doc comment is the caller's, as the default table differs),
+/// `migrate` and `pool`. With `schema` (Postgres, MySQL), also `with_schema_name`.
+///
+/// `with_*_name` check the name with [`identifier`] before handing it to the upstream store,
+/// whose own check (tower-sessions-sqlx-store 0.15) is looser, so it never refuses the name:
+/// SQLite takes ASCII letters, digits, `-` and `_`; Postgres and MySQL a Unicode letter or `_`
+/// first, then Unicode letters and digits, `_` and `$`.
 macro_rules! conditional_sql_store {
-    ($store:ty) => {
+    ($store:ty, $pool:ty, schema, $(#[$table_doc:meta])* with_table_name) => {
+        impl $store {
+            /// Uses the schema `name` instead of `tower_sessions` (ASCII letters, digits,
+            /// underscores).
+            pub fn with_schema_name(
+                mut self,
+                name: impl AsRef<str>,
+            ) -> Result<Self, $crate::error::ConfigError> {
+                let name = $crate::store::sql::identifier(name.as_ref())?;
+                self.inner = self
+                    .inner
+                    .with_schema_name(name)
+                    .expect("a name that passed identifier() passes upstream's looser check");
+                self.statements = self.statements.with_schema(name);
+                Ok(self)
+            }
+        }
+
+        $crate::store::sql::conditional_sql_store!(
+            @store $store,
+            $pool,
+            "Creates the schema and the table if they are missing.",
+            $(#[$table_doc])*
+            with_table_name
+        );
+    };
+    ($store:ty, $pool:ty, $(#[$table_doc:meta])* with_table_name) => {
+        $crate::store::sql::conditional_sql_store!(
+            @store $store,
+            $pool,
+            "Creates the table if it is missing.",
+            $(#[$table_doc])*
+            with_table_name
+        );
+    };
+    (@store $store:ty, $pool:ty, $migrate_doc:literal, $(#[$table_doc:meta])* with_table_name) => {
+        impl $store {
+            $(#[$table_doc])*
+            pub fn with_table_name(
+                mut self,
+                name: impl AsRef<str>,
+            ) -> Result<Self, $crate::error::ConfigError> {
+                let name = $crate::store::sql::identifier(name.as_ref())?;
+                self.inner = self
+                    .inner
+                    .with_table_name(name)
+                    .expect("a name that passed identifier() passes upstream's looser check");
+                self.statements = self.statements.with_table(name);
+                Ok(self)
+            }
+
+            #[doc = $migrate_doc]
+            pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+                self.inner.migrate().await
+            }
+
+            /// The pool, e.g. to close it.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+        }
+
         $crate::store::delegate_session_store!($store);
 
         #[async_trait::async_trait]
