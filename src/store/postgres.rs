@@ -6,8 +6,8 @@ use tower_sessions_sqlx_store::sqlx::{self, PgPool};
 use super::sql::{Dialect, Statements, conditional_sql_store};
 
 /// Sessions in Postgres, with conditional saves, in the schema, table and encoding of
-/// `tower_sessions_sqlx_store::PostgresStore` (`"tower_sessions"."session"` by default): records written by it stay
-/// readable, and the other way round, with no migration.
+/// `tower_sessions_sqlx_store::PostgresStore` (`"tower_sessions"."session"` by default):
+/// records written by it stay readable, and the other way round, with no migration.
 ///
 /// Expired records stay in the table until deleted: run the cleanup task beside the server.
 ///
@@ -28,8 +28,8 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// A store over a pool, using `"tower_sessions"."session"`; call [`migrate`](Self::migrate) once to
-    /// create it.
+    /// A store over a pool, using `"tower_sessions"."session"`; call
+    /// [`migrate`](Self::migrate) once to create it.
     pub fn new(pool: PgPool) -> Self {
         PostgresStore {
             inner: tower_sessions_sqlx_store::PostgresStore::new(pool.clone()),
