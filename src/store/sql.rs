@@ -18,6 +18,8 @@ pub(super) struct Statements {
     /// Read only to rename the schema, which SQLite has not.
     #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     table: String,
+    /// The table as the statements name it: quoted and in its schema (SQLite: bare).
+    qualified: String,
     /// The stored bytes of a live record. Binds: id, now.
     pub(super) load: String,
     /// The compare-and-set. Binds: new data, new expiry, id, expected data, now.
@@ -77,6 +79,7 @@ impl Statements {
                 p(1),
                 p(2)
             ),
+            qualified: table,
         }
     }
 
@@ -90,6 +93,29 @@ impl Statements {
     pub(super) fn with_table(&self, table: &str) -> Self {
         Statements::new(self.dialect, &self.schema, table)
     }
+
+    /// The statements as the stores' hidden `statements()` hands them out.
+    pub(super) fn borrowed(&self) -> SqlStatements<'_> {
+        SqlStatements {
+            table: &self.qualified,
+            load: &self.load,
+            update_if: &self.update_if,
+        }
+    }
+}
+
+/// Not public API, and it may change in any release: the SQL a store runs, for the benchmark's
+/// ceiling (`bench/`), which times the store's own load and compare-and-set on the database
+/// without the rest of the crate and must not drift from them.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct SqlStatements<'a> {
+    /// The sessions table as the statements name it: quoted and in its schema (SQLite: bare).
+    pub table: &'a str,
+    /// The stored bytes of a live record. Binds: id, now.
+    pub load: &'a str,
+    /// The compare-and-set. Binds: new data, new expiry, id, expected data, now.
+    pub update_if: &'a str,
 }
 
 /// Checks a table or schema name before it is written into a statement: ASCII letters, digits
@@ -110,7 +136,8 @@ pub(super) fn identifier(name: &str) -> Result<&str, ConfigError> {
 /// writers use exactly its format), `ExpiredDeletion`, and `ConditionalStore` from
 /// `self.statements` on `self.pool`, and the builder methods every SQL store shares:
 /// `with_table_name` (its doc comment is the caller's, as the default table differs),
-/// `migrate` and `pool`. With `schema` (Postgres, MySQL), also `with_schema_name`.
+/// `migrate` and `pool`. With `schema` (Postgres, MySQL), also `with_schema_name`. And the
+/// hidden `statements()` the benchmark's ceiling runs.
 ///
 /// `with_*_name` check the name with [`identifier`] before handing it to the upstream store,
 /// whose own check (tower-sessions-sqlx-store 0.15) is looser, so it never refuses the name:
@@ -176,6 +203,14 @@ macro_rules! conditional_sql_store {
             /// The pool, e.g. to close it.
             pub fn pool(&self) -> &$pool {
                 &self.pool
+            }
+        }
+
+        #[doc(hidden)]
+        impl $store {
+            /// Not public API: the statements this store runs, for the benchmark's ceiling.
+            pub fn statements(&self) -> $crate::store::SqlStatements<'_> {
+                self.statements.borrowed()
             }
         }
 
