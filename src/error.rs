@@ -59,7 +59,8 @@ pub enum ConfigError {
     },
 }
 
-/// Why a Socket.IO connection was refused its session (Node's socket.io-sessions called this `sinvalid`).
+/// Why a Socket.IO connection was refused its session (Node's socket.io-sessions called this
+/// `sinvalid`).
 ///
 /// The client sees only [`InvalidReason::client_message`]: `session_invalid` or
 /// `session_unavailable`. The finer reason is for the server's hook and logs.

@@ -29,9 +29,10 @@
 //!
 //! ## Watching it run
 //!
-//! With the `metrics` feature, counters, gauges and histograms go through the [`metrics`](https://docs.rs/metrics)
-//! facade to whatever recorder the app installs (README lists every name). Connects and
-//! handlers run in `tracing` spans that carry the session's [`SessionTag`], never its id.
+//! With the `metrics` feature, counters, gauges and histograms go through the
+//! [`metrics`](https://docs.rs/metrics) facade to whatever recorder the app installs (README
+//! lists every name). Connects and handlers run in `tracing` spans that carry the session's
+//! [`SessionTag`], never its id.
 //! See [`SocketSessions`] for a complete app, and `examples/minimal.rs` (SQLite, login and
 //! logout, per-connection mode, graceful shutdown) and `examples/axum_login.rs` in the
 //! repository for runnable ones.

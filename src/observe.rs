@@ -1,8 +1,8 @@
 //! What an operator can watch: counters, gauges and histograms through the [`metrics`] facade
 //! (feature `metrics`; the app installs the recorder and exporter it likes, before `build()`:
-//! a gauge's units taken before the recorder exists are given back to it later, negative). Every name is here,
-//! so that README's table and the code cannot drift apart. Without the feature each function is
-//! empty and compiles to nothing.
+//! a gauge's units taken before the recorder exists are given back to it later, negative).
+//! Every name is here, so that README's table and the code cannot drift apart. Without the
+//! feature each function is empty and compiles to nothing.
 //!
 //! [`metrics`]: https://docs.rs/metrics
 

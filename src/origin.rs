@@ -176,7 +176,8 @@ impl OriginPolicy {
     /// # Examples
     /// ```
     /// use socketio_sessions::OriginPolicy;
-    /// let policy = OriginPolicy::allow_list(["https://app.example.com", "https://*.example.org"]).unwrap();
+    /// let policy =
+    ///     OriginPolicy::allow_list(["https://app.example.com", "https://*.example.org"]).unwrap();
     /// assert!(policy.allows(Some("https://app.example.com")));
     /// assert!(policy.allows(Some("https://eu.example.org")));
     /// assert!(!policy.allows(Some("https://evil.example.com")));

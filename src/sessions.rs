@@ -130,7 +130,8 @@ impl SocketSessions {
     ///
     /// # Examples
     /// ```
-    /// let sessions = socketio_sessions::SocketSessions::builder(socketio_sessions::store::MemoryStore::default())
+    /// use socketio_sessions::{SocketSessions, store::MemoryStore};
+    /// let sessions = SocketSessions::builder(MemoryStore::default())
     ///     .with_allowed_origins(["http://localhost:3000"])
     ///     .build()
     ///     .unwrap();
@@ -274,9 +275,9 @@ impl SocketSessions {
         self.connect.registry.len()
     }
 
-    /// The store for the app's `SessionManagerLayer` (with [`HttpScopeLayer`](crate::HttpScopeLayer)
-    /// around it), so that logout, id rotation and HTTP-side writes reach the sockets. See
-    /// [`HttpStore`].
+    /// The store for the app's `SessionManagerLayer` (with
+    /// [`HttpScopeLayer`](crate::HttpScopeLayer) around it), so that logout, id rotation and
+    /// HTTP-side writes reach the sockets. See [`HttpStore`].
     pub fn http_store(&self) -> HttpStore {
         HttpStore::new(
             self.connect.store.clone(),
@@ -478,8 +479,9 @@ impl SocketSessionsBuilder {
 
     /// Reads the sessions of an Express app instead: express-session's signed cookie (named
     /// `connect.sid` unless [`with_cookie_name`](Self::with_cookie_name) says otherwise), verified
-    /// with these secrets. Use it with [`store::ConnectRedisStore`](crate::store::ConnectRedisStore)
-    /// over the app's connect-redis database.
+    /// with these secrets. Use it with
+    /// [`store::ConnectRedisStore`](crate::store::ConnectRedisStore) over the app's connect-redis
+    /// database.
     pub fn with_express(mut self, secrets: ExpressSecrets) -> Self {
         if self.config.cookie_name == "id" {
             self.config.cookie_name = "connect.sid".into();
@@ -766,11 +768,11 @@ impl SocketSessionsBuilder {
     }
 
     /// Per-message mode: the most handlers of one session that may wait for its turn on this
-    /// node (default 512):
-    /// past it, a handler's first session call fails at once with [`SessionError::Busy`], so
-    /// that one socket flooding events cannot queue unbounded work. A socket with more events
-    /// refused than this (and at least 256) within one second is disconnected: every packet it still has buffered
-    /// is then dropped without running a handler.
+    /// node (default 512): past it, a handler's first session call fails at once with
+    /// [`SessionError::Busy`], so that one socket flooding events cannot queue unbounded work. A
+    /// socket with more events refused than this (and at least 256) within one second is
+    /// disconnected: every packet it still has buffered is then dropped without running a
+    /// handler.
     pub fn with_max_waiting_handlers(mut self, max: usize) -> Self {
         self.config.max_waiting_handlers = max;
         self

@@ -34,6 +34,15 @@ async fn hammer(server: &TestServer, cookie: &str, n: usize, per_socket: usize) 
     sockets
 }
 
+/// A record not yet stored, `{"n": 1}`, expiring in an hour.
+fn fresh_record() -> Record {
+    Record {
+        id: Id::default(),
+        data: [("n".to_owned(), json!(1))].into_iter().collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    }
+}
+
 mod cases {
     use super::*;
 
@@ -44,11 +53,7 @@ mod cases {
             return;
         };
         let store = &st.store;
-        let mut record = Record {
-            id: Id::default(),
-            data: [("n".to_owned(), json!(1))].into_iter().collect(),
-            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        };
+        let mut record = fresh_record();
         store.create(&mut record).await.unwrap();
         let id = record.id;
         let first = store.load_versioned(&id).await.unwrap().unwrap();
@@ -96,11 +101,7 @@ mod cases {
             return;
         };
         let store = &st.store;
-        let mut record = Record {
-            id: Id::default(),
-            data: [("n".to_owned(), json!(1))].into_iter().collect(),
-            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        };
+        let mut record = fresh_record();
         store.create(&mut record).await.unwrap();
         let read = store.load_versioned(&record.id).await.unwrap().unwrap();
         let SaveOutcome::Saved(same) = store.save_if(&read.record, &read.version).await.unwrap()

@@ -69,6 +69,24 @@ async fn succeed(s: &TestSocket, want: usize, within: Duration) -> Vec<u64> {
     acked
 }
 
+/// While the store cannot answer: `writes` `incr`s on `s` are each refused with
+/// `session_unavailable` within the timeout, and so is a new socket of the same session.
+async fn refused_meanwhile(server: &TestServer, s: &TestSocket, cookie: &str, writes: usize) {
+    for _ in 0..writes {
+        let (result, took) = incr(s).await;
+        assert_eq!(result, Err("session_unavailable".to_owned()));
+        assert!(took <= REFUSED_WITHIN, "an error took {took:?}");
+    }
+    let sent = Instant::now();
+    let refused = dial(server, Transport::Websocket, cookie).await;
+    assert_eq!(
+        refused.outcome,
+        Outcome::Refused("session_unavailable".into())
+    );
+    assert!(sent.elapsed() <= REFUSED_WITHIN);
+    refused.close().await;
+}
+
 /// Every acknowledged count is one more than the one before (none lost, none counted twice),
 /// and the store holds at least the last one.
 async fn check_counts(st: &TestStore, cookie: &str, acked: &[u64]) {
@@ -124,19 +142,7 @@ mod cases {
         tokio::time::sleep(Duration::from_millis(200)).await;
         tokio::task::block_in_place(|| db.kill());
         // While it is down: every write is refused in time, and so is a new socket.
-        for _ in 0..3 {
-            let (result, took) = incr(&s).await;
-            assert_eq!(result, Err("session_unavailable".to_owned()));
-            assert!(took <= REFUSED_WITHIN, "an error took {took:?}");
-        }
-        let sent = Instant::now();
-        let refused = dial(&server, Transport::Websocket, &cookie).await;
-        assert_eq!(
-            refused.outcome,
-            Outcome::Refused("session_unavailable".into())
-        );
-        assert!(sent.elapsed() <= REFUSED_WITHIN);
-        refused.close().await;
+        refused_meanwhile(&server, &s, &cookie, 3).await;
 
         db.restart().await;
         // Back without restarting the app: the same socket, a new one, and HTTP.
@@ -192,19 +198,7 @@ mod cases {
         let mut acked = succeed(&s, 5, SOON).await;
 
         let lock = TableLock::take(&st).await;
-        for _ in 0..2 {
-            let (result, took) = incr(&s).await;
-            assert_eq!(result, Err("session_unavailable".to_owned()));
-            assert!(took <= REFUSED_WITHIN, "an error took {took:?}");
-        }
-        let sent = Instant::now();
-        let refused = dial(&server, Transport::Websocket, &cookie).await;
-        assert_eq!(
-            refused.outcome,
-            Outcome::Refused("session_unavailable".into())
-        );
-        assert!(sent.elapsed() <= REFUSED_WITHIN);
-        refused.close().await;
+        refused_meanwhile(&server, &s, &cookie, 2).await;
         lock.release().await;
 
         acked.extend(succeed(&s, 5, Duration::from_secs(30)).await);

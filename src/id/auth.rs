@@ -1,6 +1,6 @@
-//! The client model of Node's socket.io-sessions: the session id in the Socket.IO `auth` payload, `{"sid": "..."}`,
-//! for clients that cannot send cookies. Off unless enabled, since a JS-readable session id is
-//! easier to steal than an HttpOnly cookie.
+//! The client model of Node's socket.io-sessions: the session id in the Socket.IO `auth`
+//! payload, `{"sid": "..."}`, for clients that cannot send cookies. Off unless enabled, since a
+//! JS-readable session id is easier to steal than an HttpOnly cookie.
 
 use std::sync::Arc;
 

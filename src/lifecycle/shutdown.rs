@@ -19,7 +19,8 @@ pub struct ShutdownReport {
 }
 
 impl Lifecycle {
-    /// Stops the node's session work; see [`SocketSessions::shutdown`](crate::SocketSessions::shutdown).
+    /// Stops the node's session work; see
+    /// [`SocketSessions::shutdown`](crate::SocketSessions::shutdown).
     pub(crate) async fn shutdown(&self) -> ShutdownReport {
         if self.stop.stop() {
             return ShutdownReport {

@@ -1,9 +1,9 @@
 //! A socket that keeps sending events its session has no room for: each is refused at once,
 //! and once more are refused within a second than the session's queue holds, the client is not
 //! backing off but flooding, and its socket is disconnected (no `sinvalid`: the session is
-//! fine, the client is not, and socket.io-client does not reconnect after a server disconnect). Every packet still buffered for it
-//! is then dropped by socketioxide without spawning a handler, which is what keeps a flood's
-//! memory and CPU from reaching the other sessions.
+//! fine, the client is not, and socket.io-client does not reconnect after a server disconnect).
+//! Every packet still buffered for it is then dropped by socketioxide without spawning a
+//! handler, which is what keeps a flood's memory and CPU from reaching the other sessions.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

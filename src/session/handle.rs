@@ -289,7 +289,8 @@ impl SocketSession {
     /// then if needed).
     ///
     /// ```no_run
-    /// # async fn f(session: socketio_sessions::SocketSession) -> Result<(), socketio_sessions::SessionError> {
+    /// # use socketio_sessions::{SessionError, SocketSession};
+    /// # async fn f(session: SocketSession) -> Result<(), SessionError> {
     /// let count: u64 = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
     /// # Ok(()) }
     /// ```

@@ -3,12 +3,11 @@
 
 use tower_sessions_sqlx_store::sqlx::{self, MySqlPool};
 
-use super::sql::{Dialect, Statements, conditional_sql_store, identifier};
-use crate::error::ConfigError;
+use super::sql::{Dialect, Statements, conditional_sql_store};
 
 /// Sessions in MySQL or MariaDB, with conditional saves, in the schema, table and encoding of
-/// `tower_sessions_sqlx_store::MySqlStore` (`` `tower_sessions`.`session` `` by default): records written by it stay
-/// readable, and the other way round, with no migration.
+/// `tower_sessions_sqlx_store::MySqlStore` (`` `tower_sessions`.`session` `` by default):
+/// records written by it stay readable, and the other way round, with no migration.
 ///
 /// Where the table lives: [`new`](Self::new) uses upstream's place, the database
 /// `tower_sessions`; [`connect`](Self::connect) puts it in the URL's database instead. An app
@@ -34,8 +33,8 @@ pub struct MySqlStore {
 }
 
 impl MySqlStore {
-    /// A store over a pool, using `` `tower_sessions`.`session` ``; call [`migrate`](Self::migrate) once to
-    /// create it.
+    /// A store over a pool, using `` `tower_sessions`.`session` ``; call
+    /// [`migrate`](Self::migrate) once to create it.
     pub fn new(pool: MySqlPool) -> Self {
         MySqlStore {
             inner: tower_sessions_sqlx_store::MySqlStore::new(pool.clone()),
@@ -46,10 +45,10 @@ impl MySqlStore {
 
     /// Connects to `url` with a pool of 8 connections that gives up on a connection after
     /// 2 s (so that a database that went away is noticed within a store timeout), and creates
-    /// the table if it is missing. The table goes into the URL's database
-    /// (upstream's default is a database of its own, `tower_sessions`, which an app's user may
-    /// not be allowed to create); without one in the URL, into `tower_sessions`. For other pool settings, build a [`MySqlPool`] and
-    /// use [`new`](Self::new).
+    /// the table if it is missing. The table goes into the URL's database (upstream's default
+    /// is a database of its own, `tower_sessions`, which an app's user may not be allowed to
+    /// create); without one in the URL, into `tower_sessions`. For other pool settings, build a
+    /// [`MySqlPool`] and use [`new`](Self::new).
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         let options: sqlx::mysql::MySqlConnectOptions = url.parse()?;
         let database = options.get_database().map(str::to_owned);
@@ -67,43 +66,12 @@ impl MySqlStore {
         store.migrate().await?;
         Ok(store)
     }
-
-    /// Uses the schema `name` instead of `tower_sessions` (ASCII letters, digits,
-    /// underscores).
-    pub fn with_schema_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let name = identifier(name.as_ref())?;
-        self.inner =
-            self.inner
-                .with_schema_name(name)
-                .map_err(|_| ConfigError::InvalidTableName {
-                    name: name.to_owned(),
-                })?;
-        self.statements = self.statements.with_schema(name);
-        Ok(self)
-    }
-
-    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
-    pub fn with_table_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let name = identifier(name.as_ref())?;
-        self.inner =
-            self.inner
-                .with_table_name(name)
-                .map_err(|_| ConfigError::InvalidTableName {
-                    name: name.to_owned(),
-                })?;
-        self.statements = self.statements.with_table(name);
-        Ok(self)
-    }
-
-    /// Creates the schema and the table if they are missing.
-    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
-        self.inner.migrate().await
-    }
-
-    /// The pool, e.g. to close it.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
 }
 
-conditional_sql_store!(MySqlStore);
+conditional_sql_store!(
+    MySqlStore,
+    MySqlPool,
+    schema,
+    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
+    with_table_name
+);

@@ -3,12 +3,11 @@
 
 use tower_sessions_sqlx_store::sqlx::{self, PgPool};
 
-use super::sql::{Dialect, Statements, conditional_sql_store, identifier};
-use crate::error::ConfigError;
+use super::sql::{Dialect, Statements, conditional_sql_store};
 
 /// Sessions in Postgres, with conditional saves, in the schema, table and encoding of
-/// `tower_sessions_sqlx_store::PostgresStore` (`"tower_sessions"."session"` by default): records written by it stay
-/// readable, and the other way round, with no migration.
+/// `tower_sessions_sqlx_store::PostgresStore` (`"tower_sessions"."session"` by default):
+/// records written by it stay readable, and the other way round, with no migration.
 ///
 /// Expired records stay in the table until deleted: run the cleanup task beside the server.
 ///
@@ -29,8 +28,8 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// A store over a pool, using `"tower_sessions"."session"`; call [`migrate`](Self::migrate) once to
-    /// create it.
+    /// A store over a pool, using `"tower_sessions"."session"`; call
+    /// [`migrate`](Self::migrate) once to create it.
     pub fn new(pool: PgPool) -> Self {
         PostgresStore {
             inner: tower_sessions_sqlx_store::PostgresStore::new(pool.clone()),
@@ -54,43 +53,12 @@ impl PostgresStore {
         store.migrate().await?;
         Ok(store)
     }
-
-    /// Uses the schema `name` instead of `tower_sessions` (ASCII letters, digits,
-    /// underscores).
-    pub fn with_schema_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let name = identifier(name.as_ref())?;
-        self.inner =
-            self.inner
-                .with_schema_name(name)
-                .map_err(|_| ConfigError::InvalidTableName {
-                    name: name.to_owned(),
-                })?;
-        self.statements = self.statements.with_schema(name);
-        Ok(self)
-    }
-
-    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
-    pub fn with_table_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let name = identifier(name.as_ref())?;
-        self.inner =
-            self.inner
-                .with_table_name(name)
-                .map_err(|_| ConfigError::InvalidTableName {
-                    name: name.to_owned(),
-                })?;
-        self.statements = self.statements.with_table(name);
-        Ok(self)
-    }
-
-    /// Creates the schema and the table if they are missing.
-    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
-        self.inner.migrate().await
-    }
-
-    /// The pool, e.g. to close it.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
-conditional_sql_store!(PostgresStore);
+conditional_sql_store!(
+    PostgresStore,
+    PgPool,
+    schema,
+    /// Uses the table `name` instead of `session` (ASCII letters, digits, underscores).
+    with_table_name
+);

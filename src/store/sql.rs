@@ -18,6 +18,8 @@ pub(super) struct Statements {
     /// Read only to rename the schema, which SQLite has not.
     #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     table: String,
+    /// The table as the statements name it: quoted and in its schema (SQLite: bare).
+    qualified: String,
     /// The stored bytes of a live record. Binds: id, now.
     pub(super) load: String,
     /// The compare-and-set. Binds: new data, new expiry, id, expected data, now.
@@ -77,6 +79,7 @@ impl Statements {
                 p(1),
                 p(2)
             ),
+            qualified: table,
         }
     }
 
@@ -90,6 +93,29 @@ impl Statements {
     pub(super) fn with_table(&self, table: &str) -> Self {
         Statements::new(self.dialect, &self.schema, table)
     }
+
+    /// The statements as the stores' hidden `statements()` hands them out.
+    pub(super) fn borrowed(&self) -> SqlStatements<'_> {
+        SqlStatements {
+            table: &self.qualified,
+            load: &self.load,
+            update_if: &self.update_if,
+        }
+    }
+}
+
+/// Not public API, and it may change in any release: the SQL a store runs, for the benchmark's
+/// ceiling (`bench/`), which times the store's own load and compare-and-set on the database
+/// without the rest of the crate and must not drift from them.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct SqlStatements<'a> {
+    /// The sessions table as the statements name it: quoted and in its schema (SQLite: bare).
+    pub table: &'a str,
+    /// The stored bytes of a live record. Binds: id, now.
+    pub load: &'a str,
+    /// The compare-and-set. Binds: new data, new expiry, id, expected data, now.
+    pub update_if: &'a str,
 }
 
 /// Checks a table or schema name before it is written into a statement: ASCII letters, digits
@@ -108,9 +134,86 @@ pub(super) fn identifier(name: &str) -> Result<&str, ConfigError> {
 
 /// Implements `SessionStore` (handed to the upstream store in `self.inner`, so unconditional
 /// writers use exactly its format), `ExpiredDeletion`, and `ConditionalStore` from
-/// `self.statements` on `self.pool`.
+/// `self.statements` on `self.pool`, and the builder methods every SQL store shares:
+/// `with_table_name` (its doc comment is the caller's, as the default table differs),
+/// `migrate` and `pool`. With `schema` (Postgres, MySQL), also `with_schema_name`. And the
+/// hidden `statements()` the benchmark's ceiling runs.
+///
+/// `with_*_name` check the name with [`identifier`] before handing it to the upstream store,
+/// whose own check (tower-sessions-sqlx-store 0.15) is looser, so it never refuses the name:
+/// SQLite takes ASCII letters, digits, `-` and `_`; Postgres and MySQL a Unicode letter or `_`
+/// first, then Unicode letters and digits, `_` and `$`.
 macro_rules! conditional_sql_store {
-    ($store:ty) => {
+    ($store:ty, $pool:ty, schema, $(#[$table_doc:meta])* with_table_name) => {
+        impl $store {
+            /// Uses the schema `name` instead of `tower_sessions` (ASCII letters, digits,
+            /// underscores).
+            pub fn with_schema_name(
+                mut self,
+                name: impl AsRef<str>,
+            ) -> Result<Self, $crate::error::ConfigError> {
+                let name = $crate::store::sql::identifier(name.as_ref())?;
+                self.inner = self
+                    .inner
+                    .with_schema_name(name)
+                    .expect("a name that passed identifier() passes upstream's looser check");
+                self.statements = self.statements.with_schema(name);
+                Ok(self)
+            }
+        }
+
+        $crate::store::sql::conditional_sql_store!(
+            @store $store,
+            $pool,
+            "Creates the schema and the table if they are missing.",
+            $(#[$table_doc])*
+            with_table_name
+        );
+    };
+    ($store:ty, $pool:ty, $(#[$table_doc:meta])* with_table_name) => {
+        $crate::store::sql::conditional_sql_store!(
+            @store $store,
+            $pool,
+            "Creates the table if it is missing.",
+            $(#[$table_doc])*
+            with_table_name
+        );
+    };
+    (@store $store:ty, $pool:ty, $migrate_doc:literal, $(#[$table_doc:meta])* with_table_name) => {
+        impl $store {
+            $(#[$table_doc])*
+            pub fn with_table_name(
+                mut self,
+                name: impl AsRef<str>,
+            ) -> Result<Self, $crate::error::ConfigError> {
+                let name = $crate::store::sql::identifier(name.as_ref())?;
+                self.inner = self
+                    .inner
+                    .with_table_name(name)
+                    .expect("a name that passed identifier() passes upstream's looser check");
+                self.statements = self.statements.with_table(name);
+                Ok(self)
+            }
+
+            #[doc = $migrate_doc]
+            pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+                self.inner.migrate().await
+            }
+
+            /// The pool, e.g. to close it.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+        }
+
+        #[doc(hidden)]
+        impl $store {
+            /// Not public API: the statements this store runs, for the benchmark's ceiling.
+            pub fn statements(&self) -> $crate::store::SqlStatements<'_> {
+                self.statements.borrowed()
+            }
+        }
+
         $crate::store::delegate_session_store!($store);
 
         #[async_trait::async_trait]

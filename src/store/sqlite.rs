@@ -5,8 +5,7 @@ use tower_sessions_sqlx_store::sqlx::sqlite::{
 };
 use tower_sessions_sqlx_store::sqlx::{self, SqlitePool};
 
-use super::sql::{Dialect, Statements, conditional_sql_store, identifier};
-use crate::error::ConfigError;
+use super::sql::{Dialect, Statements, conditional_sql_store};
 
 /// Sessions in SQLite, with conditional saves, in the table and encoding of
 /// `tower-sessions-sqlx-store` (records written by it stay readable, and the other way round).
@@ -61,7 +60,11 @@ impl SqliteStore {
         store.migrate().await?;
         Ok(store)
     }
+}
 
+conditional_sql_store!(
+    SqliteStore,
+    SqlitePool,
     /// Uses the table `name` instead of `tower_sessions` (ASCII letters, digits, underscores).
     ///
     /// ```
@@ -71,27 +74,5 @@ impl SqliteStore {
     /// assert!(SqliteStore::new(store.pool().clone()).with_table_name("x; drop").is_err());
     /// # }
     /// ```
-    pub fn with_table_name(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let name = identifier(name.as_ref())?;
-        self.inner =
-            self.inner
-                .with_table_name(name)
-                .map_err(|_| ConfigError::InvalidTableName {
-                    name: name.to_owned(),
-                })?;
-        self.statements = self.statements.with_table(name);
-        Ok(self)
-    }
-
-    /// Creates the table if it is missing.
-    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
-        self.inner.migrate().await
-    }
-
-    /// The pool, e.g. to close it.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-}
-
-conditional_sql_store!(SqliteStore);
+    with_table_name
+);

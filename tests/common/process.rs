@@ -9,15 +9,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::ClientBuilder;
-use rust_socketio::{Payload, TransportType};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
-use super::client::{Outcome, TestSocket, Transport};
+use super::client::{Dial, Outcome, TestSocket, Transport};
 use super::secrets;
-use super::wait::SOON;
 
 /// A client with a timeout: nothing here may hang.
 pub fn bounded_http() -> reqwest::Client {
@@ -256,49 +251,11 @@ pub async fn socket_to(addr: SocketAddr, transport: Transport, cookie: &str) -> 
 
 /// A real Socket.IO client's attempt at `addr` with `cookie`: connected or refused.
 pub async fn dial_addr(addr: SocketAddr, transport: Transport, cookie: &str) -> TestSocket {
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outcome>();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<(String, Value)>();
-    let close_tx = ev_tx.clone();
-    let open_tx = out_tx.clone();
-    let client = ClientBuilder::new(format!("http://{addr}/"))
-        .transport_type(match transport {
-            Transport::Websocket => TransportType::Websocket,
-            Transport::Polling => TransportType::Polling,
-        })
-        .reconnect(false)
-        .opening_header("cookie", cookie)
-        .on("open", move |_, _| {
-            open_tx.send(Outcome::Connected).ok();
-            async {}.boxed()
-        })
-        .on("error", move |payload, _| {
-            out_tx.send(Outcome::Refused(format!("{payload:?}"))).ok();
-            async {}.boxed()
-        })
-        .on("close", move |_, _| {
-            close_tx.send(("close".to_owned(), Value::Null)).ok();
-            async {}.boxed()
-        })
-        .on_any(move |event, payload, _| {
-            let value = match payload {
-                Payload::Text(mut v) if v.len() == 1 => v.remove(0),
-                Payload::Text(v) => Value::Array(v),
-                _ => Value::Null,
-            };
-            secrets::frame(value.to_string());
-            ev_tx.send((String::from(event), value)).ok();
-            async {}.boxed()
-        })
-        .connect()
+    let dial = Dial {
+        cookie: Some(cookie.to_owned()),
+        ..Dial::default()
+    };
+    TestSocket::connect_addr(addr, transport, dial)
         .await
-        .expect("engine.io handshake with the demo");
-    let outcome = tokio::time::timeout(SOON, out_rx.recv())
-        .await
-        .expect("no connect ack nor connect_error")
-        .expect("client gone");
-    TestSocket {
-        client,
-        outcome,
-        events: ev_rx,
-    }
+        .expect("engine.io handshake with the demo")
 }

@@ -463,8 +463,9 @@ async fn open_sql(args: &Args) -> Result<Option<Database>, BoxError> {
     Ok(None)
 }
 
-/// The ceiling's statements, in one dialect. `load` and `update_if` are the text of the
-/// store's own (`src/store/sql.rs`); the others prepare the rows.
+/// The ceiling's statements, in one dialect. `load` and `update_if` are the store's own, taken
+/// from it so that the ceiling cannot drift from what the store runs; the others prepare the
+/// rows of its table.
 struct CeilingSql {
     load: String,
     update_if: String,
@@ -474,23 +475,15 @@ struct CeilingSql {
 }
 
 impl CeilingSql {
-    /// `table` quoted as the store quotes it; `p(n)` the dialect's n-th bind parameter.
-    fn new(table: &str, p: impl Fn(usize) -> String) -> CeilingSql {
+    /// From the store's statements; `p(n)` the dialect's n-th bind parameter.
+    fn new(
+        store: socketio_sessions::store::SqlStatements<'_>,
+        p: impl Fn(usize) -> String,
+    ) -> CeilingSql {
+        let table = store.table;
         CeilingSql {
-            load: format!(
-                "select data from {table} where id = {} and expiry_date > {}",
-                p(1),
-                p(2)
-            ),
-            update_if: format!(
-                "update {table} set data = {}, expiry_date = {} \
-                 where id = {} and data = {} and expiry_date > {}",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5)
-            ),
+            load: store.load.to_owned(),
+            update_if: store.update_if.to_owned(),
             sample: format!("select data from {table} where id not like 'ceiling%' limit 1"),
             clear: format!("delete from {table} where id like 'ceiling%'"),
             insert: format!(
@@ -629,24 +622,24 @@ async fn ceiling(args: Args) -> Result<(), BoxError> {
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let question = |_: usize| "?".to_owned();
-    // The table as the store creates it (its `migrate`), quoted as the store quotes it.
+    // The table as the store creates it (its `migrate`), and the statements it runs on it.
     match sql {
         Database::Sqlite(pool) => {
-            SqliteStore::new(pool.clone()).migrate().await?;
-            let sql = CeilingSql::new("tower_sessions", question);
+            let store = SqliteStore::new(pool.clone());
+            store.migrate().await?;
+            let sql = CeilingSql::new(store.statements(), question);
             ceiling_loop!(pool, args.sqlite_pool, sql, &args, &counts, &stop);
         }
         Database::Postgres(pool) => {
-            PostgresStore::new(pool.clone()).migrate().await?;
-            let sql = CeilingSql::new(r#""tower_sessions"."session""#, |n| format!("${n}"));
+            let store = PostgresStore::new(pool.clone());
+            store.migrate().await?;
+            let sql = CeilingSql::new(store.statements(), |n| format!("${n}"));
             ceiling_loop!(pool, args.sql_pool, sql, &args, &counts, &stop);
         }
         Database::MySql(pool, schema) => {
-            MySqlStore::new(pool.clone())
-                .with_schema_name(&schema)?
-                .migrate()
-                .await?;
-            let sql = CeilingSql::new(&format!("`{schema}`.`session`"), question);
+            let store = MySqlStore::new(pool.clone()).with_schema_name(&schema)?;
+            store.migrate().await?;
+            let sql = CeilingSql::new(store.statements(), question);
             ceiling_loop!(pool, args.sql_pool, sql, &args, &counts, &stop);
         }
     }
