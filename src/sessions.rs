@@ -310,8 +310,8 @@ impl SocketSessions {
     /// With a cluster `config` (e.g. from [`store::redis_config`](crate::store::redis_config)
     /// with `redis-cluster://...`), every primary is subscribed to (a node publishes only its own
     /// keys' events), the cluster's layout is read every second, new primaries (after a
-    /// failover) are subscribed to and former ones dropped, and each change is followed by one
-    /// sweep.
+    /// failover) are subscribed to and former ones dropped, and a sweep follows a new primary
+    /// being watched (and a resharding, once its moves are over).
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn watch_redis(

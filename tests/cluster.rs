@@ -115,39 +115,64 @@ async fn sessions_on_every_shard_count_exactly_across_two_nodes() {
     }
 }
 
-/// Logout on node A ends a socket on node B (the adapter's sharded pub/sub); a `DEL` or an
-/// expiry on any shard ends its socket (that primary's keyspace notifications).
+/// A chat message from a socket on node A reaches a socket on node B: the Socket.IO adapter
+/// (sharded pub/sub on the cluster) carries it.
+async fn adapter_carries(from: &TestSocket, to: &mut TestSocket, text: &str) {
+    from.emit("chat", json!({ "text": text })).await;
+    loop {
+        let got = to.next_event("chat").await;
+        if got["text"] == json!(text) {
+            return;
+        }
+    }
+}
+
+/// Logout on node A ends a socket on node B; a `DEL` on each of the three shards ends the
+/// socket of the session there, and an expiry too (each primary's keyspace notifications); a
+/// message crosses the nodes through the adapter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_and_deletions_on_any_shard_end_sockets_on_every_node() {
     let Some(cluster) = RedisCluster::start().await else {
         return;
     };
     let nodes = nodes_on(&cluster, None).await;
-    let cookies = a_session_per_shard(&cluster, &nodes[0]).await;
-    let mut on_b = Vec::new();
-    for (i, cookie) in cookies.iter().enumerate() {
-        on_b.push(connected(&nodes[1], TRANSPORTS[i % 2], cookie).await);
+    let talker = nodes[0].login("tal").await;
+    let on_a = connected(&nodes[0], Transport::Websocket, &talker).await;
+    let mut on_b = connected(&nodes[1], Transport::Polling, &talker).await;
+    adapter_carries(&on_a, &mut on_b, "across nodes").await;
+
+    let cookie = nodes[0].login("lou").await;
+    let mut s = connected(&nodes[1], Transport::Websocket, &cookie).await;
+    let since = Instant::now();
+    nodes[0].logout(&cookie).await;
+    let logout = ended_with(&mut s, "session_revoked", since).await;
+    eprintln!("logout on A ended the socket on B after {logout:?}");
+
+    for (i, cookie) in a_session_per_shard(&cluster, &nodes[0])
+        .await
+        .iter()
+        .enumerate()
+    {
+        let mut s = connected(&nodes[1], TRANSPORTS[i % 2], cookie).await;
+        let key = cookie_id(cookie).to_string();
+        let since = Instant::now();
+        assert_eq!(cluster.cli_for(&key, &["DEL", &key]).as_deref(), Some("1"));
+        let took = ended_with(&mut s, "session_revoked", since).await;
+        // Measured, not asserted: a loaded machine stretches it (revalidation is off, so only
+        // the push could have ended the socket).
+        eprintln!("DEL on shard {i} ended its socket after {took:?}");
     }
 
-    let since = Instant::now();
-    nodes[0].logout(&cookies[0]).await;
-    let logout = ended_with(&mut on_b[0], "session_revoked", since).await;
-
-    let key = cookie_id(&cookies[1]).to_string();
-    let since = Instant::now();
-    assert_eq!(cluster.cli_for(&key, &["DEL", &key]).as_deref(), Some("1"));
-    let deleted = ended_with(&mut on_b[1], "session_revoked", since).await;
-
-    let key = cookie_id(&cookies[2]).to_string();
+    let cookie = nodes[0].login("exe").await;
+    let mut s = connected(&nodes[1], Transport::Websocket, &cookie).await;
+    let key = cookie_id(&cookie).to_string();
     let since = Instant::now();
     assert_eq!(
         cluster.cli_for(&key, &["PEXPIRE", &key, "100"]).as_deref(),
         Some("1")
     );
-    let expired = ended_with(&mut on_b[2], "session_expired", since).await;
-    // Measured, not asserted: a loaded machine stretches them (revalidation is off, so only
-    // the pushes could have ended the sockets).
-    eprintln!("ended after: logout {logout:?}, DEL {deleted:?}, expiry {expired:?} (+100 ms TTL)");
+    let expired = ended_with(&mut s, "session_expired", since).await;
+    eprintln!("expiry ended its socket after {expired:?} (+100 ms TTL)");
 }
 
 /// One `incr`: the count acknowledged, or the error answered.
@@ -160,17 +185,31 @@ async fn incr(s: &TestSocket) -> Result<u64, String> {
     }
 }
 
-/// The primary holding a live session's key is killed (SIGKILL) while a socket writes without
-/// pause, with saves waiting for one replica. The replica takes over; saves are refused while
-/// the shard has no replica, and acknowledged again once the old primary is back as one; the
-/// sockets were kept or told `session_unavailable`, never that the session is invalid; no
-/// acknowledged count is lost or repeated; and a `DEL` on the new primary ends the sockets.
+/// With saves waiting for one replica: the replica takes over; saves are refused while the
+/// shard has no replica, and acknowledged again once the old primary is back as one; no
+/// acknowledged count is lost or repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_killed_under_writes_fails_over_without_losing_acknowledged_saves() {
+    primary_killed_under_writes(Some(1)).await
+}
+
+/// Without waiting for replicas: the session works again, saves included, as soon as the
+/// replica is primary (whether the last saves before the kill survived is Redis's asynchronous
+/// replication: reported, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_under_writes_fails_over_and_the_session_works_again() {
+    primary_killed_under_writes(None).await
+}
+
+/// The primary holding a live session's key is killed (SIGKILL) while a socket writes without
+/// pause. Within 10 s the replica is primary and the session works again; its sockets were kept
+/// or told `session_unavailable`, never that the session is invalid; a `DEL` on the new primary
+/// ends them. `replicas`: what each save waits for.
+async fn primary_killed_under_writes(replicas: Option<u32>) {
     let Some(mut cluster) = RedisCluster::start().await else {
         return;
     };
-    let nodes = nodes_on(&cluster, Some(1)).await;
+    let nodes = nodes_on(&cluster, replicas).await;
     let cookie = nodes[0].login("fay").await;
     let key = cookie_id(&cookie).to_string();
     let primary = cluster.primary_for(&key);
@@ -182,27 +221,46 @@ async fn a_primary_killed_under_writes_fails_over_without_losing_acknowledged_sa
 
     let writer_socket = connected(&nodes[1], Transport::Websocket, &cookie).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
-    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Every answer in order: a count, or `None` for a refusal.
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<Option<u64>>::new()));
     let writer = tokio::spawn({
-        let (stop, acked, refused) = (stop.clone(), acked.clone(), refused.clone());
+        let (stop, answers) = (stop.clone(), answers.clone());
         async move {
             while !stop.load(Ordering::Relaxed) {
                 match incr(&writer_socket).await {
-                    Ok(n) => acked.lock().unwrap().push(n),
+                    Ok(n) => answers.lock().unwrap().push(Some(n)),
                     Err(e) => {
                         assert_eq!(e, "session_unavailable", "a failover is not a bad session");
-                        refused.fetch_add(1, Ordering::Relaxed);
+                        answers.lock().unwrap().push(None);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
             }
         }
     });
+    let acked = || {
+        let answers = answers.lock().unwrap();
+        answers.iter().flatten().count()
+    };
+    let refused = || {
+        answers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.is_none())
+            .count()
+    };
     eventually("writes before the kill", || async {
-        (acked.lock().unwrap().len() >= 20).then_some(())
+        (acked() >= 20).then_some(())
     })
     .await;
+
+    // Another session on the same primary, logged out just before the kill.
+    let mut gone = nodes[0].login("gus").await;
+    while cluster.primary_for(&cookie_id(&gone).to_string()) != primary {
+        gone = nodes[0].login("gus").await;
+    }
+    nodes[1].logout(&gone).await;
 
     let killed_at = Instant::now();
     cluster.nodes[primary].kill();
@@ -211,49 +269,75 @@ async fn a_primary_killed_under_writes_fails_over_without_losing_acknowledged_sa
     })
     .await;
     let promoted = killed_at.elapsed();
-    // The new primary has no replica yet: saves are refused rather than acknowledged with no
-    // copy. The old primary comes back as its replica (as an operator or orchestrator restarts
-    // a failed node), and saves are acknowledged again.
-    let refused_before = refused.load(Ordering::Relaxed);
-    eventually("a save refused while the shard has no replica", || async {
-        (refused.load(Ordering::Relaxed) > refused_before).then_some(())
-    })
-    .await;
-    let before = acked.lock().unwrap().len();
-    cluster.nodes[primary].restart().await;
-    cluster.wait_ready(&[]).await;
-    assert_eq!(
-        cluster.replica_of(replica),
-        primary,
-        "the old primary rejoined as a replica"
-    );
+    if replicas.is_some() {
+        // The new primary has no replica yet: saves are refused rather than acknowledged with
+        // no copy. The old primary comes back as its replica (as an operator or orchestrator
+        // restarts a failed node), and saves are acknowledged again.
+        let refused_before = refused();
+        eventually("a save refused while the shard has no replica", || async {
+            (refused() > refused_before).then_some(())
+        })
+        .await;
+        cluster.nodes[primary].restart().await;
+        cluster.wait_ready(&[]).await;
+        assert_eq!(
+            cluster.replica_of(replica),
+            primary,
+            "the old primary rejoined as a replica"
+        );
+    }
+    let back_at = Instant::now();
+    let before = acked();
     eventually("writes after the failover", || async {
-        (acked.lock().unwrap().len() >= before + 20).then_some(())
+        (acked() >= before + 20).then_some(())
     })
     .await;
-    let working = killed_at.elapsed();
+    let working = back_at.elapsed();
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("the writer's checks");
 
-    let acked = acked.lock().unwrap().clone();
-    for pair in acked.windows(2) {
-        assert!(
-            pair[1] > pair[0],
-            "an acknowledged count was lost (the count went back): {} then {}",
-            pair[0],
-            pair[1]
+    let answers = answers.lock().unwrap().clone();
+    let counts: Vec<u64> = answers.iter().flatten().copied().collect();
+    // Two counts with no refusal between them: one save each, so one apart (a save sent
+    // again after a dropped connection must not count twice).
+    let mut went_back = 0;
+    for pair in answers.windows(2) {
+        if let [Some(a), Some(b)] = pair {
+            if b <= a {
+                went_back += 1;
+            } else {
+                assert_eq!(*b, a + 1, "one save counted twice: {a} then {b}");
+            }
+        }
+    }
+    if replicas.is_some() {
+        assert_eq!(
+            went_back, 0,
+            "an acknowledged count was lost (the count went back): {counts:?}"
+        );
+        // A refused save may have landed on the primary: the next count is then one more.
+        let all_ordered = counts.windows(2).all(|pair| pair[1] > pair[0]);
+        assert!(all_ordered, "counts out of order: {counts:?}");
+        assert_eq!(
+            nodes[0].session(&gone).await.0,
+            401,
+            "a logout confirmed by a replica stays done after the failover"
         );
     }
-    let last = *acked.last().unwrap();
+    let last = *counts.last().unwrap();
     assert_eq!(nodes[0].count(&cookie).await, last, "the stored count");
     eprintln!(
-        "failover: replica primary after {promoted:?}, saves acknowledged again after {working:?} \
-         (old primary restarted as a replica); {} acknowledged, {} refused",
-        acked.len(),
-        refused.load(Ordering::Relaxed)
+        "failover (replica wait {replicas:?}): replica primary {promoted:?} after the kill, saves \
+         acknowledged again {working:?} after (with a replica wait: the old primary's restart); \
+         {} acknowledged, {} refused, the count went back {went_back} time(s)",
+        counts.len(),
+        answers.len() - counts.len()
     );
 
-    // Kept through the failover (or told to retry), and still served.
+    // Kept through the failover (or told to retry), still served, and still reached through the
+    // adapter.
+    let (first, rest) = watchers.split_at_mut(1);
+    adapter_carries(&first[0], &mut rest[0], "after the failover").await;
     for s in &mut watchers {
         while let Ok((event, value)) = s.events.try_recv() {
             if event == "sinvalid" {
@@ -313,4 +397,48 @@ async fn a_resharding_moves_a_live_session_and_notifications_follow_it() {
         let took = ended_with(s, "session_revoked", since).await;
         eprintln!("DEL on the slot's new primary ended a socket after {took:?}");
     }
+}
+
+/// A Redis address that accepts connections and never answers (a host behind a black hole, a
+/// wrong port on a proxy): connecting the store and watching notifications, on one server or
+/// as a cluster, fail within their connect timeouts instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_fails_the_connect_instead_of_hanging() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn);
+        }
+    });
+    for url in [
+        format!("redis://127.0.0.1:{port}"),
+        format!("redis-cluster://127.0.0.1:{port}"),
+    ] {
+        let started = Instant::now();
+        let connected = tokio::time::timeout(
+            SOON + SLACK,
+            socketio_sessions::store::RedisStore::connect(&url),
+        )
+        .await
+        .expect("RedisStore::connect returned");
+        assert!(connected.is_err(), "{url}: connected to a silent server");
+        eprintln!("{url}: refused after {:?}", started.elapsed());
+
+        let sessions = socketio_sessions::SocketSessions::builder(
+            socketio_sessions::store::MemoryStore::default(),
+        )
+        .with_allowed_origins(["http://127.0.0.1"])
+        .build()
+        .unwrap();
+        let config = socketio_sessions::store::redis_config(&url).unwrap();
+        let started = Instant::now();
+        let watching = tokio::time::timeout(SOON + SLACK, sessions.watch_redis(config, true))
+            .await
+            .expect("watch_redis returned");
+        assert!(watching.is_err(), "{url}: watching a silent server");
+        eprintln!("{url}: watch_redis refused after {:?}", started.elapsed());
+    }
+    held.abort();
 }

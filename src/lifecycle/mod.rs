@@ -32,8 +32,22 @@ pub(crate) use ended::end_socket;
 pub(crate) use ended::{BoundUser, EndHook};
 pub use ended::{SessionEnd, SessionEnded};
 pub use shutdown::ShutdownReport;
+
+/// Keyspace notifications for this node's sessions from the Redis that `config` names: one
+/// server, or every primary of a cluster. The task ends when the node stops.
 #[cfg(feature = "redis")]
-pub(crate) use watch_redis::watch;
+pub(crate) async fn watch(
+    lifecycle: &Arc<Lifecycle>,
+    config: fred::prelude::Config,
+    configure_server: bool,
+) -> Result<tokio::task::JoinHandle<()>, fred::error::Error> {
+    if config.server.is_clustered() {
+        watch_cluster::watch(lifecycle, config, configure_server).await
+    } else {
+        let stopped = lifecycle.stop.stopped();
+        watch_redis::watch_server(lifecycle, config, configure_server, stopped).await
+    }
+}
 
 /// The lifecycle of one configuration's sessions on this node.
 pub(crate) struct Lifecycle {

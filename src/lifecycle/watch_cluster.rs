@@ -1,25 +1,29 @@
 //! Keyspace notifications on a Redis Cluster. A node publishes the events of its own keys
 //! only, so every primary gets a watcher of its own ([`watch_server`]); the primaries are
 //! followed as the cluster changes (a replica promoted by a failover, slots moved by a
-//! resharding), and every change is followed by one sweep, so that a record deleted or expired
+//! resharding), and each change is followed by one sweep, so that a record deleted or expired
 //! while no watcher listened on its node still ends its sockets.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use fred::interfaces::{ClientLike, ClusterInterface};
-use fred::prelude::{Builder, Config, Server, ServerConfig};
+use fred::prelude::{Builder, Client, Config, Server, ServerConfig};
 use tokio::task::JoinHandle;
 
 use super::Lifecycle;
 use super::watch_redis::{policy, watch_server};
-use crate::task::Stop;
+use crate::store::{connection_config, quit_redis, quit_redis_aside};
+use crate::task::{Stop, spawn_detached};
 
 /// How often the cluster's layout is read again. A failover takes the cluster a few seconds
 /// (`cluster-node-timeout` plus an election); this adds at most one period to the time before
 /// the new primary is watched and the sweep runs.
 const LAYOUT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long one read of the layout may take (fred retries it for as long as a shard is down).
+const READ_WITHIN: Duration = Duration::from_secs(2);
 
 /// Which primary serves which slots, as last read.
 type Layout = Vec<(u16, u16, Server)>;
@@ -30,34 +34,38 @@ struct Watched {
     task: JoinHandle<()>,
 }
 
-impl Watched {
-    async fn stop(self) {
-        self.stop.stop();
-        let _ = self.task.await;
-    }
-}
-
-pub(crate) async fn watch(
+pub(super) async fn watch(
     lifecycle: &Arc<Lifecycle>,
     config: Config,
     configure_server: bool,
 ) -> Result<JoinHandle<()>, fred::error::Error> {
     let mut builder = Builder::from_config(config.clone());
     builder.set_policy(policy());
+    builder.with_connection_config(|c| *c = connection_config());
     let layout_reader = builder.build()?;
-    layout_reader.init().await?;
+    let started = tokio::time::timeout(READ_WITHIN * 2, layout_reader.init()).await;
+    if let Err(e) = started.unwrap_or_else(|_| {
+        Err(fred::error::Error::new(
+            fred::error::ErrorKind::Timeout,
+            "the Redis Cluster did not answer within 4 s",
+        ))
+    }) {
+        quit_redis_aside(layout_reader);
+        return Err(e);
+    }
     let mut follower = Follower {
         lifecycle: Arc::downgrade(lifecycle),
         config,
         configure_server,
         layout: layout(&layout_reader),
+        sweep_when_settled: false,
         watched: HashMap::new(),
     };
     // At start every primary must be watched: an error here is the caller's to see.
     for primary in primaries(&follower.layout) {
         if let Err(e) = follower.start(lifecycle, primary).await {
             follower.stop_all().await;
-            let _ = layout_reader.quit().await;
+            quit_redis_aside(layout_reader);
             return Err(e);
         }
     }
@@ -69,30 +77,50 @@ pub(crate) async fn watch(
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
-                _ = every.tick() => {
-                    if let Err(e) = layout_reader.sync_cluster().await {
-                        tracing::debug!(error = %e, "could not read the cluster's layout");
-                        continue;
-                    }
-                    if !follower.follow(layout(&layout_reader)).await {
-                        break;
-                    }
-                }
+                _ = every.tick() => {}
+            }
+            // Raced with the stop: reading the layout or starting a watcher can take seconds
+            // while a node is down.
+            let followed = tokio::select! {
+                _ = &mut stopped => break,
+                followed = follow_once(&layout_reader, &mut follower) => followed,
+            };
+            if !followed {
+                break;
             }
         }
         follower.stop_all().await;
-        let _ = layout_reader.quit().await;
+        quit_redis(&layout_reader).await;
     }))
+}
+
+/// Reads the layout and follows it; `false` once the node's lifecycle is gone.
+async fn follow_once(reader: &Client, follower: &mut Follower) -> bool {
+    match tokio::time::timeout(READ_WITHIN, reader.sync_cluster()).await {
+        Ok(Ok(())) => follower.follow(layout(reader)).await,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "could not read the cluster's layout");
+            true
+        }
+        Err(_) => {
+            tracing::debug!("the cluster's layout was not read within 2 s");
+            true
+        }
+    }
 }
 
 /// The watchers of the primaries, kept in step with the cluster's layout.
 struct Follower {
-    lifecycle: std::sync::Weak<Lifecycle>,
+    lifecycle: Weak<Lifecycle>,
     /// The cluster's config: each primary's watcher gets a copy naming that primary alone
     /// (same credentials, TLS and timeouts).
     config: Config,
     configure_server: bool,
     layout: Layout,
+    /// Slots moved between primaries that were watched on both ends: no event was missed, but
+    /// the sweep after a topology change runs once the moves are over, not
+    /// once per second of a long resharding.
+    sweep_when_settled: bool,
     /// One watcher per primary being watched.
     watched: HashMap<Server, Watched>,
 }
@@ -113,40 +141,48 @@ impl Follower {
         Ok(())
     }
 
-    /// Moves to the cluster's layout `now`: watchers for new primaries (retried on the next
-    /// read when one cannot start yet), none for former ones, and a sweep when anything changed.
-    /// `false` once the node's lifecycle is gone.
+    /// Moves to the cluster's layout `now`: watchers for new primaries (and in place of any
+    /// that ended; retried on the next read when one cannot start yet), none for former ones.
+    /// Sweeps at once when a primary is newly watched (its events until then were missed), and
+    /// once the layout settles after slots moved. `false` once the node's lifecycle is gone.
     async fn follow(&mut self, now: Layout) -> bool {
         let Some(lifecycle) = self.lifecycle.upgrade() else {
             return false;
         };
-        let mut changed = now != self.layout;
         let wanted = primaries(&now);
-        let former: Vec<Server> = self
+        let dropped: Vec<Server> = self
             .watched
-            .keys()
-            .filter(|server| !wanted.contains(server))
-            .cloned()
+            .iter()
+            .filter(|(server, watched)| !wanted.contains(server) || watched.task.is_finished())
+            .map(|(server, _)| server.clone())
             .collect();
-        for server in former {
+        for server in dropped {
             if let Some(watched) = self.watched.remove(&server) {
-                watched.stop().await;
+                // Stopped aside: a former primary that is down can take seconds to let go.
+                watched.stop.stop();
+                spawn_detached(async move {
+                    let _ = watched.task.await;
+                });
             }
         }
+        let mut newly_watched = false;
         for primary in wanted {
             if self.watched.contains_key(&primary) {
                 continue;
             }
             match self.start(&lifecycle, primary).await {
-                Ok(()) => changed = true,
+                Ok(()) => newly_watched = true,
                 Err(e) => tracing::warn!(
                     error = %e,
-                    "could not watch a new cluster primary yet; trying again, revalidation covers the gap"
+                    "could not watch a cluster primary yet; trying again, revalidation covers the gap"
                 ),
             }
         }
+        let moved = now != self.layout;
         self.layout = now;
-        if changed {
+        let settled = !moved && self.sweep_when_settled;
+        self.sweep_when_settled = moved && !newly_watched;
+        if newly_watched || settled {
             let ended = lifecycle.sweep().await;
             tracing::info!(
                 ended,
@@ -159,7 +195,8 @@ impl Follower {
 
     async fn stop_all(&mut self) {
         for (_, watched) in self.watched.drain() {
-            watched.stop().await;
+            watched.stop.stop();
+            let _ = watched.task.await;
         }
     }
 }

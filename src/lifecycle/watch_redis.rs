@@ -15,6 +15,7 @@ use fred::prelude::{Builder, Client, Config, ReconnectPolicy};
 use tokio::task::JoinHandle;
 
 use super::{EndReason, Lifecycle, Reach};
+use crate::store::{connection_config, quit_redis, quit_redis_aside};
 
 /// The notification classes needed: keyevent (`E`), generic commands (`g`, DEL/UNLINK) and
 /// expirations (`x`).
@@ -77,29 +78,8 @@ async fn resume(
     Ok(())
 }
 
-/// Keyspace notifications for this node's sessions, from the Redis `config` names: one
-/// server, or every primary of a cluster (`config.server.is_clustered()`, see
-/// [`watch_cluster`](super::watch_cluster)). The task ends when the node stops.
-pub(crate) async fn watch(
-    lifecycle: &Arc<Lifecycle>,
-    config: Config,
-    configure_server: bool,
-) -> Result<JoinHandle<()>, fred::error::Error> {
-    match config.server.is_clustered() {
-        true => super::watch_cluster::watch(lifecycle, config, configure_server).await,
-        false => {
-            watch_server(
-                lifecycle,
-                config,
-                configure_server,
-                lifecycle.stop.stopped(),
-            )
-            .await
-        }
-    }
-}
-
-/// Keyspace notifications from one server until `stopped` completes.
+/// Keyspace notifications from one server until `stopped` completes (the node's stop, or a
+/// cluster primary's watcher being dropped).
 pub(super) async fn watch_server(
     lifecycle: &Arc<Lifecycle>,
     config: Config,
@@ -108,6 +88,7 @@ pub(super) async fn watch_server(
 ) -> Result<JoinHandle<()>, fred::error::Error> {
     let mut builder = Builder::from_config(config);
     builder.set_policy(policy());
+    builder.with_connection_config(|c| *c = connection_config());
     // CONFIG goes over a client of its own: a subscribed connection takes only pub/sub commands.
     let configurer = configure_server.then(|| builder.build()).transpose()?;
     let subscriber = builder.build_subscriber_client()?;
@@ -128,9 +109,9 @@ pub(super) async fn watch_server(
     };
     if let Err(e) = ready {
         // Clients that failed to start would otherwise keep reconnecting for good.
-        let _ = subscriber.quit().await;
+        quit_redis_aside(subscriber);
         if let Some(client) = configurer {
-            let _ = client.quit().await;
+            quit_redis_aside(client);
         }
         return Err(e);
     }
@@ -169,9 +150,9 @@ pub(super) async fn watch_server(
             }
         }
         // Ends the clients' reconnect loops, even towards a server that is gone for good.
-        let _ = subscriber.quit().await;
+        quit_redis(&subscriber).await;
         if let Some(client) = configurer {
-            let _ = client.quit().await;
+            quit_redis(&client).await;
         }
     }))
 }

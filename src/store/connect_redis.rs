@@ -25,7 +25,8 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::merge::Target;
-use super::redis_url::{connect_pool, redis_config};
+use super::redis_pool::connect_pool;
+use super::redis_url::redis_config;
 use super::replica_wait::ReplicaWait;
 use super::{
     ConditionalStore, Merged, SaveOutcome, Version, Versioned, backend_error, save_merged,
@@ -40,12 +41,13 @@ if not v then return nil end
 return {v, redis.call('PTTL', KEYS[1])}
 "#;
 
-/// SET with `EX ARGV[3]` only if the key still holds exactly ARGV[1].
+/// SET with `EX ARGV[3]` only if the key still holds exactly ARGV[1], or already ARGV[2] (the
+/// same save sent again by fred after its connection dropped).
 /// Returns 1 when written, 0 when the value differs, -1 when the key is gone.
 const SAVE_IF: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
-if current ~= ARGV[1] then return 0 end
+if current ~= ARGV[1] and current ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 "#;
@@ -105,8 +107,8 @@ impl ConnectRedisStore {
         ))
     }
 
-    /// Makes every save wait until `replicas` replicas have it, at most `timeout`: see
-    /// [`RedisStore::with_replica_wait`](super::RedisStore::with_replica_wait). The Express
+    /// Makes every save and delete wait until `replicas` replicas have it, at most `timeout`:
+    /// see [`RedisStore::with_replica_wait`](super::RedisStore::with_replica_wait). The Express
     /// app's own writes do not wait.
     pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
         self.wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
@@ -313,8 +315,13 @@ impl SessionStore for ConnectRedisStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        let _: i64 = self.pool.del(self.key(id)?).await.map_err(backend_error)?;
-        Ok(())
+        let key = self.key(id)?;
+        let client = self.pool.next();
+        let _: i64 = client.del(key.as_str()).await.map_err(backend_error)?;
+        match &self.wait {
+            Some(wait) => wait.confirm(client, &key).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -27,6 +27,8 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
+mod redis_pool;
+#[cfg(feature = "redis")]
 mod redis_url;
 #[cfg(feature = "redis")]
 mod replica_wait;
@@ -46,6 +48,10 @@ use tower_sessions::session_store;
 
 pub(crate) use handle::{FORWARD_KEY, Presence, StoreFailure, StoreHandle, forwarding_record};
 pub(crate) use merge::{Changes, MAX_ATTEMPTS, MergeError, Merged, save_merged};
+#[cfg(feature = "redis")]
+pub(crate) use redis_pool::{
+    connection_config, quit as quit_redis, quit_aside as quit_redis_aside,
+};
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -156,6 +162,9 @@ pub trait ConditionalStore: SessionStore {
     }
 
     /// Writes `record` if the stored record still has version `expected`; never creates one.
+    /// A store whose client may send a save twice (after a dropped connection) may also answer
+    /// `Saved` when the stored record is already exactly `record`: the same state, not a
+    /// conflict to merge again.
     async fn save_if(
         &self,
         record: &Record,

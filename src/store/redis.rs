@@ -4,25 +4,29 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fred::clients::Client;
 use fred::interfaces::{KeysInterface, LuaInterface};
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store;
+use tower_sessions::session_store::{self, SessionStore};
 
-use super::redis_url::{connect_pool, redis_config};
+use super::redis_pool::connect_pool;
+use super::redis_url::redis_config;
 use super::replica_wait::ReplicaWait;
 use super::{
     ConditionalStore, Reloaded, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
-    delegate_session_store, encode_msgpack, reload_msgpack,
+    encode_msgpack, reload_msgpack,
 };
 
-/// Writes ARGV[2] with expiry ARGV[3] only if the key still holds exactly ARGV[1].
+/// Writes ARGV[2] with expiry ARGV[3] only if the key still holds exactly ARGV[1], or already
+/// ARGV[2]: a save that fred sends again after its connection dropped (the first one may have
+/// run) finds its own bytes, and is the same save rather than a conflict to merge again.
 /// Returns 1 when written, 0 when the value differs, -1 when the key is gone.
 const SAVE_IF: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
-if current ~= ARGV[1] then return 0 end
+if current ~= ARGV[1] and current ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
 return 1
 "#;
@@ -72,9 +76,10 @@ impl RedisStore {
         Ok(RedisStore::new(connect_pool(redis_config(url)?, 4).await?))
     }
 
-    /// Makes every save wait until at least `replicas` replicas of the record's primary have
-    /// it (Redis `WAIT`), at most `timeout`; a save that reached fewer fails as a store error
-    /// (the socket's handler sees it; nothing reports it saved).
+    /// Makes every write (saves, and the HTTP side's creates, saves and deletes: a login, a
+    /// logout) wait until at least `replicas` replicas of the record's primary have it (Redis
+    /// `WAIT`), at most `timeout`. A write that reached fewer fails as a store error: it is on
+    /// the primary, and readers see it, but it is not acknowledged as saved.
     ///
     /// Without it a save returns once the primary has it, and Redis replicates afterwards: when
     /// the primary fails in between, the replica promoted in its place lacks the last saves,
@@ -83,10 +88,12 @@ impl RedisStore {
     /// survives the failure of its primary as long as a replica that has it is promoted (Redis
     /// Cluster promotes the most up-to-date one).
     ///
-    /// What it costs: one more round trip per save, plus the replication delay (well under a
-    /// millisecond on a local network), during which the pool client that made the save sends
-    /// nothing else (`WAIT` blocks its connection). Keep `timeout` below the sessions' store
-    /// timeout, or the store timeout fires first. With `replicas` 0, saves do not wait.
+    /// What it costs: one more round trip per write, plus the replication delay (well under a
+    /// millisecond on a local network). Redis holds the connection that sent `WAIT` meanwhile,
+    /// so the pool client's later commands to that node wait behind it; while a shard has
+    /// fewer than `replicas` replicas, each write there holds its connection for the whole
+    /// `timeout`. Keep `timeout` below the sessions' store timeout, or the store timeout fires
+    /// first. With `replicas` 0, writes do not wait.
     pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
         self.wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
         self
@@ -100,9 +107,69 @@ impl RedisStore {
     async fn fetch(&self, id: &Id) -> session_store::Result<Option<Vec<u8>>> {
         self.pool.get(id.to_string()).await.map_err(backend_error)
     }
+
+    /// An unconditional write through one pool client, then the replicas' confirmation on that
+    /// client's connection (`WAIT` counts one connection's writes).
+    async fn write_confirmed<F, Fut>(
+        &self,
+        wait: &ReplicaWait,
+        id: &Id,
+        write: F,
+    ) -> session_store::Result<()>
+    where
+        F: FnOnce(tower_sessions_redis_store::RedisStore<Client>) -> Fut,
+        Fut: Future<Output = session_store::Result<()>>,
+    {
+        let client = self.pool.next();
+        write(tower_sessions_redis_store::RedisStore::new(client.clone())).await?;
+        wait.confirm(client, &id.to_string()).await
+    }
 }
 
-delegate_session_store!(RedisStore);
+/// tower-sessions-redis-store's own writes (the HTTP side's), confirmed by replicas when set.
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match &self.wait {
+            None => self.inner.create(record).await,
+            Some(wait) => {
+                let client = self.pool.next();
+                tower_sessions_redis_store::RedisStore::new(client.clone())
+                    .create(record)
+                    .await?;
+                wait.confirm(client, &record.id.to_string()).await
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match &self.wait {
+            None => self.inner.save(record).await,
+            Some(wait) => {
+                self.write_confirmed(
+                    wait,
+                    &record.id,
+                    |store| async move { store.save(record).await },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.inner.load(id).await
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        match &self.wait {
+            None => self.inner.delete(id).await,
+            Some(wait) => {
+                self.write_confirmed(wait, id, |store| async move { store.delete(id).await })
+                    .await
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl ConditionalStore for RedisStore {

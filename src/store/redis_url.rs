@@ -1,10 +1,8 @@
 //! Where Redis is, named by a URL: one server or a cluster. The stores, the keyspace watcher and
 //! an app's Socket.IO adapter read the same URL, so that they all reach the same Redis.
 
-use std::time::Duration;
-
 use fred::error::{Error, ErrorKind};
-use fred::prelude::{ClientLike, Config, Pool, ReconnectPolicy};
+use fred::prelude::Config;
 
 /// The schemes fred reads (TLS ones need one of its TLS features).
 const SCHEMES: [&str; 14] = [
@@ -23,9 +21,6 @@ const SCHEMES: [&str; 14] = [
     "redis+unix",
     "valkey+unix",
 ];
-
-/// How long [`connect_pool`] waits for the first connection.
-const CONNECT_WITHIN: Duration = Duration::from_secs(5);
 
 /// Reads a Redis URL into fred's [`Config`].
 ///
@@ -95,27 +90,6 @@ fn with_node_parameters(url: &str) -> Result<String, Error> {
         "{scheme}://{credentials}{first}{path}?{query}{}",
         parameters.join("&")
     ))
-}
-
-/// A pool of `size` clients on `config`, once its first connection is up (at most
-/// [`CONNECT_WITHIN`]); afterwards the clients reconnect forever, every 200 ms, and store calls
-/// fail meanwhile (sockets get `session_unavailable`). On a cluster, each client follows
-/// redirections and failovers by itself.
-pub(crate) async fn connect_pool(config: Config, size: usize) -> Result<Pool, Error> {
-    let policy = ReconnectPolicy::new_constant(0, 200);
-    let pool = Pool::new(config, None, None, Some(policy), size)?;
-    pool.connect_pool();
-    match tokio::time::timeout(CONNECT_WITHIN, pool.wait_for_connect()).await {
-        Ok(connected) => connected.map(|()| pool),
-        Err(_) => {
-            // Stops the clients' reconnect loops: the caller gets an error, not a live pool.
-            let _ = pool.quit().await;
-            Err(Error::new(
-                ErrorKind::Timeout,
-                "Redis did not answer within 5 s",
-            ))
-        }
-    }
 }
 
 #[cfg(test)]

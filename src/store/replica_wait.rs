@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, ClusterInterface, ServerInterface};
+use fred::prelude::Options;
 use fred::types::cluster::ClusterRouting;
 use tower_sessions::session_store;
 
@@ -20,36 +21,43 @@ pub(crate) struct ReplicaWait {
 
 impl ReplicaWait {
     /// Waits until `replicas` replicas have every write `client` sent to the node that holds
-    /// `key` so far (the save just made included). `WAIT` counts one connection's writes, so it
+    /// `key` so far (the write just made included). `WAIT` counts one connection's writes, so it
     /// goes over the same client, and on a cluster to the key's node.
     pub(crate) async fn confirm(&self, client: &Client, key: &str) -> session_store::Result<()> {
         let wanted = i64::from(self.replicas);
         let timeout_ms = i64::try_from(self.timeout.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
-        let reached: i64 = match client.is_clustered() {
-            true => {
-                // Read after the write: a write redirected to another node updated this map.
-                let node = client
-                    .cached_cluster_state()
-                    .and_then(|state| {
-                        state
-                            .get_server(ClusterRouting::hash_key(key.as_bytes()))
-                            .cloned()
-                    })
-                    .ok_or_else(|| {
-                        session_store::Error::Backend(
-                            "no cluster node is known for the session's key".into(),
-                        )
-                    })?;
-                client
-                    .with_cluster_node(node)
-                    .wait(wanted, timeout_ms)
-                    .await
-            }
-            false => client.wait(wanted, timeout_ms).await,
+        // Never sent again on another connection (after a reconnect), where it would count
+        // none of the write's bytes and confirm at once.
+        let mut once = Options {
+            max_attempts: Some(1),
+            fail_fast: true,
+            ..Options::default()
+        };
+        if client.is_clustered() {
+            // Read after the write: a write redirected by MOVED updated this map (one
+            // redirected by ASK, in the middle of a slot's migration, did not: its WAIT goes to
+            // the slot's former node and confirms nothing of it).
+            let node = client
+                .cached_cluster_state()
+                .and_then(|state| {
+                    state
+                        .get_server(ClusterRouting::hash_key(key.as_bytes()))
+                        .cloned()
+                })
+                .ok_or_else(|| {
+                    session_store::Error::Backend(
+                        "no cluster node is known for the session's key".into(),
+                    )
+                })?;
+            once.cluster_node = Some(node);
         }
-        .map_err(backend_error)?;
+        let reached: i64 = client
+            .with_options(&once)
+            .wait(wanted, timeout_ms)
+            .await
+            .map_err(backend_error)?;
         if reached < wanted {
             return Err(session_store::Error::Backend(format!(
                 "saved on the primary, but {reached} of the {wanted} replicas required had it \

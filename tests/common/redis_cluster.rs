@@ -1,5 +1,5 @@
 //! A Redis Cluster of the test's own: 3 primaries and 3 replicas on free ports, failing over
-//! within about 2 s of a primary's death, killed when the test ends.
+//! within about 5 s of a primary's death, killed when the test ends.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,70 @@
+//! Starting and stopping fred clients with bounded waits. fred waits without limit by default:
+//! a connection attempt to a host that drops packets, and a `QUIT` sent while a client is busy
+//! reconnecting, can each hang a caller for good.
+
+use std::time::Duration;
+
+use fred::error::{Error, ErrorKind};
+use fred::prelude::{ClientLike, Config, ConnectionConfig, Pool, ReconnectPolicy};
+
+use crate::task::spawn_detached;
+
+/// How long the first connection may take before `connect` gives up.
+pub(crate) const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long one connection attempt may take: below [`CONNECT_WITHIN`], so that a host that
+/// never answers fails an attempt (and the client backs off and retries, or is told to quit)
+/// instead of holding the client in one attempt.
+const ATTEMPT_WITHIN: Duration = Duration::from_secs(2);
+
+/// fred's connection settings with [`ATTEMPT_WITHIN`].
+pub(crate) fn connection_config() -> ConnectionConfig {
+    ConnectionConfig {
+        connection_timeout: ATTEMPT_WITHIN,
+        ..ConnectionConfig::default()
+    }
+}
+
+/// A pool of `size` clients on `config`, once its first connection is up (at most
+/// [`CONNECT_WITHIN`]); afterwards the clients reconnect forever, every 200 ms, and store calls
+/// fail meanwhile (sockets get `session_unavailable`). On a cluster, each client follows
+/// redirections and failovers by itself.
+pub(crate) async fn connect_pool(config: Config, size: usize) -> Result<Pool, Error> {
+    let policy = ReconnectPolicy::new_constant(0, 200);
+    let pool = Pool::new(config, None, Some(connection_config()), Some(policy), size)?;
+    pool.connect_pool();
+    match tokio::time::timeout(CONNECT_WITHIN, pool.wait_for_connect()).await {
+        Ok(Ok(())) => Ok(pool),
+        Ok(Err(e)) => {
+            quit_aside(pool);
+            Err(e)
+        }
+        Err(_) => {
+            quit_aside(pool);
+            Err(Error::new(
+                ErrorKind::Timeout,
+                "Redis did not answer within 5 s",
+            ))
+        }
+    }
+}
+
+/// Stops a client that failed to start, without making its caller wait for it.
+pub(crate) fn quit_aside(client: impl ClientLike + 'static) {
+    spawn_detached(async move { quit(&client).await });
+}
+
+/// Stops a client (or pool) and its reconnect loop. A `QUIT` is only heard while the client
+/// waits between attempts, so it is sent again until one is heard, for at most a few seconds
+/// past one connection attempt.
+pub(crate) async fn quit(client: &impl ClientLike) {
+    for _ in 0..4 {
+        if tokio::time::timeout(ATTEMPT_WITHIN, client.quit())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    tracing::warn!("a Redis client did not stop; its reconnect attempts may go on");
+}
