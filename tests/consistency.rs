@@ -114,8 +114,6 @@ mod cases {
             store.save_if(&next, &same).await.unwrap(),
             SaveOutcome::Saved(_)
         ));
-        // Other bytes than those stored now: the Redis stores take a stale save of the very
-        // bytes stored for a save sent twice, and call it saved.
         let mut stale = read.record.clone();
         stale.data.insert("n".into(), json!(3));
         assert_eq!(

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::interfaces::{KeysInterface, LuaInterface};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::merge::Target;
-use super::redis_pool::connect_pool;
+use super::redis_pool::{connect_pool, send_once};
 use super::redis_url::redis_config;
 use super::replica_wait::ReplicaWait;
 use super::{
@@ -41,13 +41,12 @@ if not v then return nil end
 return {v, redis.call('PTTL', KEYS[1])}
 "#;
 
-/// SET with `EX ARGV[3]` only if the key still holds exactly ARGV[1], or already ARGV[2] (the
-/// same save sent again by fred after its connection dropped).
+/// SET with `EX ARGV[3]` only if the key still holds exactly ARGV[1].
 /// Returns 1 when written, 0 when the value differs, -1 when the key is gone.
 const SAVE_IF: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
-if current ~= ARGV[1] and current ~= ARGV[2] then return 0 end
+if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 "#;
@@ -424,6 +423,7 @@ impl ConditionalStore for ConnectRedisStore {
         // One client for the write and the wait: `WAIT` counts its own connection's writes.
         let client = self.pool.next();
         let answer: i64 = client
+            .with_options(&send_once())
             .eval(SAVE_IF, vec![key.as_str()], args)
             .await
             .map_err(backend_error)?;

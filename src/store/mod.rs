@@ -162,9 +162,6 @@ pub trait ConditionalStore: SessionStore {
     }
 
     /// Writes `record` if the stored record still has version `expected`; never creates one.
-    /// A store whose client may send a save twice (after a dropped connection) may also answer
-    /// `Saved` when the stored record is already exactly `record`: the same state, not a
-    /// conflict to merge again.
     async fn save_if(
         &self,
         record: &Record,

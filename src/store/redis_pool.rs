@@ -5,9 +5,21 @@
 use std::time::Duration;
 
 use fred::error::{Error, ErrorKind};
-use fred::prelude::{ClientLike, Config, ConnectionConfig, Pool, ReconnectPolicy};
+use fred::prelude::{ClientLike, Config, ConnectionConfig, Options, Pool, ReconnectPolicy};
 
 use crate::task::spawn_detached;
+
+/// A command that is sent once or not at all: never queued while the client reconnects, never
+/// sent again after its connection dropped. A conditional save told failed (by the store
+/// timeout, or an error) must not land later, when fred replays it after a reconnect.
+pub(crate) fn send_once() -> Options {
+    Options {
+        max_attempts: Some(1),
+        fail_fast: true,
+        // Not a struct literal alone: another crate's fred features can add fields.
+        ..Options::default()
+    }
+}
 
 /// How long the first connection may take before `connect` gives up.
 pub(crate) const CONNECT_WITHIN: Duration = Duration::from_secs(5);

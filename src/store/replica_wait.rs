@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, ClusterInterface, ServerInterface};
-use fred::prelude::Options;
 use fred::types::cluster::ClusterRouting;
 use tower_sessions::session_store;
 
 use super::backend_error;
+use super::redis_pool::send_once;
 
 /// How many replicas must have a save, and how long the save waits for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +30,7 @@ impl ReplicaWait {
             .max(1);
         // Never sent again on another connection (after a reconnect), where it would count
         // none of the write's bytes and confirm at once.
-        let mut once = Options {
-            max_attempts: Some(1),
-            fail_fast: true,
-            ..Options::default()
-        };
+        let mut once = send_once();
         if client.is_clustered() {
             // Read after the write: a write redirected by MOVED updated this map (one
             // redirected by ASK, in the middle of a slot's migration, did not: its WAIT goes to

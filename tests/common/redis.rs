@@ -33,7 +33,7 @@ impl RedisServer {
     /// [`RedisCluster`]: super::redis_cluster::RedisCluster
     pub async fn start_cluster_node() -> Option<RedisServer> {
         Self::start_on(
-            free_cluster_port(),
+            free_cluster_port,
             &[
                 "--appendonly",
                 "no",
@@ -54,10 +54,12 @@ impl RedisServer {
     }
 
     async fn start_with(extra: &[&str]) -> Option<RedisServer> {
-        Self::start_on(free_port(), extra).await
+        Self::start_on(free_port, extra).await
     }
 
-    async fn start_on(port: u16, extra: &[&str]) -> Option<RedisServer> {
+    /// Starts one on a port from `pick`; a port taken between `pick` and the server's bind
+    /// (another process's outgoing connection, another test) costs a new port, not the test.
+    async fn start_on(pick: fn() -> u16, extra: &[&str]) -> Option<RedisServer> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -73,16 +75,26 @@ impl RedisServer {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = RedisServer {
-            port,
+            port: pick(),
             child: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        server.spawn().await;
-        Some(server)
+        for _ in 0..3 {
+            if server.try_spawn().await {
+                return Some(server);
+            }
+            server.port = pick();
+        }
+        panic!("redis-server did not start on three free ports");
     }
 
     async fn spawn(&mut self) {
+        assert!(self.try_spawn().await, "redis-server did not start");
+    }
+
+    /// Starts the server on its port: `false` when it exited at once (the port was taken).
+    async fn try_spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--protected-mode", "no"])
@@ -96,9 +108,18 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + SOON;
         while self.cli(&["PING"]).as_deref() != Some("PONG") {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                return false;
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        true
     }
 
     pub fn url(&self) -> String {
