@@ -13,6 +13,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketio_sessions::store::ConditionalStore;
+use socketio_sessions::store::fred::clients::SubscriberClient;
+use socketio_sessions::store::fred::interfaces::{EventInterface, PubsubInterface};
 use socketio_sessions::store::fred::prelude::{Builder as FredBuilder, ReconnectPolicy};
 use socketio_sessions::store::fred::types::RespVersion;
 use socketio_sessions::{
@@ -24,6 +26,7 @@ use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, SocketIoBuilder};
 use socketioxide_redis::{FredAdapter, RedisAdapterCtr};
+use tokio::sync::broadcast::error::RecvError;
 use tower_sessions::cookie::Key;
 use tower_sessions::{Expiry, Session, SessionStore};
 
@@ -265,13 +268,13 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
             let config = socketio_sessions::store::redis_config(url)?;
             let mut adapter_config = config.clone();
             adapter_config.version = RespVersion::RESP3;
-            // Reconnects forever, and renews the adapter's subscriptions after a Redis restart.
+            // Reconnects forever, and renews the adapter's subscriptions after a Redis restart
+            // or a failover.
             let subscriber = FredBuilder::from_config(adapter_config)
                 .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
                 .build_subscriber_client()?;
-            let resubscriber = subscriber.clone();
+            renew_shard_subscriptions(subscriber.clone());
             let adapter = RedisAdapterCtr::new_with_fred(subscriber).await?;
-            let _resubscribe = resubscriber.manage_subscriptions();
             let (sio_layer, io) = bounded(SocketIo::builder(), &opts)
                 .with_adapter::<FredAdapter<_>>(adapter)
                 .build_layer();
@@ -295,6 +298,27 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
         }
     };
     Ok(DemoApp { router, sessions })
+}
+
+/// Subscribes the adapter's sharded channels again after each reconnection (a Redis restart, a
+/// cluster failover), until the client is gone. fred's `manage_subscriptions` would, but it
+/// sends `SUBSCRIBE` first, with no channel when there is none, which a cluster refuses, and
+/// then skips the sharded channels: the only ones the adapter uses.
+fn renew_shard_subscriptions(subscriber: SubscriberClient) {
+    tokio::spawn(async move {
+        let mut reconnects = subscriber.reconnect_rx();
+        loop {
+            match reconnects.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            }
+            for channel in subscriber.tracked_shard_channels() {
+                if let Err(e) = subscriber.ssubscribe(channel.to_string()).await {
+                    tracing::warn!(error = %e, "could not renew an adapter subscription");
+                }
+            }
+        }
+    });
 }
 
 /// socketioxide with the demo's bounds: messages of at most [`MAX_MESSAGE_BYTES`] on both

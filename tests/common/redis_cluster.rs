@@ -15,11 +15,9 @@ pub struct RedisCluster {
 
 /// One line of `CLUSTER NODES`.
 struct NodeLine {
-    id: String,
     port: u16,
     primary: bool,
     failed: bool,
-    primary_id: String,
     slots: Vec<(u16, u16)>,
 }
 
@@ -105,7 +103,10 @@ impl RedisCluster {
             node.cli(&["INFO", "replication"])
                 .is_some_and(|info| info.contains("state=online"))
         });
-        ok && primaries.len() == 3 && served == 16_384 && synced
+        // Gossip has reached the node the table comes from: every node in it, as a primary
+        // serving slots or as a replica.
+        let replicas = lines.iter().filter(|l| !l.primary && !l.failed).count();
+        ok && primaries.len() == 3 && served == 16_384 && synced && replicas == 3
     }
 
     /// `CLUSTER NODES` as read from the first node that answers.
@@ -135,19 +136,19 @@ impl RedisCluster {
         self.index_of(line.port)
     }
 
-    /// The index of a replica of the primary at index `primary`.
+    /// The index of a replica of the primary at index `primary`, as the primary itself says
+    /// (`INFO replication`: other nodes learn it by gossip, later).
     pub fn replica_of(&self, primary: usize) -> usize {
-        let lines = self.table().expect("CLUSTER NODES");
-        let id = &lines
-            .iter()
-            .find(|l| l.port == self.nodes[primary].port)
-            .expect("the primary in CLUSTER NODES")
-            .id;
-        let replica = lines
-            .iter()
-            .find(|l| !l.primary && &l.primary_id == id)
+        let info = self.nodes[primary]
+            .cli(&["INFO", "replication"])
+            .expect("INFO replication");
+        let port = info
+            .lines()
+            .filter(|l| l.starts_with("slave"))
+            .find_map(|l| l.split(',').find_map(|f| f.strip_prefix("port=")))
+            .and_then(|p| p.parse().ok())
             .expect("a replica of the primary");
-        self.index_of(replica.port)
+        self.index_of(port)
     }
 
     /// Whether the node at `index` is a primary now, as it says itself.
@@ -179,7 +180,7 @@ impl RedisCluster {
 
 fn parse_line(line: &str) -> Option<NodeLine> {
     let mut fields = line.split_whitespace();
-    let id = fields.next()?.to_owned();
+    let _id = fields.next()?;
     let address = fields.next()?;
     let port = address
         .split(['@'])
@@ -189,7 +190,7 @@ fn parse_line(line: &str) -> Option<NodeLine> {
         .parse()
         .ok()?;
     let flags = fields.next()?;
-    let primary_id = fields.next()?.to_owned();
+    let _primary_id = fields.next()?;
     let slots = fields
         .skip(4)
         .filter(|f| !f.starts_with('['))
@@ -199,11 +200,9 @@ fn parse_line(line: &str) -> Option<NodeLine> {
         })
         .collect();
     Some(NodeLine {
-        id,
         port,
         primary: flags.contains("master"),
         failed: flags.contains("fail") && !flags.contains("fail?"),
-        primary_id,
         slots,
     })
 }
