@@ -2,7 +2,7 @@
 //! handle with one access rule per mode.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use serde::Serialize;
@@ -76,7 +76,6 @@ impl Binding {
                 flood: self.0.flood.clone(),
                 guard: Mutex::new(None),
                 at_connect,
-                unconfirmed: AtomicBool::new(false),
                 span: handler_span(&live),
             })),
         };
@@ -105,10 +104,7 @@ impl Drop for BindingInner {
 /// inserted with `session.insert("user", ..)`.
 ///
 /// In per-message mode the first operation of a handler reloads the session and locks it for
-/// this session on this node until the handler returns; changes are then saved. (A first
-/// operation that is an [`update`](SocketSession::update) skips the reload: it is saved by a
-/// compare-and-set on the version held before it returns, which only goes through if the record
-/// is unchanged, and is re-run on the stored record otherwise.) Call
+/// this session on this node until the handler returns; changes are then saved. Call
 /// [`save`](SocketSession::save) before acknowledging when the client must be able to read the
 /// change over HTTP as soon as it gets the ack.
 #[derive(Clone)]
@@ -135,10 +131,6 @@ struct Hold {
     flood: Arc<FloodWatch>,
     guard: Mutex<Option<OwnedMutexGuard<State>>>,
     at_connect: bool,
-    /// The held state was not reloaded for this handler (its first operation was an `update`)
-    /// and no save has confirmed it yet: the next operation reloads it first, so that a failed
-    /// update never leaves the handler reading a stale record.
-    unconfirmed: AtomicBool,
     /// The handler's span: its reload and its save run in it, wherever they are polled.
     span: tracing::Span,
 }
@@ -166,29 +158,10 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// How a per-message handler's first operation brings the held state up to date.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CatchUp {
-    /// Reload it from the store.
-    Reload,
-    /// Use the version held: the operation is an `update`, saved before it returns by a
-    /// compare-and-set on that version, which goes through only if the record is unchanged
-    /// (else the update is re-run on the stored record). Saves a store round trip per message.
-    SaveChecks,
-}
-
 impl SocketSession {
     /// Runs `f` on the up-to-date state, under the session lock.
     async fn with_state<R>(
         &self,
-        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
-    ) -> Result<R, SessionError> {
-        self.with_state_caught(CatchUp::Reload, f).await
-    }
-
-    async fn with_state_caught<R>(
-        &self,
-        catch: CatchUp,
         f: impl FnOnce(&mut State) -> Result<R, SessionError>,
     ) -> Result<R, SessionError> {
         // The state is nearly always at hand. Waiting for it (and reloading it) is boxed, so
@@ -201,7 +174,7 @@ impl SocketSession {
                     Access::PerMessage(hold) => hold.span.clone(),
                     Access::PerConnection => handler_span(&self.live),
                 };
-                Box::pin(self.wait_for_state(catch, f).instrument(span)).await
+                Box::pin(self.wait_for_state(f).instrument(span)).await
             }
         }
     }
@@ -224,8 +197,8 @@ impl SocketSession {
             },
             Access::PerMessage(hold) => match hold.guard.try_lock() {
                 Ok(mut guard) => match &mut *guard {
-                    Some(st) if !hold.unconfirmed.load(Ordering::Acquire) => Ok(f(st)),
-                    _ => Err(f),
+                    Some(st) => Ok(f(st)),
+                    None => Err(f),
                 },
                 Err(_) => Err(f),
             },
@@ -234,7 +207,6 @@ impl SocketSession {
 
     async fn wait_for_state<R>(
         &self,
-        catch: CatchUp,
         f: impl FnOnce(&mut State) -> Result<R, SessionError>,
     ) -> Result<R, SessionError> {
         let live = &self.live;
@@ -248,22 +220,13 @@ impl SocketSession {
             Access::PerMessage(hold) => {
                 let mut guard = hold.guard.lock().await;
                 let st = match &mut *guard {
-                    Some(st) => {
-                        if hold.unconfirmed.load(Ordering::Acquire) {
-                            live.refresh(st).await?;
-                            hold.unconfirmed.store(false, Ordering::Release);
-                        }
-                        st
-                    }
+                    Some(st) => st,
                     slot @ None => {
                         let mut st = match live.state.clone().try_lock_owned() {
                             Ok(st) => st,
                             Err(_) => hold.wait_turn().await?,
                         };
-                        if catch == CatchUp::SaveChecks && st.base.is_some() && st.ops.is_empty() {
-                            st.reads.clear();
-                            hold.unconfirmed.store(true, Ordering::Release);
-                        } else if !(hold.at_connect && st.fresh) {
+                        if !(hold.at_connect && st.fresh) {
                             live.refresh(&mut st).await?;
                         }
                         st.fresh = false;
@@ -349,21 +312,9 @@ impl SocketSession {
             limits.check(&owned_key, &new)?;
             Ok(new)
         });
-        let per_message = self.mode() == Mode::PerMessage;
-        let catch = if per_message {
-            CatchUp::SaveChecks
-        } else {
-            CatchUp::Reload
-        };
-        let mut value = self
-            .with_state_caught(catch, |st| st.update(key, updater))
-            .await?;
-        if per_message {
+        let mut value = self.with_state(|st| st.update(key, updater)).await?;
+        if self.mode() == Mode::PerMessage {
             self.save().await?;
-            if let Access::PerMessage(hold) = &self.access {
-                // Saved by compare-and-set: the state is the stored record.
-                hold.unconfirmed.store(false, Ordering::Release);
-            }
             let stored = self
                 .with_state(|st| Ok(st.record().and_then(|r| r.data.get(key).cloned())))
                 .await?;
