@@ -312,17 +312,15 @@ impl Connect {
             return Err(InvalidReason::Overloaded);
         };
         let id = key.id;
-        let (live, created) = self.registry.get_or_create(id, || {
+        let live = self.registry.get_or_create(id, || {
             LiveSession::new(
                 key,
                 self.store.clone(),
                 self.policy.clone(),
                 self.lifecycle.stop.clone(),
+                self.lifecycle.expiries.clone(),
             )
         });
-        if created {
-            self.lifecycle.follow(&live);
-        }
         // Bounded as a whole: waiting behind another socket's load of the same session counts.
         let timeout = self.store.timeout();
         let look = |data: &HashMap<String, serde_json::Value>| {

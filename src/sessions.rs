@@ -356,7 +356,7 @@ impl SocketSessions {
     ///    disconnected: clients reconnect, to another node or to this one once it is back;
     /// 3. every unsaved change (per-connection mode, write-behind) is saved, compare-and-set as
     ///    always;
-    /// 4. background work stops: expiry timers, revalidation, keyspace notifications.
+    /// 4. background work stops: the expiry task, revalidation, keyspace notifications.
     ///
     /// Call it before the server stops (e.g. in axum's `with_graceful_shutdown`). Calling it
     /// again does nothing. Per-connection changes can still be lost by a crash (everything

@@ -77,6 +77,16 @@ impl SessionKey {
     }
 }
 
+/// The last session cookie in a request's headers.
+enum Found<'h> {
+    /// Too large to parse.
+    TooLarge,
+    /// A plain cookie's value with nothing to percent-decode: read without building a cookie
+    /// and a jar for it (a noticeable part of a handshake).
+    Plain(&'h str),
+    Parsed(Cookie<'static>),
+}
+
 /// The session cookie's name, protection and size limit.
 #[derive(Debug, Clone)]
 pub(crate) struct CookieConfig {
@@ -102,8 +112,7 @@ impl CookieConfig {
                 express::sid_from_headers(headers, &self.name, secrets, self.max_header_bytes)?;
             return Ok(SessionKey::express(sid));
         }
-        // `Err(())`: a session cookie too large to parse.
-        let mut found: Option<Result<Cookie<'static>, ()>> = None;
+        let mut found = None;
         for header in headers.get_all(COOKIE) {
             let Ok(header) = std::str::from_utf8(header.as_bytes()) else {
                 continue;
@@ -115,23 +124,34 @@ impl CookieConfig {
                 if raw_name != self.name && !raw_name.contains('%') {
                     continue;
                 }
-                if raw_value.trim().len() > self.max_header_bytes {
+                let raw_value = raw_value.trim();
+                if raw_value.len() > self.max_header_bytes {
                     if raw_name == self.name {
-                        found = Some(Err(()));
+                        found = Some(Found::TooLarge);
                     }
                     continue;
                 }
-                if let Ok(cookie) = Cookie::parse_encoded(part.to_owned())
+                if raw_name == self.name
+                    && matches!(self.key, CookieKey::Plain)
+                    && !raw_value.contains('%')
+                {
+                    // What parsing would give: the trimmed value, nothing to decode.
+                    found = Some(Found::Plain(raw_value));
+                } else if let Ok(cookie) = Cookie::parse_encoded(part.to_owned())
                     && cookie.name() == self.name
                 {
-                    found = Some(Ok(cookie));
+                    found = Some(Found::Parsed(cookie));
                 }
             }
         }
         let cookie = match found {
             None => return Err(InvalidReason::Missing),
-            Some(Err(())) => return Err(InvalidReason::Malformed),
-            Some(Ok(cookie)) => cookie,
+            Some(Found::TooLarge) => return Err(InvalidReason::Malformed),
+            Some(Found::Plain(value)) => {
+                let id = Id::from_str(value).map_err(|_| InvalidReason::Malformed)?;
+                return Ok(SessionKey::tower(id, self.verified()));
+            }
+            Some(Found::Parsed(cookie)) => cookie,
         };
         let mut jar = CookieJar::new();
         jar.add_original(cookie);
@@ -211,6 +231,30 @@ mod tests {
             Err(InvalidReason::Malformed)
         );
         assert_eq!(c.hid(&headers(&["id="])), Err(InvalidReason::Malformed));
+    }
+
+    #[test]
+    fn plain_values_read_without_parsing_match_the_parser() {
+        let id = Id::default();
+        let c = config(CookieKey::Plain);
+        for value in [
+            format!("{id}"),
+            format!("  {id} "),
+            format!("\"{id}\""),
+            format!("{id}x"),
+            String::new(),
+        ] {
+            let parsed = Cookie::parse_encoded(format!("id={value}")).unwrap();
+            let want = Id::from_str(parsed.value()).map_err(|_| InvalidReason::Malformed);
+            assert_eq!(
+                c.hid(&headers(&[&format!("id={value}")])),
+                want,
+                "{value:?}"
+            );
+        }
+        // Percent-encoded values still go through the parser.
+        let encoded = id.to_string().replace('-', "%2D");
+        assert_eq!(c.hid(&headers(&[&format!("id={encoded}")])), Ok(id));
     }
 
     #[test]

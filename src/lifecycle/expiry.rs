@@ -1,69 +1,74 @@
-//! Finding out that a session ended without anyone announcing it: its expiry (a timer per live
-//! session, following the expiry the session publishes) and periodic revalidation against the
-//! store (deletions by another process), also run as a sweep after a store reconnects.
+//! Finding out that a session ended without anyone announcing it: its expiry (one task for the
+//! node, sleeping until the earliest expiry the live sessions published) and periodic
+//! revalidation against the store (deletions by another process), also run as a sweep after a
+//! store reconnects.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use futures_util::future::join_all;
 
 use super::{EndReason, Lifecycle, Reach};
-use crate::session::LiveSession;
+use crate::session::{Expiries, LiveSession};
 use crate::store::Presence;
 use crate::task::{Stop, spawn_detached};
 
-/// Ends the session's sockets on this node with `session_expired` when its expiry is reached
-/// and the record is gone. The timer is re-armed when the expiry moves earlier; a later expiry
-/// (every save moves it) is picked up when the timer fires, so that saves do not wake it.
-pub(super) fn spawn_expiry_timer(
+/// Ends a session's sockets on this node with `session_expired` when its expiry is reached and
+/// the record is gone. Sessions arm their entry when their expiry moves earlier; a later expiry
+/// (every save moves it) is picked up when the entry comes due, so that saves do not wake this.
+pub(super) fn spawn_expiry_task(
     lifecycle: Weak<Lifecycle>,
-    live: &Arc<LiveSession>,
+    expiries: Arc<Expiries>,
     stop: Arc<Stop>,
 ) {
-    let weak = Arc::downgrade(live);
-    let mut rx = live.expiry_watch();
     spawn_detached(async move {
         let stopped = stop.stopped();
         tokio::pin!(stopped);
         loop {
-            let at = *rx.borrow_and_update();
-            let wait = match at {
-                Some(at) => Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or_default(),
-                None => Duration::MAX,
-            };
+            let wait = expiries.until_next();
             tokio::select! {
                 _ = &mut stopped => return,
-                changed = rx.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400))), if at.is_some() => {
-                    if *rx.borrow() != at {
-                        continue;
-                    }
-                    let Some(live) = weak.upgrade() else { return };
-                    match live.store.probe(&live.id).await {
-                        Ok(Presence::Live(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
-                        Ok(gone) => {
-                            let reason = match gone {
-                                Presence::Rotated => EndReason::Rotated,
-                                _ => EndReason::Expired,
-                            };
-                            tracing::debug!(session = %live.tag(), %reason, "session ended at its expiry");
-                            if let Some(lifecycle) = lifecycle.upgrade() {
-                                lifecycle.end(&live.id, reason, Reach::ThisNode).await;
-                            }
-                            return;
-                        }
-                        Err(failure) => {
-                            tracing::warn!(session = %live.tag(), ?failure, "could not check the session's expiry; retrying");
-                            drop(live);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
+                _ = expiries.earlier() => continue,
+                _ = tokio::time::sleep(wait.unwrap_or_default().min(Duration::from_secs(86_400))), if wait.is_some() => {}
+            }
+            let Some(lifecycle) = lifecycle.upgrade() else {
+                return;
+            };
+            for (at, id, owner) in expiries.take_due() {
+                // Gone from this node, or a newer live session of the id (which armed its own).
+                let Some(live) = lifecycle.registry.get(&id) else {
+                    continue;
+                };
+                if Arc::as_ptr(&live) as usize != owner || !live.expiry_due(at) {
+                    continue;
                 }
+                let lifecycle = Arc::downgrade(&lifecycle);
+                // Each check on its own: a slow store must not hold up the other expiries.
+                spawn_detached(check_expired(lifecycle, live));
             }
         }
     });
+}
+
+/// The session's expiry was reached: asks the store whether the record is gone.
+async fn check_expired(lifecycle: Weak<Lifecycle>, live: Arc<LiveSession>) {
+    match live.store.probe(&live.id).await {
+        Ok(Presence::Live(loaded)) => live.note_expiry(Some(loaded.record.expiry_date)),
+        Ok(gone) => {
+            let reason = match gone {
+                Presence::Rotated => EndReason::Rotated,
+                _ => EndReason::Expired,
+            };
+            tracing::debug!(session = %live.tag(), %reason, "session ended at its expiry");
+            if let Some(lifecycle) = lifecycle.upgrade() {
+                lifecycle.end(&live.id, reason, Reach::ThisNode).await;
+            }
+        }
+        Err(failure) => {
+            tracing::warn!(session = %live.tag(), ?failure, "could not check the session's expiry; retrying");
+            live.recheck_expiry(Duration::from_secs(1));
+        }
+    }
 }
 
 /// Revalidates every `every`, until the node stops.

@@ -1,5 +1,5 @@
 //! The lifecycle stage: the one place that decides when a socket's session ends, and owns the
-//! background work that finds out (expiry timers, revalidation, Redis keyspace notifications)
+//! background work that finds out (the expiry task, revalidation, Redis keyspace notifications)
 //! and the node's shutdown.
 //!
 //! Ends come from: the HTTP side (logout, rotation), the app (`disconnect_*`), the record's
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tower_sessions::session::Id;
 
-use crate::session::Registry;
+use crate::session::{Expiries, Registry};
 use crate::store::StoreHandle;
 use crate::task::Stop;
 
@@ -61,6 +61,8 @@ pub(crate) struct Lifecycle {
     store: Arc<StoreHandle>,
     /// The node's live sessions: what revalidation and shutdown walk.
     registry: Arc<Registry>,
+    /// Where the live sessions publish their expiries; one task follows it.
+    pub(crate) expiries: Arc<Expiries>,
     revalidate_every: Option<Duration>,
     /// Background tasks start with the first accepted socket, once.
     started: AtomicBool,
@@ -99,6 +101,7 @@ impl Lifecycle {
             #[cfg(feature = "redis")]
             store,
             registry,
+            expiries: Arc::default(),
             revalidate_every,
             started: AtomicBool::new(false),
             stop,
@@ -134,19 +137,18 @@ impl Lifecycle {
         }
     }
 
-    /// Starts the background tasks (revalidation), once.
+    /// Starts the background tasks (expiry, revalidation), once.
     pub(crate) fn start(self: &Arc<Self>) {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
+        expiry::spawn_expiry_task(
+            Arc::downgrade(self),
+            self.expiries.clone(),
+            self.stop.clone(),
+        );
         if let Some(every) = self.revalidate_every {
             expiry::spawn_revalidation(Arc::downgrade(self), every, self.stop.clone());
         }
-    }
-
-    /// Follows a newly bound live session's expiry: its sockets on this node end with
-    /// `session_expired` when the record is found gone at its expiry.
-    pub(crate) fn follow(self: &Arc<Self>, live: &Arc<crate::session::LiveSession>) {
-        expiry::spawn_expiry_timer(Arc::downgrade(self), live, self.stop.clone());
     }
 }

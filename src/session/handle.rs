@@ -85,7 +85,8 @@ impl Binding {
 
 impl Drop for BindingInner {
     fn drop(&mut self) {
-        if self.live.mode() == Mode::PerConnection {
+        // Nothing unsaved (the common case): no task to spawn for a save with nothing to do.
+        if self.live.mode() == Mode::PerConnection && self.live.has_unsaved() {
             let live = self.live.clone();
             spawn_detached(async move {
                 live.flush().await;

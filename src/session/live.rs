@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 use tower_sessions::session::Id;
 
+use super::expiries::{Expiries, Owner};
 use super::policy::Policy;
 use super::state::{Op, Pending, State};
 use crate::config::Mode;
@@ -24,6 +25,15 @@ use crate::store::{
 };
 use crate::tag::SessionTag;
 use crate::task::{Stop, locked, spawn_detached};
+
+/// The record's expiry as this node knows it, and when the session is armed to be checked.
+/// The entry moves only when the expiry moves earlier (or appears or vanishes): every save moves
+/// it later, and that is picked up when the entry comes due, so saves do not touch the schedule.
+#[derive(Debug, Default)]
+struct Expiry {
+    known: Option<OffsetDateTime>,
+    armed: Option<OffsetDateTime>,
+}
 
 /// The one in-memory copy of a session on this node.
 pub(crate) struct LiveSession {
@@ -46,9 +56,10 @@ pub(crate) struct LiveSession {
     pub(crate) waiting: AtomicUsize,
     /// Whether a write-behind save is scheduled (one at a time).
     write_behind_pending: AtomicBool,
-    /// The record's expiry as last seen; the lifecycle's expiry timer watches it. A watch, so
-    /// that saves (which move it later) do not wake the timer.
-    expiry: watch::Sender<Option<OffsetDateTime>>,
+    /// The record's expiry as last seen, and the entry this session armed in `expiries`.
+    expiry: std::sync::Mutex<Expiry>,
+    /// The node's expiry schedule, which the lifecycle's expiry task follows.
+    expiries: Arc<Expiries>,
     /// When a save last moved the expiry forward (rolling expiry).
     last_extended: std::sync::Mutex<Instant>,
     /// Whether a rolling-expiry touch is in flight.
@@ -71,6 +82,7 @@ impl LiveSession {
         store: Arc<StoreHandle>,
         policy: Arc<Policy>,
         stop: Arc<Stop>,
+        expiries: Arc<Expiries>,
     ) -> Self {
         if let Some(sid) = &key.external {
             store.hold_external_key(&key.id, sid);
@@ -85,7 +97,8 @@ impl LiveSession {
             state: Arc::default(),
             waiting: AtomicUsize::new(0),
             write_behind_pending: AtomicBool::new(false),
-            expiry: watch::Sender::new(None),
+            expiry: std::sync::Mutex::default(),
+            expiries,
             last_extended: std::sync::Mutex::new(Instant::now()),
             touch_pending: AtomicBool::new(false),
             _live: Held::new(LIVE_SESSIONS),
@@ -102,22 +115,51 @@ impl LiveSession {
         self.policy.mode
     }
 
-    /// Follows the record's expiry as this node learns it.
-    pub(crate) fn expiry_watch(&self) -> watch::Receiver<Option<OffsetDateTime>> {
-        self.expiry.subscribe()
+    fn owner(&self) -> Owner {
+        self as *const LiveSession as Owner
     }
 
-    /// Records the expiry of the stored record; wakes the expiry timer only when it moved
-    /// earlier (or appeared or vanished).
+    /// Records the expiry of the stored record, and arms the session's entry in the schedule
+    /// when the expiry moved earlier than it (or appeared or vanished).
     pub(crate) fn note_expiry(&self, at: Option<OffsetDateTime>) {
-        self.expiry.send_if_modified(|current| {
-            let wake = match (*current, at) {
-                (Some(old), Some(new)) => new < old,
-                (old, new) => old != new,
-            };
-            *current = at;
-            wake
-        });
+        let mut e = locked(&self.expiry);
+        e.known = at;
+        self.settle(&mut e);
+    }
+
+    /// Arms the entry at the known expiry unless an earlier one is armed already.
+    fn settle(&self, e: &mut Expiry) {
+        let to = match (e.known, e.armed) {
+            (None, None) => return,
+            (Some(known), Some(armed)) if known >= armed => return,
+            (known, _) => known,
+        };
+        self.expiries.rearm(self.id, self.owner(), e.armed, to);
+        e.armed = to;
+    }
+
+    /// The session's entry armed for `at` came due: whether the known expiry has been reached
+    /// (the store must say whether the record is gone). If the expiry moved later meanwhile,
+    /// the entry is armed again at it.
+    pub(crate) fn expiry_due(&self, at: OffsetDateTime) -> bool {
+        let mut e = locked(&self.expiry);
+        if e.armed == Some(at) {
+            e.armed = None;
+        }
+        if e.known.is_some_and(|known| known <= at) {
+            return true;
+        }
+        self.settle(&mut e);
+        false
+    }
+
+    /// Checks the expiry again `after` this long (the store failed when it came due).
+    pub(crate) fn recheck_expiry(&self, after: Duration) {
+        let mut e = locked(&self.expiry);
+        let at = OffsetDateTime::now_utc() + after;
+        self.expiries
+            .rearm(self.id, self.owner(), e.armed, Some(at));
+        e.armed = Some(at);
     }
 
     fn track(&self, st: &State) {
@@ -126,8 +168,8 @@ impl LiveSession {
 
     /// Whether the last known expiry has passed.
     pub(crate) fn past_expiry(&self) -> bool {
-        self.expiry
-            .borrow()
+        locked(&self.expiry)
+            .known
             .is_some_and(|at| at <= OffsetDateTime::now_utc())
     }
 
@@ -333,6 +375,10 @@ impl LiveSession {
 
 impl Drop for LiveSession {
     fn drop(&mut self) {
+        let armed = locked(&self.expiry).armed;
+        if armed.is_some() {
+            self.expiries.rearm(self.id, self.owner(), armed, None);
+        }
         if self.external.is_some() {
             self.store.release_external_key(&self.id);
         }

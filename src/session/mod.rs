@@ -1,6 +1,8 @@
 //! The bind stage and what handlers use: the live session (one per id per node), the state and
-//! its change log, the policy, the handle, and the flood watch on a socket's refused events.
+//! its change log, the policy, the handle, the flood watch on a socket's refused events, and the
+//! schedule where live sessions publish their expiries.
 
+mod expiries;
 mod flood;
 mod handle;
 mod live;
@@ -8,6 +10,7 @@ mod policy;
 mod registry;
 mod state;
 
+pub(crate) use expiries::Expiries;
 pub use handle::SocketSession;
 pub(crate) use handle::{Binding, Connected};
 pub(crate) use live::LiveSession;

@@ -29,15 +29,15 @@ struct Entries {
 
 impl Registry {
     /// The live session for `id`, made with `make` (not yet loaded) if no socket on this node
-    /// holds it; `true` when it was made now.
+    /// holds it.
     pub(crate) fn get_or_create(
         &self,
         id: Id,
         make: impl FnOnce() -> LiveSession,
-    ) -> (Arc<LiveSession>, bool) {
+    ) -> Arc<LiveSession> {
         let mut entries = locked(&self.live);
         if let Some(live) = entries.map.get(&id).and_then(Weak::upgrade) {
-            return (live, false);
+            return live;
         }
         let live = Arc::new(make());
         entries.map.insert(id, Arc::downgrade(&live));
@@ -45,7 +45,7 @@ impl Registry {
             entries.map.retain(|_, w| w.strong_count() > 0);
             entries.pruned_at = entries.map.len();
         }
-        (live, true)
+        live
     }
 
     /// The live session of `id` on this node, if a socket holds it.
@@ -77,6 +77,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::id::SessionKey;
+    use crate::session::Expiries;
     use crate::session::policy::Policy;
     use crate::store::{MemoryStore, StoreHandle};
     use crate::task::Stop;
@@ -90,33 +91,33 @@ mod tests {
         ));
         let policy = Arc::new(Policy::new(&Config::default()));
         let stop = Arc::new(Stop::default());
+        let expiries = Arc::new(Expiries::default());
         let registry = Registry::default();
         let kept: Vec<_> = (0..3)
             .map(|_| {
                 let id = Id::default();
-                registry
-                    .get_or_create(id, || {
-                        LiveSession::new(
-                            SessionKey::tower(id, false),
-                            store.clone(),
-                            policy.clone(),
-                            stop.clone(),
-                        )
-                    })
-                    .0
+                registry.get_or_create(id, || {
+                    LiveSession::new(
+                        SessionKey::tower(id, false),
+                        store.clone(),
+                        policy.clone(),
+                        stop.clone(),
+                        expiries.clone(),
+                    )
+                })
             })
             .collect();
         for _ in 0..1000 {
             let id = Id::default();
-            let (live, created) = registry.get_or_create(id, || {
+            let live = registry.get_or_create(id, || {
                 LiveSession::new(
                     SessionKey::tower(id, false),
                     store.clone(),
                     policy.clone(),
                     stop.clone(),
+                    expiries.clone(),
                 )
             });
-            assert!(created);
             drop(live);
         }
         assert_eq!(registry.len(), 3);
@@ -124,7 +125,7 @@ mod tests {
             locked(&registry.live).map.len() < 100,
             "dead entries pruned"
         );
-        let (again, created) = registry.get_or_create(kept[0].id, || unreachable!());
-        assert!(!created && Arc::ptr_eq(&again, &kept[0]));
+        let again = registry.get_or_create(kept[0].id, || unreachable!());
+        assert!(Arc::ptr_eq(&again, &kept[0]));
     }
 }
