@@ -25,6 +25,19 @@ pub enum ConfigError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// The store's own write timeout was zero, or not shorter than the store timeout: a save the
+    /// sessions report as failed could still be sent, and land, afterwards.
+    #[error(
+        "the store's write timeout ({write_timeout:?}) must be greater than zero and shorter \
+         than the store timeout ({store_timeout:?}): adjust the store's `with_write_timeout` \
+         or `with_store_timeout`"
+    )]
+    WriteTimeout {
+        /// The sessions' store timeout.
+        store_timeout: std::time::Duration,
+        /// The store's write timeout.
+        write_timeout: std::time::Duration,
+    },
     /// The store timeout was zero, which would refuse every connection.
     #[error("the store timeout must be greater than zero; the default is 2 s")]
     ZeroTimeout,

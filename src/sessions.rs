@@ -791,6 +791,15 @@ impl SocketSessionsBuilder {
         }
         let config = self.config;
         config.validate()?;
+        if let Store::Conditional(store) = &self.store
+            && let Some(write_timeout) = store.write_timeout()
+            && (write_timeout.is_zero() || config.store_timeout <= write_timeout)
+        {
+            return Err(ConfigError::WriteTimeout {
+                store_timeout: config.store_timeout,
+                write_timeout,
+            });
+        }
         crate::observe::describe();
         if let Some(twin) = self.twin {
             tracing::warn!(
@@ -897,6 +906,41 @@ mod tests {
                 .build(),
             Err(ConfigError::InvalidOrigin { .. })
         ));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_write_timeout_must_fit_in_the_store_timeout() {
+        use crate::store::RedisStore;
+        use crate::store::fred::prelude::{Config as RedisConfig, Pool};
+        // Never connected: building checks settings only.
+        let store = || {
+            let pool = Pool::new(RedisConfig::default(), None, None, None, 1).unwrap();
+            RedisStore::new(pool).with_write_timeout(Duration::from_secs(1))
+        };
+        let b = |store| SocketSessions::builder(store).with_any_origin();
+        let err = b(store())
+            .with_store_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::WriteTimeout { store_timeout, write_timeout }
+                if store_timeout == write_timeout
+        ));
+        assert!(err.to_string().contains("with_write_timeout"), "{err}");
+        let zero = || {
+            let pool = Pool::new(RedisConfig::default(), None, None, None, 1).unwrap();
+            RedisStore::new(pool).with_write_timeout(Duration::ZERO)
+        };
+        assert!(matches!(
+            b(zero()).build(),
+            Err(ConfigError::WriteTimeout { .. })
+        ));
+        b(store())
+            .with_store_timeout(Duration::from_millis(1001))
+            .build()
+            .unwrap();
     }
 
     #[test]

@@ -336,3 +336,61 @@ async fn a_read_only_sqlite_file_fails_writes_keeps_acknowledged_ones_and_recove
     }
     assert_eq!(server.count(&cookie).await, acked);
 }
+
+/// A conditional save made just as Redis dies fails within the store's write timeout (it does
+/// not wait for Redis to come back), and it does not land once Redis is back: the client holds
+/// commands while it reconnects, and a save its caller was told had failed must not be sent
+/// then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
+    use socketio_sessions::store::{ConditionalStore, RedisStore};
+    use tower_sessions::SessionStore;
+    use tower_sessions::session::Record;
+
+    let Some(mut redis) = RedisServer::start_durable().await else {
+        return;
+    };
+    let write_timeout = Duration::from_millis(300);
+    let store = RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_write_timeout(write_timeout);
+    let mut record = Record {
+        id: Default::default(),
+        data: [("n".to_owned(), json!(1))].into_iter().collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    let held = store.load_versioned(&record.id).await.unwrap().unwrap();
+    let mut changed = record.clone();
+    changed.data.insert("n".to_owned(), json!(2));
+
+    // At once: the client has not yet seen its connection close.
+    redis.kill();
+    let sent = Instant::now();
+    let outcome = tokio::time::timeout(SOON, store.save_if(&changed, &held.version)).await;
+    let took = sent.elapsed();
+    assert!(
+        matches!(outcome, Ok(Err(_))),
+        "a save while Redis is down fails: {outcome:?}"
+    );
+    assert!(
+        took < write_timeout + SLACK,
+        "the failed save took {took:?}"
+    );
+
+    redis.restart().await;
+    eventually("the store answers again", || async {
+        store.load_versioned(&record.id).await.ok()
+    })
+    .await;
+    // Past any reconnect (every 200 ms) and replay.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reloaded = store
+        .load_versioned(&record.id)
+        .await
+        .unwrap()
+        .expect("the record survives the restart");
+    assert_eq!(reloaded.record.data.get("n"), Some(&json!(1)));
+    assert_eq!(reloaded.version, held.version);
+}

@@ -201,6 +201,14 @@ impl ConditionalStore for DemoStore {
             DemoStore::Express(s) => s.save_if(record, expected).await,
         }
     }
+    // A wrapper passes on how long its store may still send a write, for `build` to check.
+    fn write_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            DemoStore::Redis(s) => s.write_timeout(),
+            DemoStore::Express(s) => s.write_timeout(),
+            _ => None,
+        }
+    }
     // The Express store keys records by sid: a wrapper must pass these on too.
     fn hold_external_key(&self, id: &Id, key: &std::sync::Arc<str>) {
         if let DemoStore::Express(s) = self {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
+use fred::interfaces::{KeysInterface, LuaInterface};
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::merge::Target;
-use super::redis_pool::{connect_pool, send_once};
+use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once};
 use super::redis_url::redis_config;
 use super::replica_wait::ReplicaWait;
 use super::{
@@ -69,6 +69,8 @@ pub struct ConnectRedisStore {
     sids: Arc<Mutex<SidTable>>,
     /// `None`: a save returns once the primary has it.
     wait: Option<ReplicaWait>,
+    /// How long a save may wait to be sent and answered before it is abandoned for good.
+    write_within: Duration,
 }
 
 /// Each live session's sid, with how many live sessions hold it.
@@ -94,6 +96,7 @@ impl ConnectRedisStore {
             default_ttl: DEFAULT_TTL_SECS,
             sids: Arc::default(),
             wait: None,
+            write_within: WRITE_WITHIN,
         }
     }
 
@@ -104,6 +107,13 @@ impl ConnectRedisStore {
         Ok(ConnectRedisStore::new(
             connect_pool(redis_config(url)?, 4).await?,
         ))
+    }
+
+    /// How long a save may take to be sent and answered before it fails and is abandoned for
+    /// good (default 500 ms): see [`RedisStore::with_write_timeout`](super::RedisStore::with_write_timeout).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_within = timeout;
+        self
     }
 
     /// Makes every save and delete wait until `replicas` replicas have it, at most `timeout`:
@@ -356,6 +366,10 @@ impl Target for ConnectRedisStore {
 
 #[async_trait]
 impl ConditionalStore for ConnectRedisStore {
+    fn write_timeout(&self) -> Option<Duration> {
+        Some(self.write_within)
+    }
+
     fn hold_external_key(&self, id: &Id, key: &Arc<str>) {
         locked(&self.sids)
             .entry(*id)
@@ -422,9 +436,7 @@ impl ConditionalStore for ConnectRedisStore {
         let key = self.key(&record.id)?;
         // One client for the write and the wait: `WAIT` counts its own connection's writes.
         let client = self.pool.next();
-        let answer: i64 = client
-            .with_options(&send_once())
-            .eval(SAVE_IF, vec![key.as_str()], args)
+        let answer = eval_once(client, SAVE_IF, &key, args, self.write_within)
             .await
             .map_err(backend_error)?;
         Ok(match answer {

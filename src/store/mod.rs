@@ -40,6 +40,7 @@ mod sqlite;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tower_sessions::SessionStore;
@@ -179,6 +180,16 @@ pub trait ConditionalStore: SessionStore {
     /// The live session that held `id`'s external key is gone.
     fn release_external_key(&self, id: &Id) {
         let _ = id;
+    }
+
+    /// How long the store may still send a write after `save_if` was called, if the caller
+    /// stops waiting for it first: `None` (the default) when a write that is not sent by the
+    /// time its call is dropped is never sent. A client that queues commands while it
+    /// reconnects (fred) would otherwise send a save its caller was told had failed.
+    /// [`build`](crate::SocketSessionsBuilder::build) refuses a store timeout that is not
+    /// longer, so that a save reported as failed cannot land afterwards.
+    fn write_timeout(&self) -> Option<Duration> {
+        None
     }
 
     /// The session id a key of this store's keyspace stands for (Redis keyspace notifications

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
+use fred::interfaces::KeysInterface;
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::redis_pool::{connect_pool, send_once};
+use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once};
 use super::redis_url::redis_config;
 use super::replica_wait::ReplicaWait;
 use super::{
@@ -51,6 +51,8 @@ pub struct RedisStore {
     pool: Pool,
     /// `None`: a save returns once the primary has it.
     wait: Option<ReplicaWait>,
+    /// How long a save may wait to be sent and answered before it is abandoned for good.
+    write_within: Duration,
 }
 
 impl RedisStore {
@@ -60,6 +62,7 @@ impl RedisStore {
             inner: tower_sessions_redis_store::RedisStore::new(pool.clone()),
             pool,
             wait: None,
+            write_within: WRITE_WITHIN,
         }
     }
 
@@ -94,6 +97,16 @@ impl RedisStore {
     /// first. With `replicas` 0, writes do not wait.
     pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
         self.wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
+        self
+    }
+
+    /// How long a socket's save may take to be sent and answered before it fails and is
+    /// abandoned for good (default 500 ms). fred holds commands while it reconnects: a save
+    /// still held when its caller gave up would otherwise be sent after the reconnect, and land
+    /// although the handler was told it failed. The sessions' store timeout must be longer
+    /// ([`build`](crate::SocketSessionsBuilder::build) checks).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_within = timeout;
         self
     }
 
@@ -171,6 +184,10 @@ impl SessionStore for RedisStore {
 
 #[async_trait]
 impl ConditionalStore for RedisStore {
+    fn write_timeout(&self) -> Option<Duration> {
+        Some(self.write_within)
+    }
+
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
         self.fetch(id).await?.map(decode_msgpack).transpose()
     }
@@ -193,9 +210,7 @@ impl ConditionalStore for RedisStore {
         let key = record.id.to_string();
         // One client for the write and the wait: `WAIT` counts its own connection's writes.
         let client = self.pool.next();
-        let answer: i64 = client
-            .with_options(&send_once())
-            .eval(SAVE_IF, vec![key.as_str()], args)
+        let answer = eval_once(client, SAVE_IF, &key, args, self.write_within)
             .await
             .map_err(backend_error)?;
         Ok(match answer {

@@ -12,6 +12,9 @@ use tower_sessions::session_store;
 use super::backend_error;
 use super::redis_pool::send_once;
 
+/// How long past the wait's own timeout its answer may take.
+const WAIT_ANSWER_WITHIN: Duration = Duration::from_millis(500);
+
 /// How many replicas must have a save, and how long the save waits for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReplicaWait {
@@ -30,7 +33,8 @@ impl ReplicaWait {
             .max(1);
         // Never sent again on another connection (after a reconnect), where it would count
         // none of the write's bytes and confirm at once.
-        let mut once = send_once();
+        // Given the wait itself plus a round trip before fred gives up on it.
+        let mut once = send_once(self.timeout + WAIT_ANSWER_WITHIN);
         if client.is_clustered() {
             // Read after the write: a write redirected by MOVED updated this map (one
             // redirected by ASK, in the middle of a slot's migration, did not: its WAIT goes to

@@ -159,6 +159,9 @@ impl<S: ConditionalStore + Clone + 'static> ConditionalStore for Probe<S> {
         self.run(move |s| async move { s.save_if(&r, &v).await })
             .await
     }
+    fn write_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.write_timeout()
+    }
 }
 
 #[async_trait]
