@@ -27,7 +27,7 @@ async fn nodes_on(cluster: &RedisCluster, replicas: Option<u32>) -> Vec<TestServ
                     // On the node's own runtime, as its connections are in a process.
                     let store = DemoStore::open(&url).await?;
                     let store = match replicas {
-                        Some(n) => store.with_replica_wait(n, Duration::from_secs(1))?,
+                        Some(n) => store.with_replica_wait(n, Duration::from_millis(500))?,
                         None => store,
                     };
                     app::app(store, o).await

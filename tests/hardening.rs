@@ -365,7 +365,8 @@ async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
     let mut changed = record.clone();
     changed.data.insert("n".to_owned(), json!(2));
 
-    // At once: the client has not yet seen its connection close.
+    // At once, so that the client may not have seen its connection close yet: the save is
+    // then handed to it while it still counts itself connected.
     redis.kill();
     let sent = Instant::now();
     let outcome = tokio::time::timeout(SOON, store.save_if(&changed, &held.version)).await;

@@ -10,7 +10,7 @@
 //! (rolling expiry: socket activity extends the session, one write per interval at most).
 //! With `DEMO_STORE=redis://...` or `redis-cluster://...` the node joins the others on that Redis
 //! (Socket.IO Redis adapter, keyspace notifications). `DEMO_REDIS_REPLICAS=N`: each save waits
-//! until N replicas have it (at most 1 s), so that a failover loses no acknowledged save.
+//! until N replicas have it (at most 500 ms), so that a failover loses no acknowledged save.
 //! `DEMO_EXPRESS_SECRET=secret1[,secret2]` (with `DEMO_STORE=redis://...`): read an Express app's
 //! sessions (`connect.sid`, connect-redis records) instead of the demo's own.
 //! `DEMO_TRUSTED_PROXIES` (comma-separated IPs/CIDRs of reverse proxies whose
@@ -156,7 +156,7 @@ async fn main() {
                 ))
             });
             store
-                .with_replica_wait(replicas, Duration::from_secs(1))
+                .with_replica_wait(replicas, Duration::from_millis(500))
                 .unwrap_or_else(|e| fail(e))
         }
         None => store,

@@ -367,7 +367,8 @@ impl Target for ConnectRedisStore {
 #[async_trait]
 impl ConditionalStore for ConnectRedisStore {
     fn write_timeout(&self) -> Option<Duration> {
-        Some(self.write_within)
+        let confirm = self.wait.map_or(Duration::ZERO, |wait| wait.within());
+        Some(self.write_within + confirm)
     }
 
     fn hold_external_key(&self, id: &Id, key: &Arc<str>) {

@@ -182,12 +182,11 @@ pub trait ConditionalStore: SessionStore {
         let _ = id;
     }
 
-    /// How long the store may still send a write after `save_if` was called, if the caller
-    /// stops waiting for it first: `None` (the default) when a write that is not sent by the
-    /// time its call is dropped is never sent. A client that queues commands while it
-    /// reconnects (fred) would otherwise send a save its caller was told had failed.
-    /// [`build`](crate::SocketSessionsBuilder::build) refuses a store timeout that is not
-    /// longer, so that a save reported as failed cannot land afterwards.
+    /// How long a `save_if` may take in all, after which a write not yet sent is never sent:
+    /// `None` (the default) for a store whose write is never sent once its call is dropped. A
+    /// client that queues commands while it reconnects (fred) would otherwise send, later, a
+    /// save its caller was told had failed. [`build`](crate::SocketSessionsBuilder::build)
+    /// refuses a store timeout that is not longer. A wrapper store must pass it on.
     fn write_timeout(&self) -> Option<Duration> {
         None
     }

@@ -93,8 +93,9 @@ impl RedisStore {
     /// millisecond on a local network). Redis holds the connection that sent `WAIT` meanwhile,
     /// so the pool client's later commands to that node wait behind it; while a shard has
     /// fewer than `replicas` replicas, each write there holds its connection for the whole
-    /// `timeout`. Keep `timeout` below the sessions' store timeout, or the store timeout fires
-    /// first. With `replicas` 0, writes do not wait.
+    /// `timeout`. The sessions' store timeout must be longer than the write timeout plus
+    /// `timeout` plus 500 ms for the answer (`build` checks): 2 s holds a 500 ms wait. With
+    /// `replicas` 0, writes do not wait.
     pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
         self.wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
         self
@@ -185,7 +186,8 @@ impl SessionStore for RedisStore {
 #[async_trait]
 impl ConditionalStore for RedisStore {
     fn write_timeout(&self) -> Option<Duration> {
-        Some(self.write_within)
+        let confirm = self.wait.map_or(Duration::ZERO, |wait| wait.within());
+        Some(self.write_within + confirm)
     }
 
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {

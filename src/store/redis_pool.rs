@@ -15,9 +15,8 @@ use crate::task::spawn_detached;
 
 /// A command that is sent once or not at all: never queued while the client reconnects, never
 /// sent again after its connection dropped, and abandoned for good if not sent `within` this
-/// long (fred's own timeout marks it; a caller that merely stops waiting does not). A
-/// conditional save told failed (by the store timeout, or an error) must not land later, when
-/// fred replays what it holds after a reconnect.
+/// long (fred's own timeout marks it; a caller that merely stops waiting does not). One
+/// already sent when its caller gave up may still have run: its outcome is unknown.
 pub(crate) fn send_once(within: Duration) -> Options {
     Options {
         max_attempts: Some(1),
@@ -28,15 +27,18 @@ pub(crate) fn send_once(within: Duration) -> Options {
     }
 }
 
-/// Runs `script` on `key` with `args` through `client`, [sent once](send_once), and returns its
-/// integer answer. Sent as a custom `EVAL`: fred's `eval` ignores per-command options (its Lua
-/// interface is not implemented for `WithOptions`, so the call goes to the plain client), and
-/// would queue the write while reconnecting and replay it afterwards.
+/// Runs `script` on `key` with `args` through `client` and returns its integer answer: sent
+/// once on a single server (never queued while the client reconnects, never sent again after
+/// its connection dropped), and abandoned for good if not sent `within` this long. A save told
+/// failed must not land later. Sent as a custom `EVAL`, because fred's `eval` ignores
+/// per-command options (its Lua interface is not implemented for `WithOptions`, so the call
+/// goes to the plain client, which queues and replays).
 ///
-/// On a cluster, a node that no longer serves the key's slot answers `MOVED` (or `ASK`, during
-/// the slot's migration) without running the script. fred counts following it as a second
-/// attempt, which a command sent once does not have, so the call is made again here, on the
-/// layout fred has synced meanwhile, within what is left of `within`.
+/// On a cluster the script is not queued either, and is abandoned at `within` too, but fred's
+/// own attempts stay: it follows a `MOVED` or `ASK` answer (the node did not run the script) as
+/// another attempt, and a client that meets an `ASK` with none left stops serving commands. So
+/// a save whose connection drops after Redis ran it may be sent again within `within`; its
+/// compare-and-set then fails, and the save is merged again on the stored record.
 pub(crate) async fn eval_once(
     client: &Client,
     script: &'static str,
@@ -45,34 +47,17 @@ pub(crate) async fn eval_once(
     within: Duration,
 ) -> Result<i64, Error> {
     let slot = ClusterRouting::hash_key(key.as_bytes());
+    let eval = CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false);
     let mut all = Vec::with_capacity(3 + args.len());
     all.push(Value::String(Str::from_static(script)));
     all.push(Value::Integer(1));
     all.push(Value::String(key.into()));
     all.extend(args);
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let eval = CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false);
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            // fred reads a zero timeout as none at all.
-            return Err(Error::new(ErrorKind::Timeout, "the write timeout passed"));
-        }
-        let answer = client
-            .with_options(&send_once(left))
-            .custom(eval, all.clone())
-            .await;
-        match answer {
-            Err(e) if client.is_clustered() && redirected_unsent(&e) => {}
-            answer => return answer,
-        }
+    let mut options = send_once(within);
+    if client.is_clustered() {
+        options.max_attempts = None;
     }
-}
-
-/// Whether fred refused to follow a redirection for want of attempts: the only way a command
-/// reaches a write with none left, so the node did not run it.
-fn redirected_unsent(e: &Error) -> bool {
-    *e.kind() == ErrorKind::Unknown && e.details() == "Too many failed write attempts."
+    client.with_options(&options).custom(eval, all).await
 }
 
 /// How long a Redis store's write may take before it is abandoned (and fails), by default:

@@ -23,6 +23,11 @@ pub(crate) struct ReplicaWait {
 }
 
 impl ReplicaWait {
+    /// How long a confirmation may take in all: the wait itself, plus its answer's way back.
+    pub(crate) fn within(&self) -> Duration {
+        self.timeout + WAIT_ANSWER_WITHIN
+    }
+
     /// Waits until `replicas` replicas have every write `client` sent to the node that holds
     /// `key` so far (the write just made included). `WAIT` counts one connection's writes, so it
     /// goes over the same client, and on a cluster to the key's node.
@@ -33,8 +38,7 @@ impl ReplicaWait {
             .max(1);
         // Never sent again on another connection (after a reconnect), where it would count
         // none of the write's bytes and confirm at once.
-        // Given the wait itself plus a round trip before fred gives up on it.
-        let mut once = send_once(self.timeout + WAIT_ANSWER_WITHIN);
+        let mut once = send_once(self.within());
         if client.is_clustered() {
             // Read after the write: a write redirected by MOVED updated this map (one
             // redirected by ASK, in the middle of a slot's migration, did not: its WAIT goes to
