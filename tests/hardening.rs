@@ -340,7 +340,7 @@ async fn a_read_only_sqlite_file_fails_writes_keeps_acknowledged_ones_and_recove
 /// A conditional save made just as Redis dies fails within the store's write timeout (it does
 /// not wait for Redis to come back), and it does not land once Redis is back: the client holds
 /// commands while it reconnects, and a save its caller was told had failed must not be sent
-/// then.
+/// then. The same for the HTTP side's save and delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
     use socketio_sessions::store::{ConditionalStore, RedisStore};
@@ -378,6 +378,17 @@ async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
     assert!(
         took < write_timeout + SLACK,
         "the failed save took {took:?}"
+    );
+    // The HTTP side's writes too: an unconditional save and a delete (a logout).
+    let sent = Instant::now();
+    let saved = tokio::time::timeout(SOON, store.save(&changed)).await;
+    assert!(matches!(saved, Ok(Err(_))), "an HTTP save: {saved:?}");
+    let deleted = tokio::time::timeout(SOON, store.delete(&record.id)).await;
+    assert!(matches!(deleted, Ok(Err(_))), "an HTTP delete: {deleted:?}");
+    let took = sent.elapsed();
+    assert!(
+        took < write_timeout * 2 + SLACK,
+        "the failed HTTP writes took {took:?}"
     );
 
     redis.restart().await;

@@ -104,7 +104,7 @@ pub(super) async fn watch_server(
         Ok(ready) => ready,
         Err(_) => Err(fred::error::Error::new(
             fred::error::ErrorKind::Timeout,
-            "the Redis server did not answer within 5 s",
+            format!("the Redis server did not answer within {SETUP_WITHIN:?}"),
         )),
     };
     if let Err(e) = ready {

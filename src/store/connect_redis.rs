@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::interfaces::{KeysInterface, LuaInterface};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::merge::Target;
-use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once};
+use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once, write_options};
 use super::redis_url::redis_config;
 use super::replica_wait::ReplicaWait;
 use super::{
@@ -109,8 +109,9 @@ impl ConnectRedisStore {
         ))
     }
 
-    /// How long a save may take to be sent and answered before it fails and is abandoned for
-    /// good (default 500 ms): see [`RedisStore::with_write_timeout`](super::RedisStore::with_write_timeout).
+    /// How long a save or a delete may take to be sent and answered before it fails and is
+    /// abandoned for good (default 500 ms): see
+    /// [`RedisStore::with_write_timeout`](super::RedisStore::with_write_timeout).
     pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
         self.write_within = timeout;
         self
@@ -326,7 +327,11 @@ impl SessionStore for ConnectRedisStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let key = self.key(id)?;
         let client = self.pool.next();
-        let _: i64 = client.del(key.as_str()).await.map_err(backend_error)?;
+        let _: i64 = client
+            .with_options(&write_options(client, self.write_within))
+            .del(key.as_str())
+            .await
+            .map_err(backend_error)?;
         match &self.wait {
             Some(wait) => wait.confirm(client, &key).await,
             None => Ok(()),

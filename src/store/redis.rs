@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::clients::Client;
-use fred::interfaces::KeysInterface;
+use fred::clients::{Client, WithOptions};
+use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once};
+use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once, write_options};
 use super::redis_url::redis_config;
 use super::replica_wait::ReplicaWait;
 use super::{
@@ -101,10 +101,11 @@ impl RedisStore {
         self
     }
 
-    /// How long a socket's save may take to be sent and answered before it fails and is
-    /// abandoned for good (default 500 ms). fred holds commands while it reconnects: a save
-    /// still held when its caller gave up would otherwise be sent after the reconnect, and land
-    /// although the handler was told it failed. The sessions' store timeout must be longer
+    /// How long a write (a socket's save, or the HTTP side's create, save or delete) may take
+    /// to be sent and answered before it fails and is abandoned for good (default 500 ms).
+    /// fred holds commands while it reconnects: a write still held when its caller gave up
+    /// would otherwise be sent after the reconnect, and land although the caller was told it
+    /// failed. The sessions' store timeout must be longer
     /// ([`build`](crate::SocketSessionsBuilder::build) checks).
     pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
         self.write_within = timeout;
@@ -120,52 +121,39 @@ impl RedisStore {
         self.pool.get(id.to_string()).await.map_err(backend_error)
     }
 
-    /// An unconditional write through one pool client, then the replicas' confirmation on that
-    /// client's connection (`WAIT` counts one connection's writes).
-    async fn write_confirmed<F, Fut>(
-        &self,
-        wait: &ReplicaWait,
-        id: &Id,
-        write: F,
-    ) -> session_store::Result<()>
+    /// An unconditional write (the HTTP side's) through one pool client, as a save goes: never
+    /// queued while the client reconnects, abandoned after the write timeout; then, with a
+    /// replica wait, the replicas' confirmation on that client's connection (`WAIT` counts one
+    /// connection's writes). `write` returns the id it wrote under: a create picks a new one
+    /// when its first is taken.
+    async fn write<F, Fut>(&self, write: F) -> session_store::Result<()>
     where
-        F: FnOnce(tower_sessions_redis_store::RedisStore<Client>) -> Fut,
-        Fut: Future<Output = session_store::Result<()>>,
+        F: FnOnce(tower_sessions_redis_store::RedisStore<WithOptions<Client>>) -> Fut,
+        Fut: Future<Output = session_store::Result<Id>>,
     {
         let client = self.pool.next();
-        write(tower_sessions_redis_store::RedisStore::new(client.clone())).await?;
-        wait.confirm(client, &id.to_string()).await
+        let options = write_options(client, self.write_within);
+        let store = tower_sessions_redis_store::RedisStore::new(client.with_options(&options));
+        let id = write(store).await?;
+        match &self.wait {
+            Some(wait) => wait.confirm(client, &id.to_string()).await,
+            None => Ok(()),
+        }
     }
 }
 
-/// tower-sessions-redis-store's own writes (the HTTP side's), confirmed by replicas when set.
+/// tower-sessions-redis-store's own formats and commands, written as saves are (see
+/// [`RedisStore::write`]).
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match &self.wait {
-            None => self.inner.create(record).await,
-            Some(wait) => {
-                let client = self.pool.next();
-                tower_sessions_redis_store::RedisStore::new(client.clone())
-                    .create(record)
-                    .await?;
-                wait.confirm(client, &record.id.to_string()).await
-            }
-        }
+        self.write(|store| async move { store.create(record).await.map(|()| record.id) })
+            .await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match &self.wait {
-            None => self.inner.save(record).await,
-            Some(wait) => {
-                self.write_confirmed(
-                    wait,
-                    &record.id,
-                    |store| async move { store.save(record).await },
-                )
-                .await
-            }
-        }
+        self.write(|store| async move { store.save(record).await.map(|()| record.id) })
+            .await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -173,13 +161,8 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match &self.wait {
-            None => self.inner.delete(id).await,
-            Some(wait) => {
-                self.write_confirmed(wait, id, |store| async move { store.delete(id).await })
-                    .await
-            }
-        }
+        self.write(|store| async move { store.delete(id).await.map(|()| *id) })
+            .await
     }
 }
 

@@ -27,8 +27,8 @@ pub(crate) fn send_once(within: Duration) -> Options {
     }
 }
 
-/// Runs `script` on `key` with `args` through `client` and returns its integer answer: sent
-/// once on a single server (never queued while the client reconnects, never sent again after
+/// Runs `script` on `key` with `args` through `client` and returns its integer answer, as a
+/// [write](write_options): sent once on a single server (never queued while the client reconnects, never sent again after
 /// its connection dropped), and abandoned for good if not sent `within` this long. A save told
 /// failed must not land later. Sent as a custom `EVAL`, because fred's `eval` ignores
 /// per-command options (its Lua interface is not implemented for `WithOptions`, so the call
@@ -53,11 +53,20 @@ pub(crate) async fn eval_once(
     all.push(Value::Integer(1));
     all.push(Value::String(key.into()));
     all.extend(args);
+    client
+        .with_options(&write_options(client, within))
+        .custom(eval, all)
+        .await
+}
+
+/// How a write goes through `client`: [sent once](send_once) on a single server; on a cluster
+/// with fred's own attempts, which it needs to follow `MOVED` and `ASK` (see [`eval_once`]).
+pub(crate) fn write_options(client: &Client, within: Duration) -> Options {
     let mut options = send_once(within);
     if client.is_clustered() {
         options.max_attempts = None;
     }
-    client.with_options(&options).custom(eval, all).await
+    options
 }
 
 /// How long a Redis store's write may take before it is abandoned (and fails), by default:
@@ -65,7 +74,7 @@ pub(crate) async fn eval_once(
 pub(crate) const WRITE_WITHIN: Duration = Duration::from_millis(500);
 
 /// How long the first connection may take before `connect` gives up.
-pub(crate) const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long one connection attempt may take: below [`CONNECT_WITHIN`], so that a host that
 /// never answers fails an attempt (and the client backs off and retries, or is told to quit)
@@ -98,7 +107,7 @@ pub(crate) async fn connect_pool(config: Config, size: usize) -> Result<Pool, Er
             quit_aside(pool);
             Err(Error::new(
                 ErrorKind::Timeout,
-                "Redis did not answer within 5 s",
+                format!("Redis did not answer within {CONNECT_WITHIN:?}"),
             ))
         }
     }
