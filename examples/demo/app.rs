@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketio_sessions::store::ConditionalStore;
 use socketio_sessions::store::fred::clients::SubscriberClient;
-use socketio_sessions::store::fred::interfaces::{EventInterface, PubsubInterface};
+use socketio_sessions::store::fred::interfaces::{
+    ClusterInterface, EventInterface, PubsubInterface,
+};
 use socketio_sessions::store::fred::prelude::{Builder as FredBuilder, ReconnectPolicy};
 use socketio_sessions::store::fred::types::RespVersion;
 use socketio_sessions::{
@@ -303,7 +305,9 @@ async fn build(sessions: SocketSessionsBuilder, opts: DemoOptions) -> Result<Dem
 /// Subscribes the adapter's sharded channels again after each reconnection (a Redis restart, a
 /// cluster failover), until the client is gone. fred's `manage_subscriptions` would, but it
 /// sends `SUBSCRIBE` first, with no channel when there is none, which a cluster refuses, and
-/// then skips the sharded channels: the only ones the adapter uses.
+/// then skips the sharded channels: the only ones the adapter uses. A reconnection can come
+/// before a failover is over, while the layout still names the failed primary: a channel that
+/// cannot be subscribed yet is tried again on a fresh layout until it is (at most a minute).
 fn renew_shard_subscriptions(subscriber: SubscriberClient) {
     tokio::spawn(async move {
         let mut reconnects = subscriber.reconnect_rx();
@@ -312,10 +316,33 @@ fn renew_shard_subscriptions(subscriber: SubscriberClient) {
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             }
-            for channel in subscriber.tracked_shard_channels() {
-                if let Err(e) = subscriber.ssubscribe(channel.to_string()).await {
-                    tracing::warn!(error = %e, "could not renew an adapter subscription");
+            let mut left: Vec<String> = subscriber
+                .tracked_shard_channels()
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+            while !left.is_empty() {
+                let mut failed = Vec::new();
+                for channel in left {
+                    if subscriber.ssubscribe(channel.clone()).await.is_err() {
+                        failed.push(channel);
+                    }
                 }
+                left = failed;
+                if left.is_empty() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= give_up {
+                    tracing::warn!(
+                        channels = left.len(),
+                        "could not renew the adapter's subscriptions within a minute"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                // The failed primary may have been replaced meanwhile.
+                subscriber.sync_cluster().await.ok();
             }
         }
     });

@@ -95,9 +95,13 @@ pub(super) fn spawn_revalidation(lifecycle: Weak<Lifecycle>, every: Duration, st
 impl Lifecycle {
     /// Checks every session with sockets on this node against the store, without touching its
     /// expiry: those that vanished are ended here (a rotated one as `session_rotated`).
-    /// Returns how many were ended. The ends run side by side: each waits for its clients'
-    /// acknowledgements.
+    /// Returns how many were ended; 0 when a sweep asked for meanwhile covered this one.
     pub(crate) async fn sweep(&self) -> usize {
+        self.sweeps.take(|| self.sweep_now()).await.unwrap_or(0)
+    }
+
+    /// One sweep. The ends run side by side: each waits for its clients' acknowledgements.
+    async fn sweep_now(&self) -> usize {
         let mut ends = Vec::new();
         for live in self.registry.all() {
             let reason = match live.store.probe(&live.id).await {

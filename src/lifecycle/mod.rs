@@ -10,6 +10,7 @@ mod end;
 mod ended;
 mod expiry;
 mod shutdown;
+mod sweep_turns;
 #[cfg(feature = "redis")]
 mod watch_cluster;
 #[cfg(feature = "redis")]
@@ -72,6 +73,8 @@ pub(crate) struct Lifecycle {
     shutdown_timeout: Duration,
     /// Told about each socket this node ends; set once at build.
     pub(crate) on_end: Option<EndHook>,
+    /// Sweeps asked for at the same time (every watcher of a cluster after a blip) share one.
+    sweeps: sweep_turns::SweepTurns,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -107,6 +110,7 @@ impl Lifecycle {
             stop,
             shutdown_timeout,
             on_end,
+            sweeps: Default::default(),
         }
     }
 
