@@ -142,8 +142,8 @@ impl RedisStore {
     }
 }
 
-/// tower-sessions-redis-store's own formats and commands, written as saves are (see
-/// [`RedisStore::write`]).
+// tower-sessions-redis-store's own formats and commands, written as saves are (see
+// `RedisStore::write`).
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
