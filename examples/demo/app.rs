@@ -322,7 +322,7 @@ fn renew_shard_subscriptions(subscriber: SubscriberClient) {
                 .map(|c| c.to_string())
                 .collect();
             let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-            while !left.is_empty() {
+            loop {
                 let mut failed = Vec::new();
                 for channel in left {
                     if subscriber.ssubscribe(channel.clone()).await.is_err() {

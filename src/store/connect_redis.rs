@@ -27,7 +27,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use super::merge::Target;
 use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once, write_options};
 use super::redis_url::redis_config;
-use super::replica_wait::ReplicaWait;
+use super::replica_wait::{ReplicaWait, write_bound};
 use super::{
     ConditionalStore, Merged, SaveOutcome, Version, Versioned, backend_error, save_merged,
 };
@@ -372,8 +372,7 @@ impl Target for ConnectRedisStore {
 #[async_trait]
 impl ConditionalStore for ConnectRedisStore {
     fn write_timeout(&self) -> Option<Duration> {
-        let confirm = self.wait.map_or(Duration::ZERO, |wait| wait.within());
-        Some(self.write_within + confirm)
+        Some(write_bound(self.write_within, self.wait))
     }
 
     fn hold_external_key(&self, id: &Id, key: &Arc<str>) {

@@ -13,7 +13,7 @@ use tower_sessions::session_store::{self, SessionStore};
 
 use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once, write_options};
 use super::redis_url::redis_config;
-use super::replica_wait::ReplicaWait;
+use super::replica_wait::{ReplicaWait, write_bound};
 use super::{
     ConditionalStore, Reloaded, SaveOutcome, Version, Versioned, backend_error, decode_msgpack,
     encode_msgpack, reload_msgpack,
@@ -169,8 +169,7 @@ impl SessionStore for RedisStore {
 #[async_trait]
 impl ConditionalStore for RedisStore {
     fn write_timeout(&self) -> Option<Duration> {
-        let confirm = self.wait.map_or(Duration::ZERO, |wait| wait.within());
-        Some(self.write_within + confirm)
+        Some(write_bound(self.write_within, self.wait))
     }
 
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {

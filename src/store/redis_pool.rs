@@ -27,18 +27,10 @@ pub(crate) fn send_once(within: Duration) -> Options {
     }
 }
 
-/// Runs `script` on `key` with `args` through `client` and returns its integer answer, as a
-/// [write](write_options): sent once on a single server (never queued while the client reconnects, never sent again after
-/// its connection dropped), and abandoned for good if not sent `within` this long. A save told
-/// failed must not land later. Sent as a custom `EVAL`, because fred's `eval` ignores
+/// Runs `script` on `key` with `args` through `client` as a [write](write_options), and
+/// returns its integer answer. Sent as a custom `EVAL`, because fred's `eval` ignores
 /// per-command options (its Lua interface is not implemented for `WithOptions`, so the call
-/// goes to the plain client, which queues and replays).
-///
-/// On a cluster the script is not queued either, and is abandoned at `within` too, but fred's
-/// own attempts stay: it follows a `MOVED` or `ASK` answer (the node did not run the script) as
-/// another attempt, and a client that meets an `ASK` with none left stops serving commands. So
-/// a save whose connection drops after Redis ran it may be sent again within `within`; its
-/// compare-and-set then fails, and the save is merged again on the stored record.
+/// goes to the plain client, which queues while reconnecting and replays afterwards).
 pub(crate) async fn eval_once(
     client: &Client,
     script: &'static str,
@@ -59,8 +51,14 @@ pub(crate) async fn eval_once(
         .await
 }
 
-/// How a write goes through `client`: [sent once](send_once) on a single server; on a cluster
-/// with fred's own attempts, which it needs to follow `MOVED` and `ASK` (see [`eval_once`]).
+/// How a write goes through `client`, so that one told failed before it was sent never lands
+/// later: never queued while the client reconnects, and abandoned for good if not sent `within`
+/// this long. On a single server it is also [sent once](send_once): never again after its
+/// connection dropped. On a cluster fred's own attempts stay: it follows a `MOVED` or `ASK`
+/// answer (the node did not run the command) as another attempt, and a client that meets an
+/// `ASK` with none left stops serving commands. So there a write whose connection drops after
+/// Redis ran it may be sent again within `within`; a conditional save then fails its
+/// compare-and-set, and is merged again on the stored record.
 pub(crate) fn write_options(client: &Client, within: Duration) -> Options {
     let mut options = send_once(within);
     if client.is_clustered() {

@@ -15,6 +15,12 @@ use super::redis_pool::send_once;
 /// How long past the wait's own timeout its answer may take.
 const WAIT_ANSWER_WITHIN: Duration = Duration::from_millis(500);
 
+/// How long a write may take in all: sent and answered within `write_within`, then confirmed
+/// by replicas when a wait is set.
+pub(crate) fn write_bound(write_within: Duration, wait: Option<ReplicaWait>) -> Duration {
+    write_within + wait.map_or(Duration::ZERO, |wait| wait.within())
+}
+
 /// How many replicas must have a save, and how long the save waits for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReplicaWait {
