@@ -37,8 +37,8 @@ struct BindingInner {
     /// Weak: the socket holds the binding in its extensions, so a strong pointer would keep the
     /// socket alive forever. Handlers ask it whether their socket is gone before their turn.
     socket: Weak<dyn Connected>,
-    /// The socket's refused events: shared with its handlers' holds, which do the refusing.
-    flood: Arc<FloodWatch>,
+    /// The socket's refused events, counted by its handlers' holds (which hold the binding).
+    flood: FloodWatch,
     /// One unit of the bound-sockets gauge, given back when the socket's binding is dropped.
     _bound: Held,
 }
@@ -54,7 +54,7 @@ impl Binding {
         Binding(Arc::new(BindingInner {
             live,
             socket,
-            flood: Arc::default(),
+            flood: FloodWatch::default(),
             _bound: Held::new(BOUND_SOCKETS),
         }))
     }
@@ -71,9 +71,7 @@ impl Binding {
             // Per connection a handle is just the live session: nothing to allocate per event.
             Mode::PerConnection => Access::PerConnection,
             Mode::PerMessage => Access::PerMessage(Arc::new(Hold {
-                live: live.clone(),
-                socket: self.0.socket.clone(),
-                flood: self.0.flood.clone(),
+                binding: self.0.clone(),
                 guard: Mutex::new(None),
                 at_connect,
                 span: handler_span(&live),
@@ -125,10 +123,9 @@ enum Access {
 /// A per-message handler's hold on its session: the session lock, taken at the first
 /// operation and released (after saving) when the handler's last handle is dropped.
 struct Hold {
-    /// Kept here as well as in the handle: the hold's drop saves through it.
-    live: Arc<LiveSession>,
-    socket: Weak<dyn Connected>,
-    flood: Arc<FloodWatch>,
+    /// The socket's binding: its live session (the hold's drop saves through it), its socket
+    /// and its refused events. Shared, not copied field by field: one pointer per handler.
+    binding: Arc<BindingInner>,
     guard: Mutex<Option<OwnedMutexGuard<State>>>,
     at_connect: bool,
     /// The handler's span: its reload and its save run in it, wherever they are polled.
@@ -360,11 +357,16 @@ impl Hold {
     /// Waits for the session's turn, unless too many handlers already wait (refused at once)
     /// or the socket is gone by the time the turn comes (the handler's changes are not made).
     async fn wait_turn(&self) -> Result<OwnedMutexGuard<State>, SessionError> {
-        let live = &self.live;
+        let BindingInner {
+            live,
+            socket,
+            flood,
+            ..
+        } = &*self.binding;
         let waiting = Waiting(&live.waiting);
         let limit = live.policy.max_waiting;
         if live.waiting.fetch_add(1, Ordering::AcqRel) >= limit {
-            match self.flood.refuse(limit) {
+            match flood.refuse(limit) {
                 Refusal::First => tracing::warn!(
                     session = %live.tag(),
                     limit,
@@ -378,7 +380,7 @@ impl Hold {
                         "a socket sent more refused events in a second than its session's \
                          queue holds; disconnected"
                     );
-                    if let Some(socket) = self.socket.upgrade() {
+                    if let Some(socket) = socket.upgrade() {
                         socket.disconnect();
                     }
                 }
@@ -387,7 +389,7 @@ impl Hold {
         }
         let st = live.state.clone().lock_owned().await;
         drop(waiting);
-        if !self.socket.upgrade().is_some_and(|s| s.connected()) {
+        if !socket.upgrade().is_some_and(|s| s.connected()) {
             return Err(SessionError::SocketClosed);
         }
         Ok(st)
@@ -409,7 +411,7 @@ impl Drop for Hold {
             st.discard();
             return;
         }
-        let live = self.live.clone();
+        let live = self.binding.live.clone();
         let span = self.span.clone();
         spawn_detached(
             async move {

@@ -295,7 +295,7 @@ impl LiveSession {
             }) => {
                 let record = match record {
                     Some(record) => record,
-                    None => st.changed.take().expect("the saved view is the state's"),
+                    None => *st.changed.take().expect("the saved view is the state's"),
                 };
                 st.reset(Some(Versioned { record, version }));
                 self.track(st);

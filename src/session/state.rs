@@ -29,8 +29,10 @@ pub(crate) struct State {
     /// session is known to be gone.
     pub(crate) base: Option<Versioned>,
     /// The local view when it differs from `base` (`base` with `ops` applied). Copied from
-    /// `base` on the first change only, so that reads and saves do not copy the record.
-    pub(crate) changed: Option<Record>,
+    /// `base` on the first change only, so that reads and saves do not copy the record. Boxed:
+    /// every live session has the slot and few have a change at any moment (8 bytes, not a
+    /// record's 80).
+    pub(crate) changed: Option<Box<Record>>,
     /// Changes not saved yet, in order, each with when it was made (only changes made before an
     /// id rotation follow the session to its new id).
     pub(crate) ops: Vec<(OffsetDateTime, Op)>,
@@ -59,16 +61,16 @@ impl State {
     /// The local view; `None` once the session is known to be gone.
     pub(crate) fn record(&self) -> Option<&Record> {
         self.changed
-            .as_ref()
+            .as_deref()
             .or_else(|| self.base.as_ref().map(|b| &b.record))
     }
 
     /// The local view, to change it.
     pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
         if self.changed.is_none() {
-            self.changed = Some(self.base.as_ref()?.record.clone());
+            self.changed = Some(Box::new(self.base.as_ref()?.record.clone()));
         }
-        self.changed.as_mut()
+        self.changed.as_deref_mut()
     }
 
     /// The value under `key` in the local view, noting the read when `track` (a per-message
@@ -120,11 +122,11 @@ impl State {
     /// the changes to re-apply.
     pub(crate) fn pending(&mut self, check_reads: bool) -> Option<Pending<'_>> {
         if self.changed.is_none() {
-            self.changed = Some(self.base.as_ref()?.record.clone());
+            self.changed = Some(Box::new(self.base.as_ref()?.record.clone()));
         }
         let base = self.base.as_ref()?;
         Some(Pending {
-            view: self.changed.as_mut()?,
+            view: self.changed.as_deref_mut()?,
             version: &base.version,
             log: OpLog {
                 ops: &mut self.ops,
