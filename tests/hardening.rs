@@ -406,3 +406,123 @@ async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
     assert_eq!(reloaded.record.data.get("n"), Some(&json!(1)));
     assert_eq!(reloaded.version, held.version);
 }
+
+/// A save sent to a Redis that hangs (its process stopped, its connections open) fails within
+/// the write timeout. When Redis resumes and runs it, it must write nothing: its caller was told
+/// it failed. Without a deadline the script checks against the server's clock, it would land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_sent_to_a_hung_redis_does_not_land_when_it_resumes() {
+    use socketio_sessions::store::{ConditionalStore, RedisStore, SaveOutcome};
+    use tower_sessions::SessionStore;
+    use tower_sessions::session::Record;
+
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let write_timeout = Duration::from_millis(300);
+    let store = RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_write_timeout(write_timeout);
+    let mut record = Record {
+        id: Default::default(),
+        data: [("n".to_owned(), json!(1))].into_iter().collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    let held = store.load_versioned(&record.id).await.unwrap().unwrap();
+    let mut saved = record.clone();
+    saved.data.insert("n".to_owned(), json!(2));
+    let SaveOutcome::Saved(version) = store.save_if(&saved, &held.version).await.unwrap() else {
+        panic!("the first save conflicts with nothing");
+    };
+    let mut late = saved.clone();
+    late.data.insert("n".to_owned(), json!(3));
+
+    redis.pause();
+    let sent = Instant::now();
+    let outcome = tokio::time::timeout(SOON, store.save_if(&late, &version)).await;
+    let took = sent.elapsed();
+    assert!(
+        matches!(outcome, Ok(Err(_))),
+        "a save to a hung Redis fails: {outcome:?}"
+    );
+    assert!(
+        took < write_timeout + SLACK,
+        "the failed save took {took:?}"
+    );
+    redis.resume();
+    eventually("the store answers again", || async {
+        store.load_versioned(&record.id).await.ok()
+    })
+    .await;
+    // Past the moment Redis got to what waited in its buffers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = store
+        .load_versioned(&record.id)
+        .await
+        .unwrap()
+        .expect("the record");
+    assert_eq!(
+        stored.record.data.get("n"),
+        Some(&json!(2)),
+        "the save told failed landed when Redis resumed"
+    );
+    assert_eq!(stored.version, version);
+}
+
+/// Per connection, a write-behind save that times out against a hung Redis is retried until
+/// one lands. The attempts that timed out must not land as well when Redis resumes: the retry
+/// would then find the record changed, merge its `update` on it again, and the user's one
+/// increment would count twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_behind_retried_past_a_hung_redis_applies_the_change_once() {
+    use socketio_sessions::Mode;
+    use socketio_sessions::store::RedisStore;
+    use tower_sessions::SessionStore;
+
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let store = DemoStore::open(&redis.url()).await.unwrap();
+    let server = TestServer::start_with(
+        move |o| app::app(store, o),
+        |o| {
+            o.mode = Mode::PerConnection;
+            o.write_behind = Some(Duration::from_millis(100));
+        },
+    )
+    .await;
+    let cookie = server.login("hal").await;
+    let id = cookie_id(&cookie);
+    let reader = RedisStore::connect(&redis.url()).await.unwrap();
+    let stored_count = || async {
+        let record = reader.load(&id).await.ok().flatten()?;
+        record.data.get("count").cloned()
+    };
+    let s = connected(&server, Transport::Websocket, &cookie).await;
+    assert_eq!(s.ack("incr", json!({})).await, json!(1));
+    eventually("the first increment is saved", || async {
+        (stored_count().await == Some(json!(1))).then_some(())
+    })
+    .await;
+
+    redis.pause();
+    assert_eq!(s.ack("incr", json!({})).await, json!(2));
+    // The write-behind save goes out after 100 ms, times out after the write timeout (500 ms),
+    // and is sent again after 200 ms and 400 ms: three attempts wait in Redis's buffers.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    redis.resume();
+    eventually("the retried save lands", || async {
+        (stored_count().await == Some(json!(2))).then_some(())
+    })
+    .await;
+    // Past any attempt still waiting, and the next retry had there been a conflict.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stored_count().await,
+        Some(json!(2)),
+        "two increments acknowledged"
+    );
+    assert_eq!(s.ack("incr", json!({})).await, json!(3));
+}

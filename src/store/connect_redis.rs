@@ -25,6 +25,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::merge::Target;
+use super::redis_fence::{Fence, fenced_script};
 use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once, write_options};
 use super::redis_url::redis_config;
 use super::replica_wait::{ReplicaWait, write_bound};
@@ -42,14 +43,17 @@ return {v, redis.call('PTTL', KEYS[1])}
 "#;
 
 /// SET with `EX ARGV[3]` only if the key still holds exactly ARGV[1].
-/// Returns 1 when written, 0 when the value differs, -1 when the key is gone.
-const SAVE_IF: &str = r#"
+/// Returns 1 when written, 0 when the value differs, -1 when the key is gone, -2 (writing
+/// nothing) past the deadline in ARGV[4] ([fenced](super::redis_fence)).
+const SAVE_IF: &str = fenced_script!(
+    r#"
 local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
 if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
-"#;
+"#
+);
 
 /// connect-redis's TTL without `cookie.expires`: one day.
 const DEFAULT_TTL_SECS: i64 = 86_400;
@@ -71,6 +75,9 @@ pub struct ConnectRedisStore {
     wait: Option<ReplicaWait>,
     /// How long a save may wait to be sent and answered before it is abandoned for good.
     write_within: Duration,
+    /// The anchor of its saves' deadlines in the server's clock: one per store, shared by its
+    /// clones (they use the same servers).
+    fence: Arc<Fence>,
 }
 
 /// Each live session's sid, with how many live sessions hold it.
@@ -97,6 +104,7 @@ impl ConnectRedisStore {
             sids: Arc::default(),
             wait: None,
             write_within: WRITE_WITHIN,
+            fence: Arc::default(),
         }
     }
 
@@ -441,7 +449,7 @@ impl ConditionalStore for ConnectRedisStore {
         let key = self.key(&record.id)?;
         // One client for the write and the wait: `WAIT` counts its own connection's writes.
         let client = self.pool.next();
-        let answer = eval_once(client, SAVE_IF, &key, args, self.write_within)
+        let answer = eval_once(client, &self.fence, SAVE_IF, &key, args, self.write_within)
             .await
             .map_err(backend_error)?;
         Ok(match answer {

@@ -27,6 +27,8 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
+mod redis_fence;
+#[cfg(feature = "redis")]
 mod redis_pool;
 #[cfg(feature = "redis")]
 mod redis_url;

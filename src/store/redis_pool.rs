@@ -11,6 +11,7 @@ use fred::prelude::{ClientLike, Config, ConnectionConfig, Options, Pool, Reconne
 use fred::types::cluster::ClusterRouting;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
+use super::redis_fence::{Fence, LATE, late};
 use crate::task::spawn_detached;
 
 /// A command that is sent once or not at all: never queued while the client reconnects, never
@@ -27,28 +28,37 @@ pub(crate) fn send_once(within: Duration) -> Options {
     }
 }
 
-/// Runs `script` on `key` with `args` through `client` as a [write](write_options), and
-/// returns its integer answer. Sent as a custom `EVAL`, because fred's `eval` ignores
-/// per-command options (its Lua interface is not implemented for `WithOptions`, so the call
-/// goes to the plain client, which queues while reconnecting and replays afterwards).
+/// Runs a [fenced](super::redis_fence) `script` on `key` with `args` (the deadline is
+/// appended) through `client` as a [write](write_options), and returns its integer answer; a
+/// script that ran past its deadline is an error. Sent as a custom `EVAL`, because fred's
+/// `eval` ignores per-command options (its Lua interface is not implemented for
+/// `WithOptions`, so the call goes to the plain client, which queues while reconnecting and
+/// replays afterwards).
 pub(crate) async fn eval_once(
     client: &Client,
+    fence: &Fence,
     script: &'static str,
     key: &str,
     args: Vec<Value>,
     within: Duration,
 ) -> Result<i64, Error> {
+    let deadline = fence.deadline(client, key, within).await?;
     let slot = ClusterRouting::hash_key(key.as_bytes());
     let eval = CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false);
-    let mut all = Vec::with_capacity(3 + args.len());
+    let mut all = Vec::with_capacity(4 + args.len());
     all.push(Value::String(Str::from_static(script)));
     all.push(Value::Integer(1));
     all.push(Value::String(key.into()));
     all.extend(args);
-    client
+    all.push(Value::Integer(deadline));
+    let answer = client
         .with_options(&write_options(client, within))
         .custom(eval, all)
-        .await
+        .await?;
+    match answer {
+        LATE => Err(late()),
+        answer => Ok(answer),
+    }
 }
 
 /// How a write goes through `client`, so that one told failed before it was sent never lands

@@ -145,6 +145,28 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server's process without ending it (SIGSTOP), as a Redis that hangs: its
+    /// connections stay open, and commands sent meanwhile wait in its socket buffers until
+    /// [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a [paused](Self::pause) server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("a running redis-server").id();
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "could not send SIG{name} to redis-server");
+    }
+
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn().await;

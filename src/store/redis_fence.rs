@@ -1,0 +1,165 @@
+//! Conditional writes that Redis itself refuses once their caller has given up on them.
+//!
+//! A save's caller stops waiting after the write timeout and is told the save failed. A save
+//! already sent by then, to a Redis that hangs rather than dies (stopped, swapping, busy with a
+//! slow command), would otherwise run whenever Redis gets to it, and land although its caller
+//! was told it failed; a retry of the same change would then apply it twice. So each save
+//! carries a deadline in the server's own clock, and its script refuses to write past it.
+//!
+//! The caller's deadline is moved to the server's clock by an anchor: a `TIME` answer and the
+//! local instant it arrived. The server read its clock before that instant, so the anchor never
+//! overstates the server clock's lead over ours, and a save the script accepts ran before the
+//! caller's deadline less a margin, by the local clock. The margin covers what one anchor
+//! cannot: drift since it was taken (it is taken again every [`ANCHOR_FOR`]), and the clock of
+//! another server than the one that answered (a cluster's other nodes, a promoted replica),
+//! which NTP keeps within milliseconds. A server whose clock is behind by more than the margin
+//! lets such a late save land, as it would without a fence.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fred::clients::Client;
+use fred::error::{Error, ErrorKind};
+use fred::interfaces::ClientLike;
+use fred::types::cluster::ClusterRouting;
+use fred::types::{ClusterHash, CustomCommand, Value};
+
+use super::redis_pool::send_once;
+use crate::task::locked;
+
+/// The first lines of a save script: returns [`LATE`] past the deadline in its last argument
+/// (microseconds since the epoch, in the server's clock). `ARGV[4]`: both save scripts take
+/// three arguments of their own.
+macro_rules! fenced_script {
+    ($body:literal) => {
+        concat!(
+            "local now = redis.call('TIME')\n",
+            "if tonumber(now[1]) * 1000000 + tonumber(now[2]) > tonumber(ARGV[4]) then ",
+            "return -2 end\n",
+            $body
+        )
+    };
+}
+pub(crate) use fenced_script;
+
+/// A fenced script's answer when it ran past its deadline, and wrote nothing.
+pub(crate) const LATE: i64 = -2;
+
+/// How long an anchor is used before `TIME` is asked again.
+const ANCHOR_FOR: Duration = Duration::from_secs(10);
+
+/// The most the fence may be earlier than the caller's deadline: a save that runs later than
+/// this before the caller gives up is refused (and reported failed, which it then is).
+const MAX_MARGIN: Duration = Duration::from_millis(50);
+
+/// A server clock reading and the local instant its answer arrived.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    at: Instant,
+    server_micros: i64,
+}
+
+/// The store's anchor, shared by its clones and its pool's clients.
+#[derive(Debug, Default)]
+pub(crate) struct Fence {
+    /// A std lock held for a copy only; an anchor taken twice by racing saves is harmless.
+    anchor: Mutex<Option<Anchor>>,
+}
+
+impl Fence {
+    /// The deadline, in the server's clock, of a save about to be sent through `client` for
+    /// `key` that its caller waits for `within`. Asks the server for its time first when the
+    /// anchor is missing or old (through the node of `key`'s slot, on a cluster).
+    pub(crate) async fn deadline(
+        &self,
+        client: &Client,
+        key: &str,
+        within: Duration,
+    ) -> Result<i64, Error> {
+        let now = Instant::now();
+        let fresh = *locked(&self.anchor);
+        let anchor = match fresh.filter(|a| now.duration_since(a.at) < ANCHOR_FOR) {
+            Some(anchor) => anchor,
+            None => {
+                let anchor = server_time(client, key, within).await?;
+                *locked(&self.anchor) = Some(anchor);
+                anchor
+            }
+        };
+        // From `now`, not from after the `TIME` round trip: the caller's wait began before it.
+        Ok(anchor.deadline(now + within, within))
+    }
+}
+
+impl Anchor {
+    /// The server-clock time (microseconds) that comes no later than the local instant
+    /// `caller_gives_up` less the margin for a wait of `within`.
+    fn deadline(self, caller_gives_up: Instant, within: Duration) -> i64 {
+        let margin = (within / 10).min(MAX_MARGIN);
+        let left = caller_gives_up.saturating_duration_since(self.at + margin);
+        self.server_micros + micros(left)
+    }
+}
+
+/// Asks the node of `key`'s slot for its time, sent once within `within`.
+async fn server_time(client: &Client, key: &str, within: Duration) -> Result<Anchor, Error> {
+    let slot = ClusterRouting::hash_key(key.as_bytes());
+    let time = CustomCommand::new_static("TIME", ClusterHash::Custom(slot), false);
+    let answer: Vec<i64> = client
+        .with_options(&send_once(within))
+        .custom(time, Vec::<Value>::new())
+        .await?;
+    let at = Instant::now();
+    match answer[..] {
+        [secs, us] if secs >= 0 && (0..1_000_000).contains(&us) => Ok(Anchor {
+            at,
+            server_micros: secs * 1_000_000 + us,
+        }),
+        _ => Err(Error::new(
+            ErrorKind::Protocol,
+            "TIME did not answer seconds and microseconds",
+        )),
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The error of a save its script refused as late.
+pub(crate) fn late() -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        "the save reached Redis after its caller stopped waiting; not written",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_is_the_callers_less_the_margin_in_the_servers_clock() {
+        let at = Instant::now();
+        let anchor = Anchor {
+            at,
+            server_micros: 1_000_000_000,
+        };
+        let within = Duration::from_millis(500);
+        // Sent 2 s after the anchor: 2.5 s after it, less 50 ms.
+        let sent = at + Duration::from_secs(2);
+        assert_eq!(
+            anchor.deadline(sent + within, within),
+            1_000_000_000 + 2_450_000
+        );
+        // A short wait has a margin of a tenth of it.
+        let within = Duration::from_millis(100);
+        assert_eq!(
+            anchor.deadline(sent + within, within),
+            1_000_000_000 + 2_090_000
+        );
+        // A wait over before the anchor plus the margin: the anchor's own time, which any run
+        // comes after, so the script refuses it.
+        assert_eq!(anchor.deadline(at, within), 1_000_000_000);
+    }
+}
