@@ -46,6 +46,39 @@ fn fresh_record() -> Record {
 mod cases {
     use super::*;
 
+    /// A per-message `update` as a handler's first operation: one store call (the save) on a
+    /// store that refuses late saves, where the save's compare-and-set stands in for the reload;
+    /// a reload and a save on the others. A write from behind in between is a conflict the
+    /// update is re-run on, never lost.
+    pub async fn an_update_first_skips_the_reload_only_where_late_saves_are_refused(b: Backend) {
+        let Some(st) = TestStore::open(b).await else {
+            return;
+        };
+        let server = TestServer::start(&st, |_| {}).await;
+        let cookie = server.login("una").await;
+        let s = connected(&server, Transport::Websocket, &cookie).await;
+        assert_eq!(s.ack("incr", json!({})).await, json!(1));
+        let before = st.calls();
+        for n in 2..=11 {
+            assert_eq!(s.ack("incr", json!({})).await, json!(n));
+        }
+        let per_incr = (st.calls() - before) as f64 / 10.0;
+        let expected = if st.store.refuses_late_saves() {
+            1.0
+        } else {
+            2.0
+        };
+        assert_eq!(per_incr, expected, "store calls per incr");
+        // Behind the node's back: the version it holds is stale.
+        let id = cookie_id(&cookie);
+        let mut record = st.record(&id).await.unwrap();
+        record.data.insert("count".into(), json!(100));
+        st.store.save(&record).await.unwrap();
+        assert_eq!(s.ack("incr", json!({})).await, json!(101));
+        let stored = st.record(&id).await.unwrap();
+        assert_eq!(stored.data.get("count"), Some(&json!(101)));
+    }
+
     /// Per-message mode reloads through `reload_versioned` before every event: it must see
     /// every write, including a record deleted and written again under the same id.
     pub async fn reload_sees_every_write(b: Backend) {
@@ -265,6 +298,7 @@ store_tests! {
         mysql => Backend::MySql,
     ],
     cases: [
+        an_update_first_skips_the_reload_only_where_late_saves_are_refused,
         reload_sees_every_write,
         a_save_of_unchanged_bytes_is_saved,
         three_sockets_times_a_hundred_incr,
@@ -460,5 +494,112 @@ async fn different_sessions_are_not_serialized_with_each_other() {
     assert!(
         !gate.timed_out.load(Ordering::SeqCst),
         "session B waited for session A: sessions are serialized with each other"
+    );
+}
+
+/// A memory store whose next conditional save fails (as a store that did not answer), and
+/// which refuses late saves, as the memory store does.
+#[derive(Debug, Clone, Default)]
+struct FailNextSave {
+    inner: MemoryStore,
+    fail: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl SessionStore for FailNextSave {
+    async fn create(&self, r: &mut Record) -> session_store::Result<()> {
+        self.inner.create(r).await
+    }
+    async fn save(&self, r: &Record) -> session_store::Result<()> {
+        self.inner.save(r).await
+    }
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.inner.load(id).await
+    }
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.inner.delete(id).await
+    }
+}
+
+#[async_trait]
+impl ConditionalStore for FailNextSave {
+    async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
+        self.inner.load_versioned(id).await
+    }
+    async fn save_if(&self, r: &Record, v: &Version) -> session_store::Result<SaveOutcome> {
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(session_store::Error::Backend("injected".into()));
+        }
+        self.inner.save_if(r, v).await
+    }
+    fn refuses_late_saves(&self) -> bool {
+        true
+    }
+}
+
+/// `bump`: an `update` of `count` as the handler's first operation, then a read of it through
+/// a clone of the handle; acks both.
+fn bump_then_read_app(store: FailNextSave, o: &DemoOptions) -> app::DemoApp {
+    let sessions = SocketSessions::builder(store)
+        .with_allowed_origins(&o.allowed_origins)
+        .build()
+        .unwrap();
+    let (layer, io) = SocketIo::new_layer();
+    let setup = |socket: SocketRef| {
+        socket.on("bump", async |session: SocketSession, ack: AckSender| {
+            let updated = session
+                .update("count", |n: Option<u64>| n.unwrap_or(0) + 1)
+                .await;
+            let read: Result<Option<u64>, _> = session.clone().get("count").await;
+            ack.send(&json!({
+                "updated": updated.ok(),
+                "read": read.ok().flatten(),
+            }))
+            .ok();
+        });
+    };
+    io.ns(
+        "/",
+        (async || {}).with(sessions.middleware().with_setup(setup)),
+    );
+    app::DemoApp {
+        router: axum::Router::new()
+            .layer(layer)
+            .layer(sessions.origin_layer()),
+        sessions,
+    }
+}
+
+/// An `update` that skipped the reload and whose save failed leaves the handler's state
+/// unverified: its next read reloads, and sees what another writer stored meanwhile, not the
+/// version the node held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_first_makes_the_next_read_reload() {
+    let store = FailNextSave::default();
+    let (app_store, demo_store) = (store.clone(), store.inner.clone());
+    let demo = TestServer::start_with(move |o| app::app(demo_store, o), |_| {}).await;
+    let server = TestServer::start_with(
+        move |o| async move { Ok(bump_then_read_app(app_store, &o)) },
+        |_| {},
+    )
+    .await;
+    let cookie = demo.login("ida").await;
+    let s = connected(&server, Transport::Websocket, &cookie).await;
+    assert_eq!(
+        s.ack("bump", json!({})).await,
+        json!({ "updated": 1, "read": 1 })
+    );
+    // Another node writes; this node still holds the version with count 1.
+    let other = connected(&demo, Transport::Websocket, &cookie).await;
+    assert_eq!(other.ack("incr", json!({})).await, json!(2));
+    store.fail.store(true, Ordering::SeqCst);
+    assert_eq!(
+        s.ack("bump", json!({})).await,
+        json!({ "updated": null, "read": 2 }),
+        "the read after a failed update saw the version held, not the stored record"
+    );
+    assert_eq!(
+        s.ack("bump", json!({})).await,
+        json!({ "updated": 3, "read": 3 })
     );
 }

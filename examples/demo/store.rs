@@ -209,6 +209,18 @@ impl ConditionalStore for DemoStore {
             _ => None,
         }
     }
+    // And whether a save told failed can still land (it decides whether an `update` may skip
+    // the reload).
+    fn refuses_late_saves(&self) -> bool {
+        match self {
+            DemoStore::Memory(s) => s.refuses_late_saves(),
+            DemoStore::Sqlite(s) => s.refuses_late_saves(),
+            DemoStore::Postgres(s) => s.refuses_late_saves(),
+            DemoStore::MySql(s) => s.refuses_late_saves(),
+            DemoStore::Redis(s) => s.refuses_late_saves(),
+            DemoStore::Express(s) => s.refuses_late_saves(),
+        }
+    }
     // The Express store keys records by sid: a wrapper must pass these on too.
     fn hold_external_key(&self, id: &Id, key: &std::sync::Arc<str>) {
         if let DemoStore::Express(s) = self {

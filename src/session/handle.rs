@@ -2,7 +2,7 @@
 //! handle with one access rule per mode.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use serde::Serialize;
@@ -74,6 +74,7 @@ impl Binding {
                 binding: self.0.clone(),
                 guard: Mutex::new(None),
                 at_connect,
+                unverified: AtomicBool::new(false),
                 span: handler_span(&live),
             })),
         };
@@ -102,7 +103,11 @@ impl Drop for BindingInner {
 /// inserted with `session.insert("user", ..)`.
 ///
 /// In per-message mode the first operation of a handler reloads the session and locks it for
-/// this session on this node until the handler returns; changes are then saved. Call
+/// this session on this node until the handler returns; changes are then saved. (On a store
+/// that [refuses late saves](crate::store::ConditionalStore::refuses_late_saves), a first
+/// operation that is an [`update`](SocketSession::update) skips the reload: it is saved before
+/// it returns by a compare-and-set on the version held, which goes through only if the record
+/// is unchanged, and is re-run on the stored record otherwise.) Call
 /// [`save`](SocketSession::save) before acknowledging when the client must be able to read the
 /// change over HTTP as soon as it gets the ack.
 #[derive(Clone)]
@@ -128,6 +133,11 @@ struct Hold {
     binding: Arc<BindingInner>,
     guard: Mutex<Option<OwnedMutexGuard<State>>>,
     at_connect: bool,
+    /// The held state was not reloaded for this handler (its first operation was an `update`
+    /// on a store that refuses late saves) and no save has confirmed it: the next operation
+    /// reloads first, so that a handler whose update failed never reads a stale record.
+    /// Changed under `guard` only.
+    unverified: AtomicBool,
     /// The handler's span: its reload and its save run in it, wherever they are polled.
     span: tracing::Span,
 }
@@ -194,8 +204,8 @@ impl SocketSession {
             },
             Access::PerMessage(hold) => match hold.guard.try_lock() {
                 Ok(mut guard) => match &mut *guard {
-                    Some(st) => Ok(f(st)),
-                    None => Err(f),
+                    Some(st) if !hold.unverified.load(Ordering::Acquire) => Ok(f(st)),
+                    _ => Err(f),
                 },
                 Err(_) => Err(f),
             },
@@ -216,20 +226,7 @@ impl SocketSession {
             }
             Access::PerMessage(hold) => {
                 let mut guard = hold.guard.lock().await;
-                let st = match &mut *guard {
-                    Some(st) => st,
-                    slot @ None => {
-                        let mut st = match live.state.clone().try_lock_owned() {
-                            Ok(st) => st,
-                            Err(_) => hold.wait_turn().await?,
-                        };
-                        if !(hold.at_connect && st.fresh) {
-                            live.refresh(&mut st).await?;
-                        }
-                        st.fresh = false;
-                        slot.insert(st)
-                    }
-                };
+                let st = hold.caught_up(&mut guard, CatchUp::Reload).await?;
                 f(st)
             }
         }
@@ -310,14 +307,13 @@ impl SocketSession {
             limits.check(&owned_key, &new)?;
             Ok(new)
         });
-        let mut value = self.with_state(|st| st.update(key, updater)).await?;
-        if self.mode() == Mode::PerMessage {
-            self.save().await?;
-            let stored = self
-                .with_state(|st| Ok(st.record().and_then(|r| r.data.get(key).cloned())))
-                .await?;
-            value = stored.unwrap_or(value);
-        }
+        let value = match &self.access {
+            Access::PerMessage(hold) => {
+                let saved = hold.update_saved(key, updater);
+                Box::pin(saved.instrument(hold.span.clone())).await?
+            }
+            Access::PerConnection => self.with_state(|st| st.update(key, updater)).await?,
+        };
         serde_json::from_value(value).map_err(|e| SessionError::serde(key, e))
     }
 
@@ -353,7 +349,73 @@ impl SocketSession {
     }
 }
 
+/// How a per-message handler's first operation brings the session's state up to date.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CatchUp {
+    /// Reload it from the store (unless the connect handler's load is still fresh).
+    Reload,
+    /// An `update` saved before it returns, on a store that refuses late saves: the save's
+    /// compare-and-set checks the version held, so the reload is skipped.
+    SaveChecks,
+}
+
 impl Hold {
+    /// The handler's state, taken (waiting for the session's turn) and caught up on the first
+    /// operation, or reloaded if an earlier operation left it [unverified](Self::unverified).
+    async fn caught_up<'g>(
+        &self,
+        guard: &'g mut Option<OwnedMutexGuard<State>>,
+        catch: CatchUp,
+    ) -> Result<&'g mut State, SessionError> {
+        let live = &self.binding.live;
+        match guard {
+            Some(st) => {
+                if self.unverified.load(Ordering::Acquire) {
+                    live.refresh(st).await?;
+                    self.unverified.store(false, Ordering::Release);
+                }
+                Ok(st)
+            }
+            slot @ None => {
+                let mut st = match live.state.clone().try_lock_owned() {
+                    Ok(st) => st,
+                    Err(_) => self.wait_turn().await?,
+                };
+                if self.at_connect && st.fresh {
+                    // Loaded by the handshake just now.
+                } else if catch == CatchUp::SaveChecks
+                    && live.store.refuses_late_saves()
+                    && st.base.is_some()
+                    && st.ops.is_empty()
+                {
+                    st.reads.clear();
+                    self.unverified.store(true, Ordering::Release);
+                } else {
+                    live.refresh(&mut st).await?;
+                }
+                st.fresh = false;
+                Ok(slot.insert(st))
+            }
+        }
+    }
+
+    /// Applies `updater` and saves it before returning, under one hold of the handler's state:
+    /// no clone of the handle runs between the change and its save. Returns the value stored.
+    async fn update_saved(&self, key: &str, updater: Updater) -> Result<Value, SessionError> {
+        let live = &self.binding.live;
+        let mut guard = self.guard.lock().await;
+        let st = self.caught_up(&mut guard, CatchUp::SaveChecks).await?;
+        let value = st.update(key, updater)?;
+        live.persist(st).await?;
+        // Saved by compare-and-set (re-run on the stored record after a conflict): the state is
+        // the stored record.
+        self.unverified.store(false, Ordering::Release);
+        Ok(st
+            .record()
+            .and_then(|r| r.data.get(key).cloned())
+            .unwrap_or(value))
+    }
+
     /// Waits for the session's turn, unless too many handlers already wait (refused at once)
     /// or the socket is gone by the time the turn comes (the handler's changes are not made).
     async fn wait_turn(&self) -> Result<OwnedMutexGuard<State>, SessionError> {

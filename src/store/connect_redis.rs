@@ -379,6 +379,11 @@ impl Target for ConnectRedisStore {
 
 #[async_trait]
 impl ConditionalStore for ConnectRedisStore {
+    // Fenced: past its caller's deadline a save's script writes nothing.
+    fn refuses_late_saves(&self) -> bool {
+        true
+    }
+
     fn write_timeout(&self) -> Option<Duration> {
         Some(write_bound(self.write_within, self.wait))
     }

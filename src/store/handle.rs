@@ -173,6 +173,15 @@ impl StoreHandle {
         self.timeout
     }
 
+    /// Whether a save its caller gave up on can never land later (see
+    /// [`ConditionalStore::refuses_late_saves`]); a plain store's saves are not even compared.
+    pub(crate) fn refuses_late_saves(&self) -> bool {
+        match &self.backend {
+            Backend::Plain(_) => false,
+            Backend::Conditional(s) => s.refuses_late_saves(),
+        }
+    }
+
     pub(crate) fn is_conditional(&self) -> bool {
         matches!(self.backend, Backend::Conditional(_))
     }

@@ -96,6 +96,11 @@ impl SessionStore for MemoryStore {
 
 #[async_trait]
 impl ConditionalStore for MemoryStore {
+    // A save runs within one poll of its call: dropped, it never ran.
+    fn refuses_late_saves(&self) -> bool {
+        true
+    }
+
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
         Ok(live(self.lock().get(id)).map(versioned))
     }

@@ -193,6 +193,20 @@ pub trait ConditionalStore: SessionStore {
         None
     }
 
+    /// Whether a `save_if` its caller stopped waiting for (it dropped the call, or the
+    /// [write timeout](Self::write_timeout) passed) can never land afterwards: `false` (the
+    /// default) for a store whose write may still run once sent (a SQL server holding the
+    /// statement behind a lock). With `true`, a per-message handler whose first operation is
+    /// an [`update`](crate::SocketSession::update) saves it on the version it already holds,
+    /// without reloading first: one store round trip per written message instead of two, and
+    /// a stale version only costs a conflict, after which the update is re-run on the stored
+    /// record. `MemoryStore` (nothing runs once the call is dropped), `RedisStore` and
+    /// `ConnectRedisStore` (their saves carry a deadline their script checks) say `true`. A
+    /// wrapper store must pass it on.
+    fn refuses_late_saves(&self) -> bool {
+        false
+    }
+
     /// The session id a key of this store's keyspace stands for (Redis keyspace notifications
     /// name keys): by default the key is the id itself.
     fn id_for_key(&self, key: &str) -> Option<Id> {

@@ -162,6 +162,10 @@ impl<S: ConditionalStore + Clone + 'static> ConditionalStore for Probe<S> {
     fn write_timeout(&self) -> Option<std::time::Duration> {
         self.inner.write_timeout()
     }
+    // A dropped call is dropped before or inside the wrapped store's, as without the probe.
+    fn refuses_late_saves(&self) -> bool {
+        self.inner.refuses_late_saves()
+    }
 }
 
 #[async_trait]
