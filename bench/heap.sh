@@ -24,6 +24,7 @@ case "$variant" in
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$out/heap-redis.log" 2>&1 &
     redis_pid=$!
     for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -p "$port" ping >/dev/null 2>&1 || { echo "redis-server did not start" >&2; exit 1; }
     sessions_args="--kind sessions --mode per-message --store redis://127.0.0.1:$port"
     ;;
   *) echo "unknown variant $variant (per-conn-memory or per-msg-redis)" >&2; exit 2 ;;

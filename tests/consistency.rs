@@ -54,7 +54,8 @@ mod cases {
         let Some(st) = TestStore::open(b).await else {
             return;
         };
-        let server = TestServer::start(&st, |_| {}).await;
+        // Only the events' calls are counted: no revalidation meanwhile.
+        let server = TestServer::start(&st, |o| o.revalidate_every = NEVER).await;
         let cookie = server.login("una").await;
         let s = connected(&server, Transport::Websocket, &cookie).await;
         assert_eq!(s.ack("incr", json!({})).await, json!(1));
@@ -63,10 +64,9 @@ mod cases {
             assert_eq!(s.ack("incr", json!({})).await, json!(n));
         }
         let per_incr = (st.calls() - before) as f64 / 10.0;
-        let expected = if st.store.refuses_late_saves() {
-            1.0
-        } else {
-            2.0
+        let expected = match b {
+            Backend::Memory | Backend::Redis | Backend::RedisCluster => 1.0,
+            _ => 2.0,
         };
         assert_eq!(per_incr, expected, "store calls per incr");
         // Behind the node's back: the version it holds is stale.
@@ -423,7 +423,9 @@ async fn a_stale_read_reaches_the_handler_as_a_conflict() {
 }
 
 /// Holds every load of one session until a load of another session has started: if sessions
-/// were serialized with each other, the held load would never be released.
+/// were serialized with each other, the held load would never be released. It does not say it
+/// refuses late saves (the default `false`): the demo's `incr` then loads first, which is what
+/// the gate holds.
 #[derive(Debug, Clone, Default)]
 struct Gate {
     inner: MemoryStore,

@@ -478,28 +478,19 @@ async fn a_save_sent_to_a_hung_redis_does_not_land_when_it_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_behind_retried_past_a_hung_redis_applies_the_change_once() {
     use socketio_sessions::Mode;
-    use socketio_sessions::store::RedisStore;
-    use tower_sessions::SessionStore;
 
-    let Some(redis) = RedisServer::start().await else {
+    let Some(st) = TestStore::open(Backend::Redis).await else {
         return;
     };
-    let store = DemoStore::open(&redis.url()).await.unwrap();
-    let server = TestServer::start_with(
-        move |o| app::app(store, o),
-        |o| {
-            o.mode = Mode::PerConnection;
-            o.write_behind = Some(Duration::from_millis(100));
-        },
-    )
+    let redis = st.redis.as_ref().expect("a redis-server of the test's own");
+    let server = TestServer::start(&st, |o| {
+        o.mode = Mode::PerConnection;
+        o.write_behind = Some(Duration::from_millis(100));
+    })
     .await;
     let cookie = server.login("hal").await;
     let id = cookie_id(&cookie);
-    let reader = RedisStore::connect(&redis.url()).await.unwrap();
-    let stored_count = || async {
-        let record = reader.load(&id).await.ok().flatten()?;
-        record.data.get("count").cloned()
-    };
+    let stored_count = || async { st.record(&id).await?.data.get("count").cloned() };
     let s = connected(&server, Transport::Websocket, &cookie).await;
     assert_eq!(s.ack("incr", json!({})).await, json!(1));
     eventually("the first increment is saved", || async {
@@ -508,10 +499,15 @@ async fn a_write_behind_retried_past_a_hung_redis_applies_the_change_once() {
     .await;
 
     redis.pause();
+    let failed_before = st.store.failures();
     assert_eq!(s.ack("incr", json!({})).await, json!(2));
-    // The write-behind save goes out after 100 ms, times out after the write timeout (500 ms),
-    // and is sent again after 200 ms and 400 ms: three attempts wait in Redis's buffers.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two attempts wait in Redis's buffers, each told failed after the write timeout. Resumed
+    // right after the second failure, before the next attempt (400 ms later) is sent: nothing
+    // is in flight, so every attempt Redis now runs was told failed.
+    eventually("two write-behind attempts fail", || async {
+        (st.store.failures() >= failed_before + 2).then_some(())
+    })
+    .await;
     redis.resume();
     eventually("the retried save lands", || async {
         (stored_count().await == Some(json!(2))).then_some(())

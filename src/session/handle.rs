@@ -39,7 +39,8 @@ struct BindingInner {
     socket: Weak<dyn Connected>,
     /// The socket's refused events, counted by its handlers' holds (which hold the binding).
     flood: FloodWatch,
-    /// One unit of the bound-sockets gauge, given back when the socket's binding is dropped.
+    /// One unit of the bound-sockets gauge, given back when the socket's binding is dropped
+    /// (after the socket, once its running handlers, which hold the binding, are done).
     _bound: Held,
 }
 
@@ -280,8 +281,9 @@ impl SocketSession {
     /// function of its argument (counters, appending to a list).
     ///
     /// In per-message mode the change is saved before `update` returns, so the value returned
-    /// is the one stored. In per-connection mode it is saved with the others (and `f` re-run
-    /// then if needed).
+    /// is the one stored; as a handler's first operation, `f` may first see the value this
+    /// node last knew (the save then conflicts and `f` runs again on the stored one). In
+    /// per-connection mode it is saved with the others (and `f` re-run then if needed).
     ///
     /// ```no_run
     /// # use socketio_sessions::{SessionError, SocketSession};
@@ -312,7 +314,10 @@ impl SocketSession {
                 let saved = hold.update_saved(key, updater);
                 Box::pin(saved.instrument(hold.span.clone())).await?
             }
-            Access::PerConnection => self.with_state(|st| st.update(key, updater)).await?,
+            Access::PerConnection => {
+                let update = |st: &mut State| st.update(key, updater).map_err(|(e, _)| e);
+                self.with_state(update).await?
+            }
         };
         serde_json::from_value(value).map_err(|e| SessionError::serde(key, e))
     }
@@ -405,7 +410,16 @@ impl Hold {
         let live = &self.binding.live;
         let mut guard = self.guard.lock().await;
         let st = self.caught_up(&mut guard, CatchUp::SaveChecks).await?;
-        let value = st.update(key, updater)?;
+        let value = match st.update(key, updater) {
+            Ok(value) => value,
+            // Run on the version held, not reloaded: the stored value may not fail it.
+            Err((_, updater)) if self.unverified.load(Ordering::Acquire) => {
+                live.refresh(st).await?;
+                self.unverified.store(false, Ordering::Release);
+                st.update(key, updater).map_err(|(e, _)| e)?
+            }
+            Err((e, _)) => return Err(e),
+        };
         live.persist(st).await?;
         // Saved by compare-and-set (re-run on the stored record after a conflict): the state is
         // the stored record.

@@ -104,9 +104,20 @@ impl State {
     }
 
     /// Runs `f` on the key's value, stores the result and logs it to be re-run on conflict.
-    pub(crate) fn update(&mut self, key: &str, mut f: Updater) -> Result<Value, SessionError> {
-        let record = self.record_mut().ok_or(SessionError::Gone)?;
-        let new = f(record.data.get(key).cloned())?;
+    pub(crate) fn update(
+        &mut self,
+        key: &str,
+        mut f: Updater,
+    ) -> Result<Value, (SessionError, Updater)> {
+        let Some(record) = self.record_mut() else {
+            return Err((SessionError::Gone, f));
+        };
+        // On an error `f` comes back: a caller whose record may be stale runs it again on a
+        // fresher one before reporting the error.
+        let new = match f(record.data.get(key).cloned()) {
+            Ok(new) => new,
+            Err(e) => return Err((e, f)),
+        };
         record.data.insert(key.to_owned(), new.clone());
         self.log(Op::Update(key.to_owned(), f));
         Ok(new)
@@ -214,7 +225,7 @@ mod tests {
         assert!(st.changed.is_none(), "reading does not copy");
         assert_eq!(st.read("count", false), Some(&json!(1)));
         let inc: Updater = Box::new(|v| Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1)));
-        assert_eq!(st.update("count", inc).unwrap(), json!(2));
+        assert_eq!(st.update("count", inc).ok(), Some(json!(2)));
         st.set("name", None).unwrap();
         assert_eq!(st.set("same", Some(json!(1))).unwrap(), None);
         assert_eq!(st.ops.len(), 3);

@@ -48,15 +48,28 @@ pub(crate) const LATE: i64 = -2;
 /// How long an anchor is used before `TIME` is asked again.
 const ANCHOR_FOR: Duration = Duration::from_secs(10);
 
-/// The most the fence may be earlier than the caller's deadline: a save that runs later than
+/// The most the fence may be earlier than the caller's deadline: a save that runs less than
 /// this before the caller gives up is refused (and reported failed, which it then is).
 const MAX_MARGIN: Duration = Duration::from_millis(50);
+
+/// Longer waits count as this long: far past any store timeout, and no overflow.
+pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
 
 /// A server clock reading and the local instant its answer arrived.
 #[derive(Debug, Clone, Copy)]
 struct Anchor {
     at: Instant,
     server_micros: i64,
+}
+
+/// When a save must have run by, for a caller that gives up at `gives_up`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    /// In the server's clock (microseconds since the epoch), for the script.
+    pub(crate) server_micros: i64,
+    /// In the local clock: the caller's moment less the margin. A refusal answered before it
+    /// proves the anchor wrong (the server's clock stepped forward, or another server ran it).
+    pub(crate) fence: Instant,
 }
 
 /// The store's anchor, shared by its clones and its pool's clients.
@@ -67,37 +80,53 @@ pub(crate) struct Fence {
 }
 
 impl Fence {
-    /// The deadline, in the server's clock, of a save about to be sent through `client` for
-    /// `key` that its caller waits for `within`. Asks the server for its time first when the
-    /// anchor is missing or old (through the node of `key`'s slot, on a cluster).
+    /// The deadline of a save for `key`, about to be sent through `client`, whose caller
+    /// started waiting at `started` and waits `within`. Asks the server for its time first when
+    /// the anchor is missing or old (through the node of `key`'s slot, on a cluster), within
+    /// what is left of the wait.
     pub(crate) async fn deadline(
         &self,
         client: &Client,
         key: &str,
+        started: Instant,
         within: Duration,
-    ) -> Result<i64, Error> {
-        let now = Instant::now();
-        let fresh = *locked(&self.anchor);
-        let anchor = match fresh.filter(|a| now.duration_since(a.at) < ANCHOR_FOR) {
+    ) -> Result<Deadline, Error> {
+        let within = within.min(LONGEST_WAIT);
+        let gives_up = started + within;
+        let held = *locked(&self.anchor);
+        let anchor = match held.filter(|a| Instant::now().duration_since(a.at) < ANCHOR_FOR) {
             Some(anchor) => anchor,
             None => {
-                let anchor = server_time(client, key, within).await?;
+                let left = gives_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(late());
+                }
+                let anchor = server_time(client, key, left).await?;
                 *locked(&self.anchor) = Some(anchor);
                 anchor
             }
         };
-        // From `now`, not from after the `TIME` round trip: the caller's wait began before it.
-        Ok(anchor.deadline(now + within, within))
+        Ok(anchor.deadline(gives_up, within))
+    }
+
+    /// Drops the anchor, proven wrong: the next save asks the server for its time again.
+    pub(crate) fn forget(&self) {
+        *locked(&self.anchor) = None;
     }
 }
 
 impl Anchor {
-    /// The server-clock time (microseconds) that comes no later than the local instant
-    /// `caller_gives_up` less the margin for a wait of `within`.
-    fn deadline(self, caller_gives_up: Instant, within: Duration) -> i64 {
+    /// The deadline for a caller that gives up at the local instant `gives_up` after a wait
+    /// of `within`: that instant less the margin, in the server's clock. The server read its
+    /// clock before the anchor's answer arrived, so this server time comes no later.
+    fn deadline(self, gives_up: Instant, within: Duration) -> Deadline {
         let margin = (within / 10).min(MAX_MARGIN);
-        let left = caller_gives_up.saturating_duration_since(self.at + margin);
-        self.server_micros + micros(left)
+        let fence = gives_up.checked_sub(margin).unwrap_or(gives_up);
+        let left = fence.saturating_duration_since(self.at);
+        Deadline {
+            server_micros: self.server_micros.saturating_add(micros(left)),
+            fence,
+        }
     }
 }
 
@@ -126,7 +155,7 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The error of a save its script refused as late.
+/// The error of a save its script refused as late, or one with no time left to be sent.
 pub(crate) fn late() -> Error {
     Error::new(
         ErrorKind::Timeout,
@@ -148,18 +177,15 @@ mod tests {
         let within = Duration::from_millis(500);
         // Sent 2 s after the anchor: 2.5 s after it, less 50 ms.
         let sent = at + Duration::from_secs(2);
-        assert_eq!(
-            anchor.deadline(sent + within, within),
-            1_000_000_000 + 2_450_000
-        );
+        let d = anchor.deadline(sent + within, within);
+        assert_eq!(d.server_micros, 1_000_000_000 + 2_450_000);
+        assert_eq!(d.fence, sent + Duration::from_millis(450));
         // A short wait has a margin of a tenth of it.
         let within = Duration::from_millis(100);
-        assert_eq!(
-            anchor.deadline(sent + within, within),
-            1_000_000_000 + 2_090_000
-        );
+        let d = anchor.deadline(sent + within, within);
+        assert_eq!(d.server_micros, 1_000_000_000 + 2_090_000);
         // A wait over before the anchor plus the margin: the anchor's own time, which any run
         // comes after, so the script refuses it.
-        assert_eq!(anchor.deadline(at, within), 1_000_000_000);
+        assert_eq!(anchor.deadline(at, within).server_micros, 1_000_000_000);
     }
 }

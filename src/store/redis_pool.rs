@@ -2,7 +2,7 @@
 //! a connection attempt to a host that drops packets, and a `QUIT` sent while a client is busy
 //! reconnecting, can each hang a caller for good.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::bytes_utils::Str;
 use fred::clients::Client;
@@ -11,7 +11,7 @@ use fred::prelude::{ClientLike, Config, ConnectionConfig, Options, Pool, Reconne
 use fred::types::cluster::ClusterRouting;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use super::redis_fence::{Fence, LATE, late};
+use super::redis_fence::{Fence, LATE, LONGEST_WAIT, late};
 use crate::task::spawn_detached;
 
 /// A command that is sent once or not at all: never queued while the client reconnects, never
@@ -29,11 +29,15 @@ pub(crate) fn send_once(within: Duration) -> Options {
 }
 
 /// Runs a [fenced](super::redis_fence) `script` on `key` with `args` (the deadline is
-/// appended) through `client` as a [write](write_options), and returns its integer answer; a
-/// script that ran past its deadline is an error. Sent as a custom `EVAL`, because fred's
-/// `eval` ignores per-command options (its Lua interface is not implemented for
-/// `WithOptions`, so the call goes to the plain client, which queues while reconnecting and
-/// replays afterwards).
+/// appended) through `client` as a [write](write_options), and returns its integer answer.
+/// The whole call, `TIME` included when the anchor is renewed, takes at most `within`; a
+/// script that ran past its deadline is an error. A refusal that came back before the fence
+/// by the local clock proves the anchor wrong (the server's clock stepped forward): the anchor
+/// is taken again and the save sent once more, which is safe because the script wrote nothing.
+///
+/// Sent as a custom `EVAL`, because fred's `eval` ignores per-command options (its Lua
+/// interface is not implemented for `WithOptions`, so the call goes to the plain client, which
+/// queues while reconnecting and replays afterwards).
 pub(crate) async fn eval_once(
     client: &Client,
     fence: &Fence,
@@ -42,22 +46,36 @@ pub(crate) async fn eval_once(
     args: Vec<Value>,
     within: Duration,
 ) -> Result<i64, Error> {
-    let deadline = fence.deadline(client, key, within).await?;
+    let started = Instant::now();
     let slot = ClusterRouting::hash_key(key.as_bytes());
-    let eval = CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false);
-    let mut all = Vec::with_capacity(4 + args.len());
-    all.push(Value::String(Str::from_static(script)));
-    all.push(Value::Integer(1));
-    all.push(Value::String(key.into()));
-    all.extend(args);
-    all.push(Value::Integer(deadline));
-    let answer = client
-        .with_options(&write_options(client, within))
-        .custom(eval, all)
-        .await?;
-    match answer {
-        LATE => Err(late()),
-        answer => Ok(answer),
+    let mut retried = false;
+    loop {
+        let deadline = fence.deadline(client, key, started, within).await?;
+        let left = (started + within.min(LONGEST_WAIT)).saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(late());
+        }
+        let eval = CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false);
+        let mut all = Vec::with_capacity(4 + args.len());
+        all.push(Value::String(Str::from_static(script)));
+        all.push(Value::Integer(1));
+        all.push(Value::String(key.into()));
+        all.extend(args.iter().cloned());
+        all.push(Value::Integer(deadline.server_micros));
+        let answer = client
+            .with_options(&write_options(client, left))
+            .custom(eval, all)
+            .await?;
+        match answer {
+            LATE if !retried && Instant::now() < deadline.fence => {
+                // The server's clock is ahead of what the anchor says.
+                tracing::debug!("a Redis save refused as late before its deadline; anchor retaken");
+                fence.forget();
+                retried = true;
+            }
+            LATE => return Err(late()),
+            answer => return Ok(answer),
+        }
     }
 }
 

@@ -24,6 +24,8 @@ enum Fault {
 pub struct Probe<S> {
     pub inner: S,
     calls: Arc<AtomicUsize>,
+    /// Calls that returned an error (a timed-out call, dropped, is not one).
+    failed: Arc<AtomicUsize>,
     parked: Arc<AtomicUsize>,
     fault: Arc<watch::Sender<Fault>>,
     /// Where calls run when set: a database pool's connections belong to the runtime that
@@ -36,6 +38,7 @@ impl<S> Probe<S> {
         Probe {
             inner,
             calls: Arc::default(),
+            failed: Arc::default(),
             parked: Arc::default(),
             fault: Arc::new(watch::Sender::new(Fault::None)),
             home: None,
@@ -56,6 +59,11 @@ impl<S> Probe<S> {
     /// How many calls were made so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// How many calls returned an error so far.
+    pub fn failures(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
     }
 
     /// How many calls are hung right now.
@@ -103,7 +111,7 @@ impl<S: Clone + Send + 'static> Probe<S> {
     {
         self.enter().await?;
         let call = call(self.inner.clone());
-        match &self.home {
+        let result = match &self.home {
             Some(home) => {
                 // Dropped (a store timeout gave up on it): the call stops too, as it would in
                 // the caller's own task.
@@ -113,7 +121,11 @@ impl<S: Clone + Send + 'static> Probe<S> {
                     .unwrap_or_else(|e| Err(session_store::Error::Backend(e.to_string())))
             }
             None => call.await,
+        };
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::SeqCst);
         }
+        result
     }
 }
 
