@@ -605,3 +605,31 @@ async fn a_failed_update_first_makes_the_next_read_reload() {
         json!({ "updated": 3, "read": 3 })
     );
 }
+
+/// An `update` run on the version this node held, without a reload, may fail on a value that
+/// is no longer stored (here a string where the stored value is now a number): it is run again
+/// on the reloaded record before any error is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_failing_on_the_version_held_is_run_again_on_the_stored_one() {
+    let store = FailNextSave::default();
+    let (app_store, demo_store) = (store.clone(), store.inner.clone());
+    let demo = TestServer::start_with(move |o| app::app(demo_store, o), |_| {}).await;
+    let server = TestServer::start_with(
+        move |o| async move { Ok(bump_then_read_app(app_store, &o)) },
+        |_| {},
+    )
+    .await;
+    let cookie = demo.login("ole").await;
+    let id = cookie_id(&cookie);
+    let mut record = store.inner.load(&id).await.unwrap().unwrap();
+    record.data.insert("count".into(), json!("not a number"));
+    store.inner.save(&record).await.unwrap();
+    // The handshake loads the string; then another writer stores a number.
+    let s = connected(&server, Transport::Websocket, &cookie).await;
+    record.data.insert("count".into(), json!(5));
+    store.inner.save(&record).await.unwrap();
+    assert_eq!(
+        s.ack("bump", json!({})).await,
+        json!({ "updated": 6, "read": 6 })
+    );
+}
