@@ -338,14 +338,33 @@ struct Turns {
     go: Notify,
 }
 
-/// A handler that reads `count`, waits for its turn, then writes `copy`: if `count` changed
-/// meanwhile, its write was based on a stale value and must fail, not land.
-fn stale_reader_app(store: MemoryStore, o: &DemoOptions, turns: Arc<Turns>) -> app::DemoApp {
+/// An app of `store`'s sessions whose sockets get their handlers from `setup`, behind the
+/// origin gate, for handlers the demo does not have.
+fn app_with<S: ConditionalStore + Clone>(
+    store: S,
+    o: &DemoOptions,
+    setup: impl Fn(SocketRef) + Clone + Send + Sync + 'static,
+) -> app::DemoApp {
     let sessions = SocketSessions::builder(store)
         .with_allowed_origins(&o.allowed_origins)
         .build()
         .unwrap();
     let (layer, io) = SocketIo::new_layer();
+    io.ns(
+        "/",
+        (async || {}).with(sessions.middleware().with_setup(setup)),
+    );
+    app::DemoApp {
+        router: axum::Router::new()
+            .layer(layer)
+            .layer(sessions.origin_layer()),
+        sessions,
+    }
+}
+
+/// A handler that reads `count`, waits for its turn, then writes `copy`: if `count` changed
+/// meanwhile, its write was based on a stale value and must fail, not land.
+fn stale_reader_app(store: MemoryStore, o: &DemoOptions, turns: Arc<Turns>) -> app::DemoApp {
     let setup = move |socket: SocketRef| {
         let turns = turns.clone();
         socket.on(
@@ -368,16 +387,7 @@ fn stale_reader_app(store: MemoryStore, o: &DemoOptions, turns: Arc<Turns>) -> a
             },
         );
     };
-    io.ns(
-        "/",
-        (async || {}).with(sessions.middleware().with_setup(setup)),
-    );
-    app::DemoApp {
-        router: axum::Router::new()
-            .layer(layer)
-            .layer(sessions.origin_layer()),
-        sessions,
-    }
+    app_with(store, o, setup)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,21 +460,7 @@ impl Gate {
     }
 }
 
-#[async_trait]
-impl SessionStore for Gate {
-    async fn create(&self, r: &mut Record) -> session_store::Result<()> {
-        self.inner.create(r).await
-    }
-    async fn save(&self, r: &Record) -> session_store::Result<()> {
-        self.inner.save(r).await
-    }
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.inner.load(id).await
-    }
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.inner.delete(id).await
-    }
-}
+session_store_via_inner!(Gate);
 
 #[async_trait]
 impl ConditionalStore for Gate {
@@ -507,21 +503,7 @@ struct FailNextSave {
     fail: Arc<AtomicBool>,
 }
 
-#[async_trait]
-impl SessionStore for FailNextSave {
-    async fn create(&self, r: &mut Record) -> session_store::Result<()> {
-        self.inner.create(r).await
-    }
-    async fn save(&self, r: &Record) -> session_store::Result<()> {
-        self.inner.save(r).await
-    }
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.inner.load(id).await
-    }
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.inner.delete(id).await
-    }
-}
+session_store_via_inner!(FailNextSave);
 
 #[async_trait]
 impl ConditionalStore for FailNextSave {
@@ -542,11 +524,6 @@ impl ConditionalStore for FailNextSave {
 /// `bump`: an `update` of `count` as the handler's first operation, then a read of it through
 /// a clone of the handle; acks both.
 fn bump_then_read_app(store: FailNextSave, o: &DemoOptions) -> app::DemoApp {
-    let sessions = SocketSessions::builder(store)
-        .with_allowed_origins(&o.allowed_origins)
-        .build()
-        .unwrap();
-    let (layer, io) = SocketIo::new_layer();
     let setup = |socket: SocketRef| {
         socket.on("bump", async |session: SocketSession, ack: AckSender| {
             let updated = session
@@ -560,23 +537,12 @@ fn bump_then_read_app(store: FailNextSave, o: &DemoOptions) -> app::DemoApp {
             .ok();
         });
     };
-    io.ns(
-        "/",
-        (async || {}).with(sessions.middleware().with_setup(setup)),
-    );
-    app::DemoApp {
-        router: axum::Router::new()
-            .layer(layer)
-            .layer(sessions.origin_layer()),
-        sessions,
-    }
+    app_with(store, o, setup)
 }
 
-/// An `update` that skipped the reload and whose save failed leaves the handler's state
-/// unverified: its next read reloads, and sees what another writer stored meanwhile, not the
-/// version the node held.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_update_first_makes_the_next_read_reload() {
+/// A store whose next save can be made to fail, the demo on its memory store (another node,
+/// writing from behind), and the `bump` app on the store itself.
+async fn demo_and_bump_servers() -> (FailNextSave, TestServer, TestServer) {
     let store = FailNextSave::default();
     let (app_store, demo_store) = (store.clone(), store.inner.clone());
     let demo = TestServer::start_with(move |o| app::app(demo_store, o), |_| {}).await;
@@ -585,6 +551,15 @@ async fn a_failed_update_first_makes_the_next_read_reload() {
         |_| {},
     )
     .await;
+    (store, demo, server)
+}
+
+/// An `update` that skipped the reload and whose save failed leaves the handler's state
+/// unverified: its next read reloads, and sees what another writer stored meanwhile, not the
+/// version the node held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_first_makes_the_next_read_reload() {
+    let (store, demo, server) = demo_and_bump_servers().await;
     let cookie = demo.login("ida").await;
     let s = connected(&server, Transport::Websocket, &cookie).await;
     assert_eq!(
@@ -611,14 +586,7 @@ async fn a_failed_update_first_makes_the_next_read_reload() {
 /// on the reloaded record before any error is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_failing_on_the_version_held_is_run_again_on_the_stored_one() {
-    let store = FailNextSave::default();
-    let (app_store, demo_store) = (store.clone(), store.inner.clone());
-    let demo = TestServer::start_with(move |o| app::app(demo_store, o), |_| {}).await;
-    let server = TestServer::start_with(
-        move |o| async move { Ok(bump_then_read_app(app_store, &o)) },
-        |_| {},
-    )
-    .await;
+    let (store, demo, server) = demo_and_bump_servers().await;
     let cookie = demo.login("ole").await;
     let id = cookie_id(&cookie);
     let mut record = store.inner.load(&id).await.unwrap().unwrap();

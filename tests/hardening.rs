@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use socketio_sessions::store::{ConditionalStore, RedisStore, SaveOutcome, Versioned};
 use socketio_sessions::{FailureLimit, InvalidReason};
+use tower_sessions::SessionStore;
+use tower_sessions::session::Record;
 
 fn unknown_cookie() -> String {
     format!("id={}", tower_sessions::session::Id::default())
@@ -337,20 +340,12 @@ async fn a_read_only_sqlite_file_fails_writes_keeps_acknowledged_ones_and_recove
     assert_eq!(server.count(&cookie).await, acked);
 }
 
-/// A conditional save made just as Redis dies fails within the store's write timeout (it does
-/// not wait for Redis to come back), and it does not land once Redis is back: the client holds
-/// commands while it reconnects, and a save its caller was told had failed must not be sent
-/// then. The same for the HTTP side's save and delete.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
-    use socketio_sessions::store::{ConditionalStore, RedisStore};
-    use tower_sessions::SessionStore;
-    use tower_sessions::session::Record;
-
-    let Some(mut redis) = RedisServer::start_durable().await else {
-        return;
-    };
-    let write_timeout = Duration::from_millis(300);
+/// A Redis store on `redis` with `write_timeout`, and a record `{"n": 1}` created through it,
+/// read back with its version.
+async fn a_stored_record(
+    redis: &RedisServer,
+    write_timeout: Duration,
+) -> (RedisStore, Record, Versioned) {
     let store = RedisStore::connect(&redis.url())
         .await
         .unwrap()
@@ -362,6 +357,20 @@ async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
     };
     store.create(&mut record).await.unwrap();
     let held = store.load_versioned(&record.id).await.unwrap().unwrap();
+    (store, record, held)
+}
+
+/// A conditional save made just as Redis dies fails within the store's write timeout (it does
+/// not wait for Redis to come back), and it does not land once Redis is back: the client holds
+/// commands while it reconnects, and a save its caller was told had failed must not be sent
+/// then. The same for the HTTP side's save and delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
+    let Some(mut redis) = RedisServer::start_durable().await else {
+        return;
+    };
+    let write_timeout = Duration::from_millis(300);
+    let (store, record, held) = a_stored_record(&redis, write_timeout).await;
     let mut changed = record.clone();
     changed.data.insert("n".to_owned(), json!(2));
 
@@ -412,25 +421,11 @@ async fn a_redis_save_told_failed_does_not_land_after_the_restart() {
 /// it failed. Without a deadline the script checks against the server's clock, it would land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_sent_to_a_hung_redis_does_not_land_when_it_resumes() {
-    use socketio_sessions::store::{ConditionalStore, RedisStore, SaveOutcome};
-    use tower_sessions::SessionStore;
-    use tower_sessions::session::Record;
-
     let Some(redis) = RedisServer::start().await else {
         return;
     };
     let write_timeout = Duration::from_millis(300);
-    let store = RedisStore::connect(&redis.url())
-        .await
-        .unwrap()
-        .with_write_timeout(write_timeout);
-    let mut record = Record {
-        id: Default::default(),
-        data: [("n".to_owned(), json!(1))].into_iter().collect(),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    };
-    store.create(&mut record).await.unwrap();
-    let held = store.load_versioned(&record.id).await.unwrap().unwrap();
+    let (store, record, held) = a_stored_record(&redis, write_timeout).await;
     let mut saved = record.clone();
     saved.data.insert("n".to_owned(), json!(2));
     let SaveOutcome::Saved(version) = store.save_if(&saved, &held.version).await.unwrap() else {

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_sessions::cookie::{Cookie, CookieJar, Key};
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::session_store;
 
 const EVIL: &str = "http://evil.example";
 
@@ -434,21 +434,7 @@ struct SlowLookups {
     lookups: Arc<AtomicUsize>,
 }
 
-#[async_trait]
-impl SessionStore for SlowLookups {
-    async fn create(&self, r: &mut Record) -> session_store::Result<()> {
-        self.inner.create(r).await
-    }
-    async fn save(&self, r: &Record) -> session_store::Result<()> {
-        self.inner.save(r).await
-    }
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        self.inner.load(id).await
-    }
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.inner.delete(id).await
-    }
-}
+session_store_via_inner!(SlowLookups);
 
 #[async_trait]
 impl ConditionalStore for SlowLookups {

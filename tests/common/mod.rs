@@ -16,6 +16,7 @@
 //! - [`process`]: the real demo as a child process, and the calls tests make to it.
 //! - [`secrets`]: no session secret in the server's logs or in what clients receive.
 //! - [`store_tests`]: the macro that runs a suite's cases on every store.
+//! - [`forward`]: the macro that hands a wrapper store's plain calls to the store it wraps.
 #![allow(dead_code, unused_imports)]
 
 #[path = "../../examples/demo/app.rs"]
@@ -25,6 +26,7 @@ pub mod store;
 
 pub mod backend;
 pub mod client;
+pub mod forward;
 pub mod probe;
 pub mod process;
 pub mod redis;
@@ -43,6 +45,7 @@ pub use client::{
     Dial, Outcome, TRANSPORTS, TestSocket, Transport, connected, dial, polling_connect,
     polling_handshake, websocket_handshake,
 };
+pub(crate) use forward::session_store_via_inner;
 pub use probe::Probe;
 pub use redis::{RedisServer, free_port};
 pub use redis_cluster::RedisCluster;
