@@ -115,8 +115,6 @@ async fn sessions_on_every_shard_count_exactly_across_two_nodes() {
     }
 }
 
-/// A chat message from a socket on node A reaches a socket on node B: the Socket.IO adapter
-/// (sharded pub/sub on the cluster) carries it.
 /// After a failover the adapter reaches the other node again: a message published while its
 /// client still routes the channel to the failed primary is lost (pub/sub delivers at most
 /// once), so the message is sent again every second until one arrives.
@@ -142,6 +140,8 @@ async fn adapter_recovers(from: &TestSocket, to: &mut TestSocket, text: &str) {
     }
 }
 
+/// A chat message from a socket on node A reaches a socket on node B: the Socket.IO adapter
+/// (sharded pub/sub on the cluster) carries it.
 async fn adapter_carries(from: &TestSocket, to: &mut TestSocket, text: &str) {
     from.emit("chat", json!({ "text": text })).await;
     loop {

@@ -375,10 +375,7 @@ impl Hold {
         let live = &self.binding.live;
         match guard {
             Some(st) => {
-                if self.unverified.load(Ordering::Acquire) {
-                    live.refresh(st).await?;
-                    self.unverified.store(false, Ordering::Release);
-                }
+                self.verify(st).await?;
                 Ok(st)
             }
             slot @ None => {
@@ -404,6 +401,15 @@ impl Hold {
         }
     }
 
+    /// Reloads the held state if it is [unverified](Self::unverified).
+    async fn verify(&self, st: &mut State) -> Result<(), SessionError> {
+        if self.unverified.load(Ordering::Acquire) {
+            self.binding.live.refresh(st).await?;
+            self.unverified.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Applies `updater` and saves it before returning, under one hold of the handler's state:
     /// no clone of the handle runs between the change and its save. Returns the value stored.
     async fn update_saved(&self, key: &str, updater: Updater) -> Result<Value, SessionError> {
@@ -414,8 +420,7 @@ impl Hold {
             Ok(value) => value,
             // Run on the version held, not reloaded: the stored value may not fail it.
             Err((_, updater)) if self.unverified.load(Ordering::Acquire) => {
-                live.refresh(st).await?;
-                self.unverified.store(false, Ordering::Release);
+                self.verify(st).await?;
                 st.update(key, updater).map_err(|(e, _)| e)?
             }
             Err((e, _)) => return Err(e),

@@ -199,8 +199,9 @@ pub trait ConditionalStore: SessionStore {
     /// behind a lock, then running it; a handler told it failed may then be retried by its
     /// client, and count twice). A caller that drops the call sooner gets no such promise from
     /// Redis, whose script may still run before its deadline: a wrapper must pass each call on
-    /// at once and give it at least the wrapped store's write timeout. With `true`, a per-message handler whose first operation is
-    /// an [`update`](crate::SocketSession::update) saves it on the version it already holds,
+    /// at once and give it at least the wrapped store's write timeout. With `true`, a
+    /// per-message handler whose first operation is an
+    /// [`update`](crate::SocketSession::update) saves it on the version it already holds,
     /// without reloading first: one store round trip per written message instead of two, and
     /// a stale version only costs a conflict, after which the update is re-run on the stored
     /// record. `MemoryStore` (nothing runs once the call is dropped), `RedisStore` and

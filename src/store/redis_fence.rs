@@ -53,7 +53,7 @@ const ANCHOR_FOR: Duration = Duration::from_secs(10);
 const MAX_MARGIN: Duration = Duration::from_millis(50);
 
 /// Longer waits count as this long: far past any store timeout, and no overflow.
-pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
+const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
 
 /// A server clock reading and the local instant its answer arrived.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +70,8 @@ pub(crate) struct Deadline {
     /// In the local clock: the caller's moment less the margin. A refusal answered before it
     /// proves the anchor wrong (the server's clock stepped forward, or another server ran it).
     pub(crate) fence: Instant,
+    /// In the local clock: when the caller gives up, the end of the time left to send it.
+    pub(crate) gives_up: Instant,
 }
 
 /// The store's anchor, shared by its clones and its pool's clients.
@@ -126,6 +128,7 @@ impl Anchor {
         Deadline {
             server_micros: self.server_micros.saturating_add(micros(left)),
             fence,
+            gives_up,
         }
     }
 }

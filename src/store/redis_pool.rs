@@ -11,7 +11,7 @@ use fred::prelude::{ClientLike, Config, ConnectionConfig, Options, Pool, Reconne
 use fred::types::cluster::ClusterRouting;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use super::redis_fence::{Fence, LATE, LONGEST_WAIT, late};
+use super::redis_fence::{Fence, LATE, late};
 use crate::task::spawn_detached;
 
 /// A command that is sent once or not at all: never queued while the client reconnects, never
@@ -51,7 +51,7 @@ pub(crate) async fn eval_once(
     let mut retried = false;
     loop {
         let deadline = fence.deadline(client, key, started, within).await?;
-        let left = (started + within.min(LONGEST_WAIT)).saturating_duration_since(Instant::now());
+        let left = deadline.gives_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(late());
         }
