@@ -289,7 +289,7 @@ impl HttpStore {
     /// Saves what the request changed on top of the record as stored now.
     async fn merge_save(&self, record: &Record, base: Versioned) -> session_store::Result<()> {
         let mut changes = diff(&base.record, record);
-        let mut view = record.clone();
+        let mut view = Arc::new(record.clone());
         let date = || record.expiry_date;
         let merged = save_merged(
             &*self.store,
@@ -305,7 +305,7 @@ impl HttpStore {
                 record: saved,
                 version,
             }) => {
-                let record = saved.unwrap_or(view);
+                let record = saved.unwrap_or_else(|| Arc::unwrap_or_clone(view));
                 in_scope(|s| s.reads.insert(id, Versioned { record, version }));
                 Ok(())
             }

@@ -2,8 +2,10 @@
 //! handle with one access rule per mode.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -144,9 +146,26 @@ struct Hold {
 }
 
 /// A handler's span, carrying the session's tag (never its id). DEBUG, so that an app logging
-/// at INFO creates no span per event.
+/// at INFO creates no span per event; none at all without a tracing subscriber, where a span
+/// would only be mirrored to `log` records (tracing's `log` feature, which axum turns on, does
+/// that work on every poll even when nothing logs).
 fn handler_span(live: &LiveSession) -> tracing::Span {
+    if !tracing::dispatcher::has_been_set() {
+        return tracing::Span::none();
+    }
     tracing::debug_span!("socketio_sessions.handler", session = %live.tag())
+}
+
+/// `fut`, boxed, run in `span` unless the span is disabled (entering it would do nothing).
+fn boxed_in<'a, R>(
+    fut: impl Future<Output = Result<R, SessionError>> + Send + 'a,
+    span: &tracing::Span,
+) -> Waiting<'a, R> {
+    if span.is_disabled() {
+        Box::pin(fut)
+    } else {
+        Box::pin(fut.instrument(span.clone()))
+    }
 }
 
 impl fmt::Debug for SocketSession {
@@ -157,33 +176,104 @@ impl fmt::Debug for SocketSession {
     }
 }
 
-/// Counts a handler waiting for its session's turn while it lives.
-struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+/// A session operation waiting for its state, boxed.
+type Waiting<'a, R> = Pin<Box<dyn Future<Output = Result<R, SessionError>> + Send + 'a>>;
 
-impl Drop for Waiting<'_> {
+/// The future of a session operation. Hand-written rather than an `async fn`: a handler's future
+/// then holds only the session, the operation's closure and a step, which matters because
+/// socketioxide moves the whole handler future several times when it spawns it (an `async fn`
+/// nested in another keeps each level's arguments and locals). On the first poll `f` runs at
+/// once if the state is at hand, which it nearly always is; otherwise the wait is boxed.
+struct StateOp<'a, F, R> {
+    session: &'a SocketSession,
+    step: Step<'a, F, R>,
+}
+
+enum Step<'a, F, R> {
+    /// Not polled yet.
+    Start(F),
+    /// Refused before any state was needed (a value that cannot be serialized or is too big).
+    Refused(SessionError),
+    /// Waiting for the state, or for a save.
+    Waiting(Waiting<'a, R>),
+    /// Polled to completion.
+    Done,
+}
+
+// `F` is moved out by value and never pinned; the boxed future is pinned on the heap.
+impl<F, R> Unpin for StateOp<'_, F, R> {}
+
+impl<'a, F, R> StateOp<'a, F, R> {
+    fn refused(session: &'a SocketSession, e: SessionError) -> Self {
+        StateOp {
+            session,
+            step: Step::Refused(e),
+        }
+    }
+
+    fn waiting(session: &'a SocketSession, waiting: Waiting<'a, R>) -> Self {
+        StateOp {
+            session,
+            step: Step::Waiting(waiting),
+        }
+    }
+}
+
+impl<'a, F, R: 'a> Future for StateOp<'a, F, R>
+where
+    F: FnOnce(&mut State) -> Result<R, SessionError> + Send + 'a,
+{
+    type Output = Result<R, SessionError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut waiting = match std::mem::replace(&mut this.step, Step::Done) {
+            Step::Start(f) => match this.session.try_now(f) {
+                Ok(out) => return Poll::Ready(out),
+                Err(f) => this.session.wait_boxed(f),
+            },
+            Step::Refused(e) => return Poll::Ready(Err(e)),
+            Step::Waiting(waiting) => waiting,
+            Step::Done => panic!("a session operation polled after it completed"),
+        };
+        let polled = waiting.as_mut().poll(cx);
+        if polled.is_pending() {
+            this.step = Step::Waiting(waiting);
+        }
+        polled
+    }
+}
+
+/// Counts a handler waiting for its session's turn while it lives.
+struct InLine<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InLine<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl SocketSession {
-    /// Runs `f` on the up-to-date state, under the session lock.
-    async fn with_state<R>(
-        &self,
-        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
-    ) -> Result<R, SessionError> {
-        // The state is nearly always at hand. Waiting for it (and reloading it) is boxed, so
-        // that those futures are not part of every handler's future, which socketioxide moves
-        // several times when it spawns the handler.
-        match self.try_now(f) {
-            Ok(out) => out,
-            Err(f) => {
-                let span = match &self.access {
-                    Access::PerMessage(hold) => hold.span.clone(),
-                    Access::PerConnection => handler_span(&self.live),
-                };
-                Box::pin(self.wait_for_state(f).instrument(span)).await
-            }
+    /// Runs `f` on the up-to-date state, under the session lock, when polled.
+    fn with_state<R, F>(&self, f: F) -> StateOp<'_, F, R>
+    where
+        F: FnOnce(&mut State) -> Result<R, SessionError>,
+    {
+        StateOp {
+            session: self,
+            step: Step::Start(f),
+        }
+    }
+
+    /// Waits for the state (and reloads it), then runs `f`: boxed, so that this future is not
+    /// part of every handler's future. The state is nearly always at hand.
+    fn wait_boxed<'a, R: 'a, F>(&'a self, f: F) -> Waiting<'a, R>
+    where
+        F: FnOnce(&mut State) -> Result<R, SessionError> + Send + 'a,
+    {
+        match &self.access {
+            Access::PerMessage(hold) => boxed_in(self.wait_for_state(f), &hold.span),
+            Access::PerConnection => boxed_in(self.wait_for_state(f), &handler_span(&self.live)),
         }
     }
 
@@ -236,43 +326,62 @@ impl SocketSession {
     /// Whether the session still exists (in per-message mode: in the store, as of this
     /// handler's reload). Writes to a session that no longer exists fail with
     /// [`SessionError::Gone`].
-    pub async fn exists(&self) -> Result<bool, SessionError> {
-        self.with_state(|st| Ok(st.base.is_some())).await
+    pub fn exists(&self) -> impl Future<Output = Result<bool, SessionError>> + Send + '_ {
+        self.with_state(|st| Ok(st.base.is_some()))
     }
 
     /// The value under `key`, deserialized; `None` if absent or if the session is gone.
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+    pub fn get<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<T>, SessionError>> + Send + 'a {
         // Deserialized under the lock, from the stored value: no copy of it.
         let track = self.tracks_reads();
-        self.with_state(|st| {
+        self.with_state(move |st| {
             st.read(key, track)
                 .map(T::deserialize)
                 .transpose()
                 .map_err(|e| SessionError::serde(key, e))
         })
-        .await
     }
 
     /// The JSON value under `key`.
-    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+    pub fn get_value<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<Value>, SessionError>> + Send + 'a {
         let track = self.tracks_reads();
-        self.with_state(|st| Ok(st.read(key, track).cloned())).await
+        self.with_state(move |st| Ok(st.read(key, track).cloned()))
     }
 
     /// Stores `value` under `key`.
-    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
-        let value = serde_json::to_value(value).map_err(|e| SessionError::serde(key, e))?;
-        self.live.policy.limits.check(key, &value)?;
-        self.with_state(|st| st.set(key, Some(value)).map(drop))
-            .await
+    pub fn insert<'a, T: Serialize>(
+        &'a self,
+        key: &'a str,
+        value: T,
+    ) -> impl Future<Output = Result<(), SessionError>> + Send + 'a {
+        // Serialized and checked now, so that `value` is not kept in the future and a bad value
+        // is refused without waiting for the state.
+        let checked = serde_json::to_value(value)
+            .map_err(|e| SessionError::serde(key, e))
+            .and_then(|v| self.live.policy.limits.check(key, &v).map(|()| v));
+        match checked {
+            Ok(value) => self.with_state(move |st| st.set(key, Some(value)).map(drop)),
+            Err(e) => StateOp::refused(self, e),
+        }
     }
 
     /// Removes `key`, returning its old value.
-    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        let old = self.with_state(|st| st.set(key, None)).await?;
-        old.map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| SessionError::serde(key, e))
+    pub fn remove<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<T>, SessionError>> + Send + 'a {
+        self.with_state(move |st| {
+            st.set(key, None)?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| SessionError::serde(key, e))
+        })
     }
 
     /// Replaces the value under `key` with `f(old)` and returns the new value, atomically:
@@ -291,35 +400,39 @@ impl SocketSession {
     /// let count: u64 = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, SessionError>
+    pub fn update<'a, T, F>(
+        &'a self,
+        key: &'a str,
+        mut f: F,
+    ) -> impl Future<Output = Result<T, SessionError>> + Send + 'a
     where
         T: Serialize + DeserializeOwned + 'static,
         F: FnMut(Option<T>) -> T + Send + 'static,
     {
-        let owned_key = key.to_owned();
         let limits = self.live.policy.limits;
-        limits.check(key, &Value::Null)?;
-        let updater: Updater = Box::new(move |old: Option<Value>| {
+        if let Err(e) = limits.check(key, &Value::Null) {
+            return StateOp::refused(self, e);
+        }
+        let updater: Updater = Box::new(move |key: &str, old: Option<Value>| {
             let old = old
                 .map(serde_json::from_value)
                 .transpose()
-                .map_err(|e| SessionError::serde(&owned_key, e))?;
-            let new =
-                serde_json::to_value(f(old)).map_err(|e| SessionError::serde(&owned_key, e))?;
-            limits.check(&owned_key, &new)?;
+                .map_err(|e| SessionError::serde(key, e))?;
+            let new = serde_json::to_value(f(old)).map_err(|e| SessionError::serde(key, e))?;
+            limits.check(key, &new)?;
             Ok(new)
         });
-        let value = match &self.access {
+        let typed =
+            move |value| serde_json::from_value(value).map_err(|e| SessionError::serde(key, e));
+        match &self.access {
             Access::PerMessage(hold) => {
-                let saved = hold.update_saved(key, updater);
-                Box::pin(saved.instrument(hold.span.clone())).await?
+                let saved = async move { typed(hold.update_saved(key, updater).await?) };
+                StateOp::waiting(self, boxed_in(saved, &hold.span))
             }
             Access::PerConnection => {
-                let update = |st: &mut State| st.update(key, updater).map_err(|(e, _)| e);
-                self.with_state(update).await?
+                self.with_state(move |st| typed(st.update(key, updater).map_err(|(e, _)| e)?))
             }
-        };
-        serde_json::from_value(value).map_err(|e| SessionError::serde(key, e))
+        }
     }
 
     /// Saves the changes made so far now, rather than after the handler (per-message mode) or
@@ -329,10 +442,10 @@ impl SocketSession {
         match &self.access {
             Access::PerConnection => {
                 let mut st = lock(&live.state).await;
-                Box::pin(live.persist(&mut st).instrument(handler_span(live))).await
+                boxed_in(live.persist(&mut st), &handler_span(live)).await
             }
             Access::PerMessage(hold) => match &mut *lock(&hold.guard).await {
-                Some(st) => Box::pin(live.persist(st).instrument(hold.span.clone())).await,
+                Some(st) => boxed_in(live.persist(st), &hold.span).await,
                 None => Ok(()),
             },
         }
@@ -444,7 +557,7 @@ impl Hold {
             flood,
             ..
         } = &*self.binding;
-        let waiting = Waiting(&live.waiting);
+        let waiting = InLine(&live.waiting);
         let limit = live.policy.max_waiting;
         if live.waiting.fetch_add(1, Ordering::AcqRel) >= limit {
             match flood.refuse(limit) {

@@ -15,14 +15,12 @@ use tower_sessions::session::Id;
 
 use super::expiries::{Expiries, Owner};
 use super::policy::Policy;
-use super::state::{Op, Pending, State};
+use super::state::{Known, Op, Pending, State};
 use crate::config::Mode;
 use crate::error::SessionError;
 use crate::id::SessionKey;
 use crate::observe::{Held, LIVE_SESSIONS};
-use crate::store::{
-    MergeError, Merged, Reloaded, StoreFailure, StoreHandle, Versioned, save_merged,
-};
+use crate::store::{MergeError, Merged, Reloaded, StoreFailure, StoreHandle, save_merged};
 use crate::tag::SessionTag;
 use crate::task::{Stop, locked, spawn_detached};
 
@@ -211,7 +209,7 @@ impl LiveSession {
             }
         }
         let loaded = self.store.load(&self.id).await?;
-        st.reset(loaded);
+        st.reset(loaded.map(Known::from));
         st.fresh = st.base.is_some();
         self.track(&st);
         Ok(st.record().map(|r| look(&r.data)))
@@ -235,7 +233,7 @@ impl LiveSession {
             }
         }
         let reloaded = match &st.base {
-            Some(known) => self.store.reload(known).await?,
+            Some(known) => self.store.reload(&known.record, &known.version).await?,
             None => match self.store.load(&self.id).await? {
                 Some(v) => Reloaded::Changed(v),
                 None => Reloaded::Gone,
@@ -245,7 +243,7 @@ impl LiveSession {
             // Unchanged: no copy; only this handler's reads start afresh.
             Reloaded::Unchanged => st.reads.clear(),
             Reloaded::Changed(loaded) => {
-                st.reset(Some(loaded));
+                st.reset(Some(loaded.into()));
                 self.track(st);
             }
             Reloaded::Gone => {
@@ -294,12 +292,14 @@ impl LiveSession {
                 record, version, ..
             }) => {
                 let record = match record {
-                    Some(record) => record,
-                    None => *st.changed.take().expect("the saved view is the state's"),
+                    Some(record) => Arc::new(record),
+                    None => st.changed.take().expect("the saved view is the state's"),
                 };
-                st.reset(Some(Versioned { record, version }));
+                st.reset(Some(Known { record, version }));
                 self.track(st);
-                *locked(&self.last_extended) = Instant::now();
+                if self.policy.rolling.is_some() {
+                    *locked(&self.last_extended) = Instant::now();
+                }
                 Ok(())
             }
             Ok(Merged::Gone) => Err(self.gone(st)),

@@ -1,15 +1,19 @@
 //! A session's state as this node knows it, and the log of changes not saved yet. Pure data:
 //! no store, no runtime, tested on its own.
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use serde_json::Value;
 use time::OffsetDateTime;
 use tower_sessions::session::Record;
 
 use crate::error::SessionError;
-use crate::store::{Changes, Versioned};
+use crate::store::{Changes, Version, Versioned};
 
-/// Re-runs an `update` closure on a (possibly fresher) value.
-pub(crate) type Updater = Box<dyn FnMut(Option<Value>) -> Result<Value, SessionError> + Send>;
+/// Re-runs an `update` closure on a (possibly fresher) value of the key it is given (the key is
+/// passed in, not captured: the op already owns it, so an update allocates it once).
+pub(crate) type Updater = Box<dyn FnMut(&str, Option<Value>) -> Result<Value, SessionError> + Send>;
 
 /// One change a socket made, kept until it is saved so that it can be re-applied to a fresher
 /// record when a conditional save conflicts.
@@ -22,20 +26,38 @@ pub(crate) enum Op {
     Touch,
 }
 
+/// The record as last read from or written to the store, with its version.
+pub(crate) struct Known {
+    /// Shared, not owned: a store that keeps records in this process (`MemoryStore`) keeps the
+    /// very record a save gave it, so the state and the store hold one copy between them.
+    pub(crate) record: Arc<Record>,
+    pub(crate) version: Version,
+}
+
+impl From<Versioned> for Known {
+    fn from(v: Versioned) -> Self {
+        Known {
+            record: Arc::new(v.record),
+            version: v.version,
+        }
+    }
+}
+
 /// The session's state as this node knows it.
 #[derive(Default)]
 pub(crate) struct State {
     /// The record as last read from or written to the store, with its version; `None` once the
     /// session is known to be gone.
-    pub(crate) base: Option<Versioned>,
+    pub(crate) base: Option<Known>,
     /// The local view when it differs from `base` (`base` with `ops` applied). Copied from
-    /// `base` on the first change only, so that reads and saves do not copy the record. Boxed:
-    /// every live session has the slot and few have a change at any moment (8 bytes, not a
-    /// record's 80).
-    pub(crate) changed: Option<Box<Record>>,
+    /// `base` on the first change only, so that reads and saves do not copy the record. A
+    /// pointer: every live session has the slot and few have a change at any moment (8 bytes,
+    /// not a record's 80); shared, so that a save hands the store this record, not a copy.
+    pub(crate) changed: Option<Arc<Record>>,
     /// Changes not saved yet, in order, each with when it was made (only changes made before an
-    /// id rotation follow the session to its new id).
-    pub(crate) ops: Vec<(OffsetDateTime, Op)>,
+    /// id rotation follow the session to its new id). A `SystemTime`: reading it is a clock
+    /// call, while an `OffsetDateTime` adds a calendar conversion on every change.
+    pub(crate) ops: Vec<(SystemTime, Op)>,
     /// Per-message mode: keys read since `base`; a save fails if one of them changed meanwhile.
     /// A handler reads a few keys: a list is cheaper than a hashed set.
     pub(crate) reads: Vec<String>,
@@ -45,7 +67,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn reset(&mut self, loaded: Option<Versioned>) {
+    pub(crate) fn reset(&mut self, loaded: Option<Known>) {
         self.base = loaded;
         self.changed = None;
         self.ops.clear();
@@ -62,15 +84,16 @@ impl State {
     pub(crate) fn record(&self) -> Option<&Record> {
         self.changed
             .as_deref()
-            .or_else(|| self.base.as_ref().map(|b| &b.record))
+            .or_else(|| self.base.as_ref().map(|b| &*b.record))
     }
 
-    /// The local view, to change it.
+    /// The local view, to change it: copied from `base` (or from the store, which may share a
+    /// saved view) the first time only.
     pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
         if self.changed.is_none() {
-            self.changed = Some(Box::new(self.base.as_ref()?.record.clone()));
+            self.changed = Some(self.base.as_ref()?.record.clone());
         }
-        self.changed.as_deref_mut()
+        self.changed.as_mut().map(Arc::make_mut)
     }
 
     /// The value under `key` in the local view, noting the read when `track` (a per-message
@@ -113,19 +136,31 @@ impl State {
             return Err((SessionError::Gone, f));
         };
         // On an error `f` comes back: a caller whose record may be stale runs it again on a
-        // fresher one before reporting the error.
-        let new = match f(record.data.get(key).cloned()) {
-            Ok(new) => new,
-            Err(e) => return Err((e, f)),
+        // fresher one before reporting the error. The key is looked up once and, when present
+        // (nearly always), written in place: no second hash, no copy of the key.
+        let new = match record.data.get_mut(key) {
+            Some(slot) => match f(key, Some(slot.clone())) {
+                Ok(new) => {
+                    *slot = new.clone();
+                    new
+                }
+                Err(e) => return Err((e, f)),
+            },
+            None => match f(key, None) {
+                Ok(new) => {
+                    record.data.insert(key.to_owned(), new.clone());
+                    new
+                }
+                Err(e) => return Err((e, f)),
+            },
         };
-        record.data.insert(key.to_owned(), new.clone());
         self.log(Op::Update(key.to_owned(), f));
         Ok(new)
     }
 
     /// Logs a change, made now.
     pub(crate) fn log(&mut self, op: Op) {
-        self.ops.push((OffsetDateTime::now_utc(), op));
+        self.ops.push((SystemTime::now(), op));
     }
 
     /// What a save needs from the state, borrowed apart: the local view to try first (a copy of
@@ -133,15 +168,15 @@ impl State {
     /// the changes to re-apply.
     pub(crate) fn pending(&mut self, check_reads: bool) -> Option<Pending<'_>> {
         if self.changed.is_none() {
-            self.changed = Some(Box::new(self.base.as_ref()?.record.clone()));
+            self.changed = Some(self.base.as_ref()?.record.clone());
         }
         let base = self.base.as_ref()?;
         Some(Pending {
-            view: self.changed.as_deref_mut()?,
+            view: self.changed.as_mut()?,
             version: &base.version,
             log: OpLog {
                 ops: &mut self.ops,
-                reads: check_reads.then_some((&self.reads[..], &base.record)),
+                reads: check_reads.then_some((&self.reads[..], &*base.record)),
             },
         })
     }
@@ -149,14 +184,15 @@ impl State {
 
 /// The parts of a [`State`] a save works on.
 pub(crate) struct Pending<'a> {
-    pub(crate) view: &'a mut Record,
-    pub(crate) version: &'a crate::store::Version,
+    /// Changed through `Arc::make_mut`: a copy only if the store or `base` still shares it.
+    pub(crate) view: &'a mut Arc<Record>,
+    pub(crate) version: &'a Version,
     pub(crate) log: OpLog<'a>,
 }
 
 /// A socket's unsaved changes, as the merged save re-applies them.
 pub(crate) struct OpLog<'a> {
-    ops: &'a mut Vec<(OffsetDateTime, Op)>,
+    ops: &'a mut Vec<(SystemTime, Op)>,
     /// Per-message mode: the keys the handler read and the record it read them from.
     reads: Option<(&'a [String], &'a Record)>,
 }
@@ -185,7 +221,7 @@ impl Changes for OpLog<'_> {
                     record.data.remove(key);
                 }
                 Op::Update(key, f) => {
-                    let new = f(record.data.get(key).cloned())?;
+                    let new = f(key, record.data.get(key).cloned())?;
                     record.data.insert(key.clone(), new);
                 }
                 Op::Touch => {}
@@ -195,6 +231,7 @@ impl Changes for OpLog<'_> {
     }
 
     fn follow_rotation(&mut self, at: OffsetDateTime) -> bool {
+        let at = SystemTime::from(at);
         self.ops.retain(|(made, _)| *made < at);
         !self.ops.is_empty()
     }
@@ -206,6 +243,10 @@ mod tests {
     use crate::store::Version;
     use serde_json::json;
     use tower_sessions::session::Id;
+
+    fn known(data: Value) -> Known {
+        loaded(data).into()
+    }
 
     fn loaded(data: Value) -> Versioned {
         Versioned {
@@ -221,10 +262,10 @@ mod tests {
     #[test]
     fn changes_copy_the_record_once_and_replay_on_a_fresher_one() {
         let mut st = State::default();
-        st.reset(Some(loaded(json!({"count": 1, "name": "ann"}))));
+        st.reset(Some(known(json!({"count": 1, "name": "ann"}))));
         assert!(st.changed.is_none(), "reading does not copy");
         assert_eq!(st.read("count", false), Some(&json!(1)));
-        let inc: Updater = Box::new(|v| Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1)));
+        let inc: Updater = Box::new(|_, v| Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1)));
         assert_eq!(st.update("count", inc).ok(), Some(json!(2)));
         st.set("name", None).unwrap();
         assert_eq!(st.set("same", Some(json!(1))).unwrap(), None);
@@ -246,7 +287,7 @@ mod tests {
     #[test]
     fn only_changes_made_before_a_rotation_follow_it() {
         let mut st = State::default();
-        st.reset(Some(loaded(json!({"a": 1}))));
+        st.reset(Some(known(json!({"a": 1}))));
         st.set("before", Some(json!(1))).unwrap();
         let rotated = OffsetDateTime::now_utc() + time::Duration::nanoseconds(1);
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -262,7 +303,7 @@ mod tests {
             "a change after the rotation stays behind"
         );
         let mut st = State::default();
-        st.reset(Some(loaded(json!({}))));
+        st.reset(Some(known(json!({}))));
         std::thread::sleep(std::time::Duration::from_millis(2));
         st.set("late", Some(json!(1))).unwrap();
         assert!(!st.pending(false).unwrap().log.follow_rotation(rotated));
@@ -271,7 +312,7 @@ mod tests {
     #[test]
     fn a_changed_read_refuses_the_fresher_record() {
         let mut st = State::default();
-        st.reset(Some(loaded(json!({"a": 1, "b": 1}))));
+        st.reset(Some(known(json!({"a": 1, "b": 1}))));
         st.read("a", true);
         st.set("b", Some(json!(2))).unwrap();
         let unchanged_a = loaded(json!({"a": 1, "b": 5})).record;
@@ -291,7 +332,7 @@ mod tests {
             st.set("k", Some(json!(1))),
             Err(SessionError::Gone)
         ));
-        st.reset(Some(loaded(json!({"k": 1}))));
+        st.reset(Some(known(json!({"k": 1}))));
         st.set("k", Some(json!(2))).unwrap();
         st.discard();
         assert!(st.ops.is_empty());

@@ -430,7 +430,7 @@ impl ConditionalStore for ConnectRedisStore {
         let pttl = pttl.as_i64().unwrap_or(-1);
         Ok(to_record(id, &bytes, pttl)?.map(|record| Versioned {
             record,
-            version: Version(bytes),
+            version: Version::from_bytes(bytes),
         }))
     }
 
@@ -439,7 +439,7 @@ impl ConditionalStore for ConnectRedisStore {
         record: &Record,
         expected: &Version,
     ) -> session_store::Result<SaveOutcome> {
-        let base = RawObject::parse(&expected.0)?;
+        let base = RawObject::parse(expected.as_bytes())?;
         let ttl = self.ttl(base.cookie());
         if ttl <= 0 {
             // Expired by its cookie: connect-redis would delete it, never write it.
@@ -447,7 +447,7 @@ impl ConditionalStore for ConnectRedisStore {
         }
         let json = base.with_data(&record.data);
         let args: Vec<RedisValue> = vec![
-            RedisValue::Bytes(expected.0.clone().into()),
+            RedisValue::Bytes(expected.as_bytes().to_vec().into()),
             RedisValue::String(json.clone().into()),
             RedisValue::Integer(ttl),
         ];
@@ -462,7 +462,7 @@ impl ConditionalStore for ConnectRedisStore {
                 if let Some(wait) = &self.wait {
                     wait.confirm(client, &key).await?;
                 }
-                SaveOutcome::Saved(Version(json.into_bytes()))
+                SaveOutcome::Saved(Version::from_bytes(json.into_bytes()))
             }
             0 => SaveOutcome::Conflict,
             _ => SaveOutcome::Gone,

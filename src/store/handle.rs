@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -199,7 +200,14 @@ impl StoreHandle {
         call: impl Future<Output = session_store::Result<T>>,
     ) -> Result<T, StoreFailure> {
         let clock = StoreCall::start(op);
-        let (result, end) = match tokio::time::timeout(self.timeout, call).await {
+        let mut call = std::pin::pin!(call);
+        // A call that answers on its first poll (an in-process store's) needs no timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        let answer = match first {
+            Poll::Ready(answer) => Ok(answer),
+            Poll::Pending => tokio::time::timeout(self.timeout, call).await,
+        };
+        let (result, end) = match answer {
             Ok(Ok(v)) => (Ok(v), CallEnd::Answered),
             Ok(Err(e)) => (Err(StoreFailure::Error(e)), CallEnd::Failed),
             Err(_) => (Err(StoreFailure::Timeout(self.timeout)), CallEnd::TimedOut),
@@ -216,7 +224,7 @@ impl StoreHandle {
                 .await?
                 .map(|record| Versioned {
                     record,
-                    version: Version(Vec::new()),
+                    version: Version::from_bytes(Vec::new()),
                 }),
             Backend::Conditional(s) => self.bounded(StoreOp::Load, s.load_versioned(id)).await?,
         };
@@ -240,9 +248,13 @@ impl StoreHandle {
         })
     }
 
-    /// Reloads a record held at `known`.
-    pub(crate) async fn reload(&self, known: &Versioned) -> Result<Reloaded, StoreFailure> {
-        let id = &known.record.id;
+    /// Reloads `record`, held at `version`.
+    pub(crate) async fn reload(
+        &self,
+        record: &Record,
+        version: &Version,
+    ) -> Result<Reloaded, StoreFailure> {
+        let id = &record.id;
         let Backend::Conditional(s) = &self.backend else {
             return Ok(match self.load(id).await? {
                 Some(v) => Reloaded::Changed(v),
@@ -252,10 +264,10 @@ impl StoreHandle {
         let now = OffsetDateTime::now_utc();
         Ok(
             match self
-                .bounded(StoreOp::Reload, s.reload_versioned(id, &known.version))
+                .bounded(StoreOp::Reload, s.reload_versioned(id, version))
                 .await?
             {
-                Reloaded::Unchanged if known.record.expiry_date > now => Reloaded::Unchanged,
+                Reloaded::Unchanged if record.expiry_date > now => Reloaded::Unchanged,
                 Reloaded::Changed(v)
                     if v.record.expiry_date > now && forwarded_to(&v.record).is_none() =>
                 {
@@ -280,8 +292,23 @@ impl StoreHandle {
             }
             Backend::Plain(s) => {
                 self.bounded(StoreOp::Save, s.save(record)).await?;
-                Ok(SaveOutcome::Saved(Version(Vec::new())))
+                Ok(SaveOutcome::Saved(Version::from_bytes(Vec::new())))
             }
+        }
+    }
+
+    /// [`save_if`](Self::save_if) for a record the caller keeps (a store may keep it shared).
+    pub(crate) async fn save_if_shared(
+        &self,
+        record: &Arc<Record>,
+        expected: &Version,
+    ) -> Result<SaveOutcome, StoreFailure> {
+        match &self.backend {
+            Backend::Conditional(s) => {
+                self.bounded(StoreOp::SaveIf, s.save_if_shared(record, expected))
+                    .await
+            }
+            Backend::Plain(_) => self.save_if(record, expected).await,
         }
     }
 
@@ -352,5 +379,13 @@ impl Target for StoreHandle {
         expected: &Version,
     ) -> Result<SaveOutcome, StoreFailure> {
         StoreHandle::save_if(self, record, expected).await
+    }
+
+    async fn save_if_shared(
+        &self,
+        record: &Arc<Record>,
+        expected: &Version,
+    ) -> Result<SaveOutcome, StoreFailure> {
+        StoreHandle::save_if_shared(self, record, expected).await
     }
 }

@@ -18,11 +18,15 @@ use super::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 /// Expired records are invisible and removed when a new session is created.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    records: Arc<Mutex<HashMap<Id, (Record, u64)>>>,
+    /// Each record with its version. Shared: a live session's state holds the record it saved,
+    /// the same one the map holds, so that a socket's save copies nothing.
+    records: Arc<Mutex<HashMap<Id, Entry>>>,
 }
 
+type Entry = (Arc<Record>, u64);
+
 impl MemoryStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, (Record, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Entry>> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -37,24 +41,20 @@ impl MemoryStore {
     }
 }
 
-fn live(entry: Option<&(Record, u64)>) -> Option<&(Record, u64)> {
+fn live(entry: Option<&Entry>) -> Option<&Entry> {
     entry.filter(|(r, _)| r.expiry_date > OffsetDateTime::now_utc())
-}
-
-fn version(n: u64) -> Version {
-    Version(n.to_le_bytes().to_vec())
 }
 
 /// Whether `known` is version `n` (compared without building a `Version`).
 fn is_version(known: &Version, n: u64) -> bool {
-    known.0 == n.to_le_bytes()
+    known.as_bytes() == n.to_le_bytes()
 }
 
 /// A stored entry as handed out: a copy of the record, with its version.
-fn versioned((record, n): &(Record, u64)) -> Versioned {
+fn versioned((record, n): &Entry) -> Versioned {
     Versioned {
-        record: record.clone(),
-        version: version(*n),
+        record: Record::clone(record),
+        version: Version::from_counter(*n),
     }
 }
 
@@ -74,18 +74,18 @@ impl SessionStore for MemoryStore {
         while map.contains_key(&record.id) {
             record.id = Id::default();
         }
-        map.insert(record.id, (record.clone(), next_version()));
+        map.insert(record.id, (Arc::new(record.clone()), next_version()));
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         self.lock()
-            .insert(record.id, (record.clone(), next_version()));
+            .insert(record.id, (Arc::new(record.clone()), next_version()));
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        Ok(live(self.lock().get(id)).map(|(r, _)| r.clone()))
+        Ok(live(self.lock().get(id)).map(|(r, _)| Record::clone(r)))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -118,15 +118,42 @@ impl ConditionalStore for MemoryStore {
         record: &Record,
         expected: &Version,
     ) -> session_store::Result<SaveOutcome> {
+        self.swap_if(expected, record.id, || Arc::new(record.clone()))
+    }
+
+    async fn save_if_shared(
+        &self,
+        record: &Arc<Record>,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome> {
+        self.swap_if(expected, record.id, || record.clone())
+    }
+}
+
+impl MemoryStore {
+    /// Stores `record()` under `id` if the live record there is at `expected`: one lookup.
+    fn swap_if(
+        &self,
+        expected: &Version,
+        id: Id,
+        record: impl FnOnce() -> Arc<Record>,
+    ) -> session_store::Result<SaveOutcome> {
         let mut map = self.lock();
-        let Some((_, current)) = live(map.get(&record.id)) else {
+        let Some((stored, current)) = map
+            .get_mut(&id)
+            .filter(|(r, _)| r.expiry_date > OffsetDateTime::now_utc())
+        else {
             return Ok(SaveOutcome::Gone);
         };
         if !is_version(expected, *current) {
             return Ok(SaveOutcome::Conflict);
         }
-        let next = next_version();
-        map.insert(record.id, (record.clone(), next));
-        Ok(SaveOutcome::Saved(version(next)))
+        *current = next_version();
+        let saved = Version::from_counter(*current);
+        let replaced = std::mem::replace(stored, record());
+        // The record replaced may be its last copy: freed after the lock, not under it.
+        drop(map);
+        drop(replaced);
+        Ok(SaveOutcome::Saved(saved))
     }
 }

@@ -2,6 +2,7 @@
 //! stored now, with a jittered backoff and one budget. Sockets, the HTTP side and the Express
 //! store all save through [`save_merged`], so that a fix here reaches every writer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -35,6 +36,15 @@ pub(crate) trait Target: Sync {
         record: &Record,
         expected: &Version,
     ) -> impl Future<Output = Result<SaveOutcome, Self::Error>> + Send;
+
+    /// [`save_if`](Self::save_if) for a record the writer keeps (a store may keep it shared).
+    fn save_if_shared(
+        &self,
+        record: &Arc<Record>,
+        expected: &Version,
+    ) -> impl Future<Output = Result<SaveOutcome, Self::Error>> + Send {
+        self.save_if(record, expected)
+    }
 }
 
 /// The changes a writer made, which can be applied again to a fresher record.
@@ -115,15 +125,16 @@ async fn backoff(attempt: u32) {
 pub(crate) async fn save_merged<T: Target, C: Changes>(
     target: &T,
     mut id: Id,
-    local: Option<(&mut Record, &Version)>,
+    local: Option<(&mut Arc<Record>, &Version)>,
     changes: &mut C,
     date: &(dyn Fn() -> OffsetDateTime + Sync),
 ) -> Result<Merged, MergeError<T::Error>> {
     let mut tried = false;
     if let Some((view, version)) = local.filter(|_| target.conditional()) {
         tried = true;
-        let kept = std::mem::replace(&mut view.expiry_date, date());
-        let outcome = target.save_if(view, version).await;
+        // A view that `base` or the store still shares (a save without changes) is copied here.
+        let kept = std::mem::replace(&mut Arc::make_mut(view).expiry_date, date());
+        let outcome = target.save_if_shared(view, version).await;
         if let Ok(SaveOutcome::Saved(version)) = outcome {
             observe::count(SAVES);
             return Ok(Merged::Saved {
@@ -133,7 +144,7 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
             });
         }
         // Still the writer's view: its changes stay visible until they are saved.
-        view.expiry_date = kept;
+        Arc::make_mut(view).expiry_date = kept;
         match outcome.map_err(MergeError::Store)? {
             SaveOutcome::Gone => return Ok(gone()),
             SaveOutcome::Conflict | SaveOutcome::Saved(_) => observe::count(SAVE_CONFLICTS),

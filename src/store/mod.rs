@@ -93,20 +93,50 @@ pub use sqlite::SqliteStore;
 pub use tower_sessions_sqlx_store::sqlx;
 
 /// Identifies one stored state of a record: the exact stored bytes, or a counter. Opaque.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Version(pub(crate) Vec<u8>);
+#[derive(Clone)]
+pub struct Version(Repr);
+
+/// A version's bytes: a counter's inline, so that a store that counts writes allocates nothing
+/// per save for its version.
+#[derive(Clone)]
+enum Repr {
+    Counter([u8; 8]),
+    Bytes(Vec<u8>),
+}
 
 impl Version {
     /// A version from the bytes a store keeps (or any value that changes on every write).
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
-        Version(bytes.into())
+        Version(Repr::Bytes(bytes.into()))
+    }
+
+    /// A version from a counter that changes on every write. Equal to
+    /// `Version::from_bytes(n.to_le_bytes())`, without allocating.
+    pub fn from_counter(n: u64) -> Self {
+        Version(Repr::Counter(n.to_le_bytes()))
+    }
+
+    /// The version's bytes, as a store compares or sends them.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Counter(bytes) => bytes,
+            Repr::Bytes(bytes) => bytes,
+        }
     }
 }
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Version {}
 
 impl fmt::Debug for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Stored bytes contain the session id: never print them.
-        write!(f, "Version({} bytes)", self.0.len())
+        write!(f, "Version({} bytes)", self.as_bytes().len())
     }
 }
 
@@ -170,6 +200,18 @@ pub trait ConditionalStore: SessionStore {
         record: &Record,
         expected: &Version,
     ) -> session_store::Result<SaveOutcome>;
+
+    /// [`save_if`](Self::save_if) for a record the caller keeps: a live session's state goes on
+    /// reading the record it saved. A store that keeps records in this process can keep this
+    /// one, shared, rather than a copy (`MemoryStore` does); the default saves it by reference.
+    /// A wrapper store should pass it on (the default is correct, only slower).
+    async fn save_if_shared(
+        &self,
+        record: &Arc<Record>,
+        expected: &Version,
+    ) -> session_store::Result<SaveOutcome> {
+        self.save_if(record, expected).await
+    }
 
     /// Told while a live session uses `id` for a record the store keys by something else (an
     /// express-session sid): `ConnectRedisStore` keeps the sid to find the record. Every
@@ -239,7 +281,7 @@ fn encode_msgpack(record: &Record) -> session_store::Result<Vec<u8>> {
 fn reload_msgpack(bytes: Option<Vec<u8>>, known: &Version) -> session_store::Result<Reloaded> {
     Ok(match bytes {
         None => Reloaded::Gone,
-        Some(bytes) if bytes == known.0 => Reloaded::Unchanged,
+        Some(bytes) if bytes == known.as_bytes() => Reloaded::Unchanged,
         Some(bytes) => Reloaded::Changed(decode_msgpack(bytes)?),
     })
 }
@@ -256,7 +298,7 @@ fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
         rmp_serde::from_slice(&bytes).map_err(|e| session_store::Error::Decode(e.to_string()))?;
     Ok(Versioned {
         record,
-        version: Version(bytes),
+        version: Version::from_bytes(bytes),
     })
 }
 

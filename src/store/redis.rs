@@ -201,7 +201,7 @@ impl ConditionalStore for RedisStore {
     ) -> session_store::Result<SaveOutcome> {
         let bytes = encode_msgpack(record)?;
         let args: Vec<RedisValue> = vec![
-            RedisValue::Bytes(expected.0.clone().into()),
+            RedisValue::Bytes(expected.as_bytes().to_vec().into()),
             RedisValue::Bytes(bytes.clone().into()),
             RedisValue::Integer(record.expiry_date.unix_timestamp()),
         ];
@@ -216,7 +216,7 @@ impl ConditionalStore for RedisStore {
                 if let Some(wait) = &self.wait {
                     wait.confirm(client, &key).await?;
                 }
-                SaveOutcome::Saved(Version(bytes))
+                SaveOutcome::Saved(Version::from_bytes(bytes))
             }
             0 => SaveOutcome::Conflict,
             _ => SaveOutcome::Gone,

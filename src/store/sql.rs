@@ -272,7 +272,7 @@ macro_rules! conditional_sql_store {
                     .bind(&bytes)
                     .bind(record.expiry_date)
                     .bind(&id)
-                    .bind(&expected.0)
+                    .bind(expected.as_bytes())
                     .bind(now)
                     .execute(&self.pool)
                     .await
@@ -282,7 +282,7 @@ macro_rules! conditional_sql_store {
                 // bytes still reports the row it matched (the store suite's
                 // `a_save_of_unchanged_bytes_is_saved` checks it on every store).
                 if done.rows_affected() == 1 {
-                    return Ok(SaveOutcome::Saved($crate::store::Version(bytes)));
+                    return Ok(SaveOutcome::Saved($crate::store::Version::from_bytes(bytes)));
                 }
                 let live = sqlx::query(&self.statements.exists)
                     .bind(&id)
