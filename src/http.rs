@@ -305,7 +305,7 @@ impl HttpStore {
                 record: saved,
                 version,
             }) => {
-                let record = saved.unwrap_or_else(|| Arc::unwrap_or_clone(view));
+                let record = Arc::unwrap_or_clone(saved.unwrap_or(view));
                 in_scope(|s| s.reads.insert(id, Versioned { record, version }));
                 Ok(())
             }

@@ -150,7 +150,9 @@ struct Hold {
 /// would only be mirrored to `log` records (tracing's `log` feature, which axum turns on, does
 /// that work on every poll even when nothing logs).
 fn handler_span(live: &LiveSession) -> tracing::Span {
-    if !tracing::dispatcher::has_been_set() {
+    let subscribed =
+        tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>());
+    if !subscribed {
         return tracing::Span::none();
     }
     tracing::debug_span!("socketio_sessions.handler", session = %live.tag())

@@ -292,7 +292,7 @@ impl LiveSession {
                 record, version, ..
             }) => {
                 let record = match record {
-                    Some(record) => Arc::new(record),
+                    Some(record) => record,
                     None => st.changed.take().expect("the saved view is the state's"),
                 };
                 st.reset(Some(Known { record, version }));

@@ -201,12 +201,22 @@ impl StoreHandle {
     ) -> Result<T, StoreFailure> {
         let clock = StoreCall::start(op);
         let mut call = std::pin::pin!(call);
-        // A call that answers on its first poll (an in-process store's) needs no timer.
-        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-        let answer = match first {
-            Poll::Ready(answer) => Ok(answer),
-            Poll::Pending => tokio::time::timeout(self.timeout, call).await,
-        };
+        // Armed when the call first waits: one that answers on its first poll (an in-process
+        // store's) reads no clock and sets no timer. The timeout counts from that first wait.
+        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        let answer = std::future::poll_fn(|cx| {
+            if let Poll::Ready(answer) = call.as_mut().poll(cx) {
+                return Poll::Ready(Ok(answer));
+            }
+            if timer.is_none() {
+                timer.set(Some(tokio::time::sleep(self.timeout)));
+            }
+            match timer.as_mut().as_pin_mut().map(|t| t.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(())),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
         let (result, end) = match answer {
             Ok(Ok(v)) => (Ok(v), CallEnd::Answered),
             Ok(Err(e)) => (Err(StoreFailure::Error(e)), CallEnd::Failed),

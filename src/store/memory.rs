@@ -157,3 +157,51 @@ impl MemoryStore {
         Ok(SaveOutcome::Saved(saved))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_shared_save_is_kept_and_never_changed_through_the_callers_copy() {
+        let store = MemoryStore::default();
+        let mut record = Record {
+            id: Id::default(),
+            data: [("count".to_owned(), json!(1))].into_iter().collect(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        store.create(&mut record).await.unwrap();
+        let loaded = store.load_versioned(&record.id).await.unwrap().unwrap();
+        let mut mine = Arc::new(loaded.record);
+        Arc::make_mut(&mut mine)
+            .data
+            .insert("count".into(), json!(2));
+        let saved = store.save_if_shared(&mine, &loaded.version).await.unwrap();
+        let SaveOutcome::Saved(version) = saved else {
+            panic!("not saved: {saved:?}");
+        };
+        assert_eq!(Arc::strong_count(&mine), 2, "kept, not copied");
+        // The caller's next change copies: the stored record stays as saved.
+        Arc::make_mut(&mut mine)
+            .data
+            .insert("count".into(), json!(3));
+        let stored = store.load_versioned(&record.id).await.unwrap().unwrap();
+        assert_eq!(stored.record.data["count"], json!(2));
+        assert_eq!(stored.version, version);
+        // A stale version conflicts and keeps nothing.
+        let stale = store.save_if_shared(&mine, &loaded.version).await.unwrap();
+        assert_eq!(stale, SaveOutcome::Conflict);
+        assert_eq!(Arc::strong_count(&mine), 1);
+    }
+
+    #[test]
+    fn a_counter_version_is_its_bytes() {
+        assert_eq!(
+            Version::from_counter(7),
+            Version::from_bytes(7u64.to_le_bytes())
+        );
+        assert_ne!(Version::from_counter(7), Version::from_counter(8));
+    }
+}

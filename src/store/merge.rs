@@ -74,7 +74,7 @@ pub(crate) enum Merged {
     /// is `None` when the writer's own view was saved as it was (the caller still holds it).
     Saved {
         id: Id,
-        record: Option<Record>,
+        record: Option<Arc<Record>>,
         version: Version,
     },
     /// The session no longer exists: nothing was written.
@@ -172,11 +172,13 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
             continue;
         }
         changes.check(&fresh.record).map_err(MergeError::Changes)?;
-        let mut next = fresh.record;
-        changes.reapply(&mut next).map_err(MergeError::Changes)?;
-        next.expiry_date = date();
+        // Shared from here: a store that keeps records keeps this one (not yet shared: no copy).
+        let mut next = Arc::new(fresh.record);
+        let record = Arc::make_mut(&mut next);
+        changes.reapply(record).map_err(MergeError::Changes)?;
+        record.expiry_date = date();
         match target
-            .save_if(&next, &fresh.version)
+            .save_if_shared(&next, &fresh.version)
             .await
             .map_err(MergeError::Store)?
         {

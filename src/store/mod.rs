@@ -203,8 +203,9 @@ pub trait ConditionalStore: SessionStore {
 
     /// [`save_if`](Self::save_if) for a record the caller keeps: a live session's state goes on
     /// reading the record it saved. A store that keeps records in this process can keep this
-    /// one, shared, rather than a copy (`MemoryStore` does); the default saves it by reference.
-    /// A wrapper store should pass it on (the default is correct, only slower).
+    /// one, shared, rather than a copy (`MemoryStore` does); the default saves it by reference
+    /// through `save_if`. A wrapper store implements it as it does `save_if` (passing it on to
+    /// the wrapped store) or leaves the default, which is correct, only slower.
     async fn save_if_shared(
         &self,
         record: &Arc<Record>,
