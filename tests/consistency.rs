@@ -13,7 +13,7 @@ use serde_json::json;
 use socketio_sessions::store::{
     ConditionalStore, MemoryStore, Reloaded, SaveOutcome, Version, Versioned,
 };
-use socketio_sessions::{Mode, SessionError, SocketSession, SocketSessions};
+use socketio_sessions::{Mode, SessionError, SocketSession, SocketSessions, SocketSessionsBuilder};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::ConnectHandler;
@@ -345,7 +345,16 @@ fn app_with<S: ConditionalStore + Clone>(
     o: &DemoOptions,
     setup: impl Fn(SocketRef) + Clone + Send + Sync + 'static,
 ) -> app::DemoApp {
-    let sessions = SocketSessions::builder(store)
+    app_from(SocketSessions::builder(store), o, setup)
+}
+
+/// [`app_with`] from a builder already configured.
+fn app_from(
+    builder: SocketSessionsBuilder,
+    o: &DemoOptions,
+    setup: impl Fn(SocketRef) + Clone + Send + Sync + 'static,
+) -> app::DemoApp {
+    let sessions = builder
         .with_allowed_origins(&o.allowed_origins)
         .build()
         .unwrap();
@@ -600,4 +609,64 @@ async fn an_update_failing_on_the_version_held_is_run_again_on_the_stored_one() 
         s.ack("bump", json!({})).await,
         json!({ "updated": 6, "read": 6 })
     );
+}
+
+/// Sessions of at most 64 bytes per value, whose sockets' `hold` handler keeps the session's turn
+/// until told to go, `big` inserts a value over the limit and `blob` reads it back.
+fn limited_app(store: MemoryStore, o: &DemoOptions, turns: Arc<Turns>) -> app::DemoApp {
+    let setup = move |socket: SocketRef| {
+        let turns = turns.clone();
+        socket.on(
+            "hold",
+            move |session: SocketSession, ack: AckSender| async move {
+                // Its first operation takes the session's turn, kept until the handler ends.
+                let exists = session.exists().await;
+                turns.read.notify_one();
+                turns.go.notified().await;
+                ack.send(&json!(exists.ok())).ok();
+            },
+        );
+        socket.on("big", async |session: SocketSession, ack: AckSender| {
+            let answer = match session.insert("blob", "x".repeat(1000)).await {
+                Err(SessionError::TooLarge { limit, .. }) => json!({ "too_large": limit }),
+                other => json!({ "unexpected": format!("{other:?}") }),
+            };
+            ack.send(&answer).ok();
+        });
+        socket.on("blob", async |session: SocketSession, ack: AckSender| {
+            let blob: Result<Option<String>, _> = session.get("blob").await;
+            ack.send(&json!(blob.ok().flatten())).ok();
+        });
+    };
+    let builder = SocketSessions::builder(store).with_max_value_bytes(64);
+    app_from(builder, o, setup)
+}
+
+/// A value over the limit is refused when the call is made, without waiting for the session's
+/// turn (another handler of the session holds it meanwhile), and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_limit_is_refused_without_waiting_for_the_session() {
+    let store = MemoryStore::default();
+    let demo_store = store.clone();
+    let demo = TestServer::start_with(move |o| app::app(demo_store, o), |_| {}).await;
+    let turns = Arc::new(Turns::default());
+    let app_turns = turns.clone();
+    let server = TestServer::start_with(
+        move |o| async move { Ok(limited_app(store, &o, app_turns)) },
+        |_| {},
+    )
+    .await;
+    let cookie = demo.login("lia").await;
+    let s = connected(&server, Transport::Websocket, &cookie).await;
+    // `big` is answered while `hold` has the session: had it waited for its turn, `go` would
+    // never come and its ack would time out.
+    let (held, big) = tokio::join!(s.ack("hold", json!({})), async {
+        turns.read.notified().await;
+        let big = s.ack("big", json!({})).await;
+        turns.go.notify_one();
+        big
+    });
+    assert_eq!(held, json!(true));
+    assert_eq!(big, json!({ "too_large": 64 }));
+    assert_eq!(s.ack("blob", json!({})).await, json!(null));
 }
