@@ -90,10 +90,15 @@ impl State {
     /// The local view, to change it: copied from `base` (or from the store, which may share a
     /// saved view) the first time only.
     pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
+        self.view().map(Arc::make_mut)
+    }
+
+    /// The local view as shared: `base`'s record itself until the first change copies it.
+    fn view(&mut self) -> Option<&mut Arc<Record>> {
         if self.changed.is_none() {
             self.changed = Some(self.base.as_ref()?.record.clone());
         }
-        self.changed.as_mut().map(Arc::make_mut)
+        self.changed.as_mut()
     }
 
     /// The value under `key` in the local view, noting the read when `track` (a per-message
@@ -138,22 +143,17 @@ impl State {
         // On an error `f` comes back: a caller whose record may be stale runs it again on a
         // fresher one before reporting the error. The key is looked up once and, when present
         // (nearly always), written in place: no second hash, no copy of the key.
-        let new = match record.data.get_mut(key) {
-            Some(slot) => match f(key, Some(slot.clone())) {
-                Ok(new) => {
-                    *slot = new.clone();
-                    new
-                }
-                Err(e) => return Err((e, f)),
-            },
-            None => match f(key, None) {
-                Ok(new) => {
-                    record.data.insert(key.to_owned(), new.clone());
-                    new
-                }
-                Err(e) => return Err((e, f)),
-            },
+        let slot = record.data.get_mut(key);
+        let new = match f(key, slot.as_deref().cloned()) {
+            Ok(new) => new,
+            Err(e) => return Err((e, f)),
         };
+        match slot {
+            Some(slot) => *slot = new.clone(),
+            None => {
+                record.data.insert(key.to_owned(), new.clone());
+            }
+        }
         self.log(Op::Update(key.to_owned(), f));
         Ok(new)
     }
@@ -167,9 +167,7 @@ impl State {
     /// `base` is made only for a save without changes to the view, a touch), its version, and
     /// the changes to re-apply.
     pub(crate) fn pending(&mut self, check_reads: bool) -> Option<Pending<'_>> {
-        if self.changed.is_none() {
-            self.changed = Some(self.base.as_ref()?.record.clone());
-        }
+        self.view()?;
         let base = self.base.as_ref()?;
         Some(Pending {
             view: self.changed.as_mut()?,

@@ -41,8 +41,13 @@ impl MemoryStore {
     }
 }
 
+/// Whether a stored entry has not expired yet.
+fn alive((record, _): &Entry) -> bool {
+    record.expiry_date > OffsetDateTime::now_utc()
+}
+
 fn live(entry: Option<&Entry>) -> Option<&Entry> {
-    entry.filter(|(r, _)| r.expiry_date > OffsetDateTime::now_utc())
+    entry.filter(|e| alive(e))
 }
 
 /// Whether `known` is version `n` (compared without building a `Version`).
@@ -139,10 +144,7 @@ impl MemoryStore {
         record: impl FnOnce() -> Arc<Record>,
     ) -> session_store::Result<SaveOutcome> {
         let mut map = self.lock();
-        let Some((stored, current)) = map
-            .get_mut(&id)
-            .filter(|(r, _)| r.expiry_date > OffsetDateTime::now_utc())
-        else {
+        let Some((stored, current)) = map.get_mut(&id).filter(|e| alive(e)) else {
             return Ok(SaveOutcome::Gone);
         };
         if !is_version(expected, *current) {
