@@ -498,6 +498,7 @@ impl Hold {
                     Ok(st) => st,
                     Err(_) => self.wait_turn().await?,
                 };
+                st.unpack();
                 if self.at_connect && st.fresh {
                     // Loaded by the handshake just now.
                 } else if catch == CatchUp::SaveChecks
@@ -600,11 +601,13 @@ impl Drop for Hold {
         if st.ops.is_empty() {
             // What this handler read matters to no later save.
             st.reads.clear();
+            st.pack();
             return;
         }
         if std::thread::panicking() {
             // A handler that panicked half-way must not persist half its changes.
             st.discard();
+            st.pack();
             return;
         }
         let live = self.binding.live.clone();
@@ -619,8 +622,113 @@ impl Drop for Hold {
                         "could not save the session after a message; its changes were dropped"
                     ),
                 }
+                st.pack();
             }
             .instrument(span),
         );
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use time::OffsetDateTime;
+    use tower_sessions::SessionStore;
+    use tower_sessions::session::{Id, Record};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::id::SessionKey;
+    use crate::session::Expiries;
+    use crate::session::policy::Policy;
+    use crate::store::sqlx::sqlite::SqlitePoolOptions;
+    use crate::store::{SqliteStore, StoreHandle};
+    use crate::task::Stop;
+
+    struct Open;
+
+    impl Connected for Open {
+        fn connected(&self) -> bool {
+            true
+        }
+        fn disconnect(self: Arc<Self>) {}
+    }
+
+    /// Whether the live session holds its record's bytes only (taken without waiting: a busy
+    /// session is not at rest).
+    fn at_rest(live: &LiveSession) -> bool {
+        live.state
+            .try_lock()
+            .is_ok_and(|st| st.base.as_ref().is_some_and(|b| b.record.is_none()))
+    }
+
+    #[tokio::test]
+    async fn a_per_message_session_keeps_only_its_stored_bytes_between_handlers() {
+        // One connection: an in-memory SQLite database lives as long as its connection.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let sqlite = SqliteStore::new(pool);
+        sqlite.migrate().await.unwrap();
+        let mut record = Record {
+            id: Id::default(),
+            data: HashMap::from([("count".to_owned(), json!(1))]),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        sqlite.create(&mut record).await.unwrap();
+        let store = StoreHandle::conditional(Arc::new(sqlite), Duration::from_secs(5), None);
+        let live = Arc::new(LiveSession::new(
+            SessionKey::tower(record.id, false),
+            Arc::new(store),
+            Arc::new(Policy::new(&Config::default())),
+            Arc::new(Stop::default()),
+            Arc::new(Expiries::default()),
+        ));
+        let seen = live.load_for_connect(|data| data["count"].clone()).await;
+        assert_eq!(seen.unwrap(), Some(json!(1)));
+        assert!(at_rest(&live), "at rest after the handshake's load");
+
+        let socket: Arc<dyn Connected> = Arc::new(Open);
+        let binding = Binding::new(live.clone(), Arc::downgrade(&socket));
+        // The connect handler reads the handshake's load; an update is saved before it returns.
+        let session = binding.handle(true);
+        assert_eq!(session.get::<u64>("count").await.unwrap(), Some(1));
+        drop(session);
+        assert!(at_rest(&live), "at rest after a handler that read");
+        let session = binding.handle(false);
+        let count = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1);
+        assert_eq!(count.await.unwrap(), 2);
+        drop(session);
+        assert!(at_rest(&live), "at rest after an update");
+        // An insert is saved after its handler, by a task of its own.
+        let session = binding.handle(false);
+        session.insert("name", "ann").await.unwrap();
+        drop(session);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !at_rest(&live) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never at rest after a save"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let session = binding.handle(false);
+        assert_eq!(session.get::<u64>("count").await.unwrap(), Some(2));
+        assert_eq!(
+            session.get::<String>("name").await.unwrap().as_deref(),
+            Some("ann")
+        );
+        drop(session);
+        // What the next handler decoded is what the store holds.
+        let stored = live.store.load(&record.id).await.unwrap().unwrap().record;
+        assert_eq!(stored.data["count"], json!(2));
+        assert_eq!(stored.data["name"], json!("ann"));
     }
 }

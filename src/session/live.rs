@@ -161,7 +161,8 @@ impl LiveSession {
     }
 
     fn track(&self, st: &State) {
-        self.note_expiry(st.base.as_ref().map(|b| b.record.expiry_date));
+        let base = st.base.as_ref().and_then(|b| b.record.as_deref());
+        self.note_expiry(base.map(|r| r.expiry_date));
     }
 
     /// Whether the last known expiry has passed.
@@ -185,12 +186,14 @@ impl LiveSession {
         let live = self.clone();
         spawn_detached(async move {
             let mut st = live.state.lock().await;
+            st.unpack();
             if st.base.is_some() {
                 st.log(Op::Touch);
                 if let Err(e) = live.persist(&mut st).await {
                     tracing::debug!(session = %live.tag(), error = %e, "could not extend the session");
                 }
             }
+            live.rest(&mut st);
             live.touch_pending.store(false, Ordering::Release);
         });
     }
@@ -212,7 +215,18 @@ impl LiveSession {
         st.reset(loaded.map(Known::from));
         st.fresh = st.base.is_some();
         self.track(&st);
-        Ok(st.record().map(|r| look(&r.data)))
+        let looked = st.record().map(|r| look(&r.data));
+        self.rest(&mut st);
+        Ok(looked)
+    }
+
+    /// The state is put down until the next handler: per message, a record the store's
+    /// version holds is [packed](State::pack). Per connection, handlers read the state as it
+    /// is, so it stays decoded.
+    pub(crate) fn rest(&self, st: &mut State) {
+        if self.policy.mode == Mode::PerMessage {
+            st.pack();
+        }
     }
 
     /// Per-connection mode: schedules write-behind for changes just made.
@@ -233,8 +247,12 @@ impl LiveSession {
             }
         }
         let reloaded = match &st.base {
-            Some(known) => self.store.reload(&known.record, &known.version).await?,
-            None => match self.store.load(&self.id).await? {
+            Some(Known {
+                record: Some(record),
+                version,
+            }) => self.store.reload(record, version).await?,
+            // Gone, or packed (handlers unpack first): what the store holds now.
+            _ => match self.store.load(&self.id).await? {
                 Some(v) => Reloaded::Changed(v),
                 None => Reloaded::Gone,
             },
@@ -295,7 +313,10 @@ impl LiveSession {
                     Some(record) => record,
                     None => st.changed.take().expect("the saved view is the state's"),
                 };
-                st.reset(Some(Known { record, version }));
+                st.reset(Some(Known {
+                    record: Some(record),
+                    version,
+                }));
                 self.track(st);
                 if self.policy.rolling.is_some() {
                     *locked(&self.last_extended) = Instant::now();

@@ -30,14 +30,16 @@ pub(crate) enum Op {
 pub(crate) struct Known {
     /// Shared, not owned: a store that keeps records in this process (`MemoryStore`) keeps the
     /// very record a save gave it, so the state and the store hold one copy between them.
-    pub(crate) record: Arc<Record>,
+    /// `None` while [packed](State::pack): the version holds the record's stored bytes, which
+    /// [`unpack`](State::unpack) decodes again.
+    pub(crate) record: Option<Arc<Record>>,
     pub(crate) version: Version,
 }
 
 impl From<Versioned> for Known {
     fn from(v: Versioned) -> Self {
         Known {
-            record: Arc::new(v.record),
+            record: Some(Arc::new(v.record)),
             version: v.version,
         }
     }
@@ -80,11 +82,48 @@ impl State {
         self.reset(base);
     }
 
+    /// Between per-message handlers, with nothing unsaved: drops the decoded record when its
+    /// version holds the stored bytes (the Redis and SQL stores), keeping only those. An idle
+    /// socket's session then costs the record's bytes, not its decoded maps and strings; the
+    /// next handler decodes it again ([`unpack`](Self::unpack)), as its reload would have.
+    pub(crate) fn pack(&mut self) {
+        if !self.ops.is_empty() || self.changed.is_some() {
+            return;
+        }
+        if let Some(known) = &mut self.base
+            && known.version.holds_record()
+        {
+            known.record = None;
+        }
+    }
+
+    /// Decodes a [packed](Self::pack) record again. Bytes that do not decode (they did when
+    /// they were loaded or saved) leave no base and no fresh load: a handler's catch-up then
+    /// loads the record from the store.
+    pub(crate) fn unpack(&mut self) {
+        let Some(known) = &mut self.base else {
+            return;
+        };
+        if known.record.is_none() {
+            match known.version.record() {
+                Some(record) => known.record = Some(Arc::new(record)),
+                None => {
+                    self.base = None;
+                    self.fresh = false;
+                }
+            }
+        }
+    }
+
     /// The local view; `None` once the session is known to be gone.
     pub(crate) fn record(&self) -> Option<&Record> {
+        debug_assert!(
+            self.base.as_ref().is_none_or(|b| b.record.is_some()),
+            "a packed state is read before it is unpacked"
+        );
         self.changed
             .as_deref()
-            .or_else(|| self.base.as_ref().map(|b| &*b.record))
+            .or_else(|| self.base.as_ref()?.record.as_deref())
     }
 
     /// The local view, to change it: copied from `base` (or from the store, which may share a
@@ -96,7 +135,7 @@ impl State {
     /// The local view as shared: `base`'s record itself until the first change copies it.
     fn view(&mut self) -> Option<&mut Arc<Record>> {
         if self.changed.is_none() {
-            self.changed = Some(self.base.as_ref()?.record.clone());
+            self.changed = Some(self.base.as_ref()?.record.clone()?);
         }
         self.changed.as_mut()
     }
@@ -174,7 +213,7 @@ impl State {
             version: &base.version,
             log: OpLog {
                 ops: &mut self.ops,
-                reads: check_reads.then_some((&self.reads[..], &*base.record)),
+                reads: check_reads.then_some((&self.reads[..], base.record.as_deref()?)),
             },
         })
     }
@@ -321,6 +360,51 @@ mod tests {
             pending.log.check(&changed_a),
             Err(SessionError::Conflict { key }) if key == "a"
         ));
+    }
+
+    #[cfg(any(
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    ))]
+    #[test]
+    fn a_record_its_version_holds_is_packed_between_handlers_and_decoded_again() {
+        let stored = loaded(json!({"user": "ann", "count": 3})).record;
+        let bytes = rmp_serde::to_vec(&stored).unwrap();
+        let mut st = State::default();
+        st.reset(Some(Known::from(Versioned {
+            record: stored,
+            version: Version::of_msgpack(bytes),
+        })));
+        st.set("count", Some(json!(4))).unwrap();
+        st.pack();
+        assert!(
+            st.base.as_ref().unwrap().record.is_some(),
+            "unsaved changes keep it"
+        );
+        st.discard();
+        st.pack();
+        assert!(st.base.as_ref().unwrap().record.is_none(), "packed");
+        st.unpack();
+        assert_eq!(st.read("count", false), Some(&json!(3)));
+        assert_eq!(st.read("user", false), Some(&json!("ann")));
+
+        // A version that is not the record's bytes keeps the decoded record.
+        let mut st = State::default();
+        st.reset(Some(known(json!({"a": 1}))));
+        st.pack();
+        assert!(st.base.as_ref().unwrap().record.is_some());
+
+        // Bytes that do not decode: no base and no fresh load, so the next handler loads.
+        let mut st = State::default();
+        st.reset(Some(Known {
+            record: None,
+            version: Version::of_msgpack(vec![0xc1]),
+        }));
+        st.fresh = true;
+        st.unpack();
+        assert!(st.base.is_none() && !st.fresh);
     }
 
     #[test]

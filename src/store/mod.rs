@@ -102,6 +102,15 @@ pub struct Version(Repr);
 enum Repr {
     Counter([u8; 8]),
     Bytes(Vec<u8>),
+    /// The record's own MessagePack, as this crate's stores keep it: the version can rebuild
+    /// its record, so a live session may drop the decoded one between handlers.
+    #[cfg(any(
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    ))]
+    Msgpack(Vec<u8>),
 }
 
 impl Version {
@@ -116,11 +125,59 @@ impl Version {
         Version(Repr::Counter(n.to_le_bytes()))
     }
 
+    /// The version of a record stored as `bytes`, its MessagePack encoding.
+    #[cfg(any(
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    ))]
+    pub(crate) fn of_msgpack(bytes: Vec<u8>) -> Self {
+        Version(Repr::Msgpack(bytes))
+    }
+
     /// The version's bytes, as a store compares or sends them.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Counter(bytes) => bytes,
             Repr::Bytes(bytes) => bytes,
+            #[cfg(any(
+                feature = "redis",
+                feature = "sqlite",
+                feature = "postgres",
+                feature = "mysql"
+            ))]
+            Repr::Msgpack(bytes) => bytes,
+        }
+    }
+
+    /// Whether [`record`](Self::record) can rebuild the record this version was read or
+    /// written at.
+    pub(crate) fn holds_record(&self) -> bool {
+        match &self.0 {
+            Repr::Counter(_) | Repr::Bytes(_) => false,
+            #[cfg(any(
+                feature = "redis",
+                feature = "sqlite",
+                feature = "postgres",
+                feature = "mysql"
+            ))]
+            Repr::Msgpack(_) => true,
+        }
+    }
+
+    /// The record this version was read or written at, decoded again from the stored bytes;
+    /// `None` when the version does not [hold it](Self::holds_record) or does not decode.
+    pub(crate) fn record(&self) -> Option<Record> {
+        match &self.0 {
+            Repr::Counter(_) | Repr::Bytes(_) => None,
+            #[cfg(any(
+                feature = "redis",
+                feature = "sqlite",
+                feature = "postgres",
+                feature = "mysql"
+            ))]
+            Repr::Msgpack(bytes) => rmp_serde::from_slice(bytes).ok(),
         }
     }
 }
@@ -299,7 +356,7 @@ fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
         rmp_serde::from_slice(&bytes).map_err(|e| session_store::Error::Decode(e.to_string()))?;
     Ok(Versioned {
         record,
-        version: Version::from_bytes(bytes),
+        version: Version::of_msgpack(bytes),
     })
 }
 

@@ -216,7 +216,7 @@ impl ConditionalStore for RedisStore {
                 if let Some(wait) = &self.wait {
                     wait.confirm(client, &key).await?;
                 }
-                SaveOutcome::Saved(Version::from_bytes(bytes))
+                SaveOutcome::Saved(Version::of_msgpack(bytes))
             }
             0 => SaveOutcome::Conflict,
             _ => SaveOutcome::Gone,

@@ -282,7 +282,7 @@ macro_rules! conditional_sql_store {
                 // bytes still reports the row it matched (the store suite's
                 // `a_save_of_unchanged_bytes_is_saved` checks it on every store).
                 if done.rows_affected() == 1 {
-                    return Ok(SaveOutcome::Saved($crate::store::Version::from_bytes(bytes)));
+                    return Ok(SaveOutcome::Saved($crate::store::Version::of_msgpack(bytes)));
                 }
                 let live = sqlx::query(&self.statements.exists)
                     .bind(&id)
