@@ -361,13 +361,9 @@ fn decode_msgpack(bytes: Vec<u8>) -> session_store::Result<Versioned> {
 }
 
 /// Implements `SessionStore` by handing every call to the wrapped tower-sessions store in
-/// `self.inner`, so that unconditional writers use exactly that crate's format.
-#[cfg(any(
-    feature = "redis",
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "mysql"
-))]
+/// `self.inner`, so that unconditional writers use exactly that crate's format (the SQL stores;
+/// `RedisStore` routes its writes through its own bounded write).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 macro_rules! delegate_session_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -400,12 +396,7 @@ macro_rules! delegate_session_store {
         }
     };
 }
-#[cfg(any(
-    feature = "redis",
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "mysql"
-))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 use delegate_session_store;
 
 /// Maps a backend error into the store error tower-sessions uses.
