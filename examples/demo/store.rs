@@ -236,6 +236,17 @@ impl ConditionalStore for DemoStore {
             DemoStore::Express(s) => s.refuses_late_saves(),
         }
     }
+    // And whether its versions rebuild their records (idle sessions then keep only those).
+    fn versions_hold_records(&self) -> bool {
+        match self {
+            DemoStore::Memory(s) => s.versions_hold_records(),
+            DemoStore::Sqlite(s) => s.versions_hold_records(),
+            DemoStore::Postgres(s) => s.versions_hold_records(),
+            DemoStore::MySql(s) => s.versions_hold_records(),
+            DemoStore::Redis(s) => s.versions_hold_records(),
+            DemoStore::Express(s) => s.versions_hold_records(),
+        }
+    }
     // The Express store keys records by sid: a wrapper must pass these on too.
     fn hold_external_key(&self, id: &Id, key: &std::sync::Arc<str>) {
         if let DemoStore::Express(s) = self {

@@ -508,8 +508,9 @@ impl Hold {
                 {
                     st.reads.clear();
                     self.unverified.store(true, Ordering::Release);
-                } else {
-                    live.refresh(&mut st).await?;
+                } else if let Err(e) = live.refresh(&mut st).await {
+                    live.rest(&mut st);
+                    return Err(e);
                 }
                 st.fresh = false;
                 Ok(slot.insert(st))
@@ -598,19 +599,21 @@ impl Drop for Hold {
         let Some(mut st) = self.guard.get_mut().take() else {
             return;
         };
+        let live = &self.binding.live;
         if st.ops.is_empty() {
-            // What this handler read matters to no later save.
-            st.reads.clear();
-            st.pack();
+            // What this handler read matters to no later save, and a view it copied without
+            // changing (an `update` whose closure failed) is the base again.
+            st.discard();
+            live.rest(&mut st);
             return;
         }
         if std::thread::panicking() {
             // A handler that panicked half-way must not persist half its changes.
             st.discard();
-            st.pack();
+            live.rest(&mut st);
             return;
         }
-        let live = self.binding.live.clone();
+        let live = live.clone();
         let span = self.span.clone();
         spawn_detached(
             async move {
@@ -622,7 +625,7 @@ impl Drop for Hold {
                         "could not save the session after a message; its changes were dropped"
                     ),
                 }
-                st.pack();
+                live.rest(&mut st);
             }
             .instrument(span),
         );
@@ -645,7 +648,9 @@ mod tests {
     use crate::session::Expiries;
     use crate::session::policy::Policy;
     use crate::store::sqlx::sqlite::SqlitePoolOptions;
-    use crate::store::{SqliteStore, StoreHandle};
+    use crate::store::{
+        ConditionalStore, SaveOutcome, SqliteStore, StoreHandle, Version, Versioned,
+    };
     use crate::task::Stop;
 
     struct Open;
@@ -665,8 +670,46 @@ mod tests {
             .is_ok_and(|st| st.base.as_ref().is_some_and(|b| b.record.is_none()))
     }
 
-    #[tokio::test]
-    async fn a_per_message_session_keeps_only_its_stored_bytes_between_handlers() {
+    /// A wrapper that hands records through unchanged but does not say that its versions hold
+    /// them: the default, for wrappers that may change records on the way.
+    #[derive(Debug)]
+    struct Opaque(SqliteStore);
+
+    #[async_trait::async_trait]
+    impl SessionStore for Opaque {
+        async fn create(&self, r: &mut Record) -> tower_sessions::session_store::Result<()> {
+            self.0.create(r).await
+        }
+        async fn save(&self, r: &Record) -> tower_sessions::session_store::Result<()> {
+            self.0.save(r).await
+        }
+        async fn load(&self, id: &Id) -> tower_sessions::session_store::Result<Option<Record>> {
+            self.0.load(id).await
+        }
+        async fn delete(&self, id: &Id) -> tower_sessions::session_store::Result<()> {
+            self.0.delete(id).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ConditionalStore for Opaque {
+        async fn load_versioned(
+            &self,
+            id: &Id,
+        ) -> tower_sessions::session_store::Result<Option<Versioned>> {
+            self.0.load_versioned(id).await
+        }
+        async fn save_if(
+            &self,
+            r: &Record,
+            v: &Version,
+        ) -> tower_sessions::session_store::Result<SaveOutcome> {
+            self.0.save_if(r, v).await
+        }
+    }
+
+    /// A SQLite store holding one session `{count: 1}`, and the session's id.
+    async fn sqlite_with_a_session() -> (SqliteStore, Id) {
         // One connection: an in-memory SQLite database lives as long as its connection.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -683,9 +726,14 @@ mod tests {
             expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
         };
         sqlite.create(&mut record).await.unwrap();
-        let store = StoreHandle::conditional(Arc::new(sqlite), Duration::from_secs(5), None);
+        (sqlite, record.id)
+    }
+
+    /// A per-message live session of `id` on `store`, loaded as a handshake loads it.
+    async fn loaded(store: Arc<dyn ConditionalStore>, id: Id) -> Arc<LiveSession> {
+        let store = StoreHandle::conditional(store, Duration::from_secs(5), None);
         let live = Arc::new(LiveSession::new(
-            SessionKey::tower(record.id, false),
+            SessionKey::tower(id, false),
             Arc::new(store),
             Arc::new(Policy::new(&Config::default())),
             Arc::new(Stop::default()),
@@ -693,6 +741,21 @@ mod tests {
         ));
         let seen = live.load_for_connect(|data| data["count"].clone()).await;
         assert_eq!(seen.unwrap(), Some(json!(1)));
+        live
+    }
+
+    #[tokio::test]
+    async fn a_wrapper_that_does_not_say_its_versions_hold_records_keeps_them_decoded() {
+        let (sqlite, id) = sqlite_with_a_session().await;
+        let live = loaded(Arc::new(Opaque(sqlite)), id).await;
+        let st = live.state.try_lock().unwrap();
+        assert!(st.base.as_ref().is_some_and(|b| b.record.is_some()));
+    }
+
+    #[tokio::test]
+    async fn a_per_message_session_keeps_only_its_stored_bytes_between_handlers() {
+        let (sqlite, id) = sqlite_with_a_session().await;
+        let live = loaded(Arc::new(sqlite), id).await;
         assert!(at_rest(&live), "at rest after the handshake's load");
 
         let socket: Arc<dyn Connected> = Arc::new(Open);
@@ -707,6 +770,12 @@ mod tests {
         assert_eq!(count.await.unwrap(), 2);
         drop(session);
         assert!(at_rest(&live), "at rest after an update");
+        // An update refused by the value limit copied the record and changed nothing.
+        let session = binding.handle(false);
+        let big = session.update("blob", |_: Option<String>| "x".repeat(128 * 1024));
+        assert!(matches!(big.await, Err(SessionError::TooLarge { .. })));
+        drop(session);
+        assert!(at_rest(&live), "at rest after a refused update");
         // An insert is saved after its handler, by a task of its own.
         let session = binding.handle(false);
         session.insert("name", "ann").await.unwrap();
@@ -727,7 +796,7 @@ mod tests {
         );
         drop(session);
         // What the next handler decoded is what the store holds.
-        let stored = live.store.load(&record.id).await.unwrap().unwrap().record;
+        let stored = live.store.load(&id).await.unwrap().unwrap().record;
         assert_eq!(stored.data["count"], json!(2));
         assert_eq!(stored.data["name"], json!("ann"));
     }

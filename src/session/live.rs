@@ -161,8 +161,7 @@ impl LiveSession {
     }
 
     fn track(&self, st: &State) {
-        let base = st.base.as_ref().and_then(|b| b.record.as_deref());
-        self.note_expiry(base.map(|r| r.expiry_date));
+        self.note_expiry(st.base_record().map(|r| r.expiry_date));
     }
 
     /// Whether the last known expiry has passed.
@@ -220,11 +219,11 @@ impl LiveSession {
         Ok(looked)
     }
 
-    /// The state is put down until the next handler: per message, a record the store's
-    /// version holds is [packed](State::pack). Per connection, handlers read the state as it
-    /// is, so it stays decoded.
+    /// The state is put down until the next handler: per message, on a store whose versions
+    /// hold their records, the record is [packed](State::pack). Per connection, handlers read
+    /// the state as it is, so it stays decoded.
     pub(crate) fn rest(&self, st: &mut State) {
-        if self.policy.mode == Mode::PerMessage {
+        if self.policy.mode == Mode::PerMessage && self.store.versions_hold_records() {
             st.pack();
         }
     }
@@ -251,7 +250,7 @@ impl LiveSession {
                 record: Some(record),
                 version,
             }) => self.store.reload(record, version).await?,
-            // Gone, or packed (handlers unpack first): what the store holds now.
+            // Gone (a packed state is unpacked before it gets here): what the store holds now.
             _ => match self.store.load(&self.id).await? {
                 Some(v) => Reloaded::Changed(v),
                 None => Reloaded::Gone,

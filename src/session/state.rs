@@ -84,8 +84,9 @@ impl State {
 
     /// Between per-message handlers, with nothing unsaved: drops the decoded record when its
     /// version holds the stored bytes (the Redis and SQL stores), keeping only those. An idle
-    /// socket's session then costs the record's bytes, not its decoded maps and strings; the
-    /// next handler decodes it again ([`unpack`](Self::unpack)), as its reload would have.
+    /// session then costs the record's bytes, not its decoded maps and strings; the next
+    /// handler decodes them again ([`unpack`](Self::unpack)), one decode more per handler
+    /// than a reload of unchanged bytes costs.
     pub(crate) fn pack(&mut self) {
         if !self.ops.is_empty() || self.changed.is_some() {
             return;
@@ -115,15 +116,22 @@ impl State {
         }
     }
 
-    /// The local view; `None` once the session is known to be gone.
-    pub(crate) fn record(&self) -> Option<&Record> {
+    /// The record as last stored; `None` once the session is known to be gone. Never asked
+    /// of a packed state: every path that takes the state unpacks it first.
+    pub(crate) fn base_record(&self) -> Option<&Arc<Record>> {
+        let base = self.base.as_ref()?;
         debug_assert!(
-            self.base.as_ref().is_none_or(|b| b.record.is_some()),
+            base.record.is_some(),
             "a packed state is read before it is unpacked"
         );
+        base.record.as_ref()
+    }
+
+    /// The local view; `None` once the session is known to be gone.
+    pub(crate) fn record(&self) -> Option<&Record> {
         self.changed
             .as_deref()
-            .or_else(|| self.base.as_ref()?.record.as_deref())
+            .or_else(|| self.base_record().map(|r| &**r))
     }
 
     /// The local view, to change it: copied from `base` (or from the store, which may share a
@@ -135,7 +143,7 @@ impl State {
     /// The local view as shared: `base`'s record itself until the first change copies it.
     fn view(&mut self) -> Option<&mut Arc<Record>> {
         if self.changed.is_none() {
-            self.changed = Some(self.base.as_ref()?.record.clone()?);
+            self.changed = Some(self.base_record()?.clone());
         }
         self.changed.as_mut()
     }
@@ -208,12 +216,13 @@ impl State {
     pub(crate) fn pending(&mut self, check_reads: bool) -> Option<Pending<'_>> {
         self.view()?;
         let base = self.base.as_ref()?;
+        let read_from = base.record.as_deref()?;
         Some(Pending {
             view: self.changed.as_mut()?,
             version: &base.version,
             log: OpLog {
                 ops: &mut self.ops,
-                reads: check_reads.then_some((&self.reads[..], base.record.as_deref()?)),
+                reads: check_reads.then_some((&self.reads[..], read_from)),
             },
         })
     }

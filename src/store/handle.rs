@@ -183,6 +183,15 @@ impl StoreHandle {
         }
     }
 
+    /// Whether a version rebuilds its record (see
+    /// [`ConditionalStore::versions_hold_records`]).
+    pub(crate) fn versions_hold_records(&self) -> bool {
+        match &self.backend {
+            Backend::Plain(_) => false,
+            Backend::Conditional(s) => s.versions_hold_records(),
+        }
+    }
+
     pub(crate) fn is_conditional(&self) -> bool {
         matches!(self.backend, Backend::Conditional(_))
     }

@@ -311,6 +311,17 @@ pub trait ConditionalStore: SessionStore {
         false
     }
 
+    /// Whether each version this store hands out (with a loaded record, or from a save) is the
+    /// stored encoding of exactly that record, which can be decoded from it again. With `true`,
+    /// a per-message session keeps only the version between handlers and decodes the record
+    /// when the next handler takes the session: an idle session costs its stored bytes, not its
+    /// decoded record. `RedisStore` and the SQL stores say `true`. A wrapper that hands the
+    /// wrapped store's records and versions through unchanged may pass it on; one that changes
+    /// records on the way (decrypts, migrates) must leave the default, `false`.
+    fn versions_hold_records(&self) -> bool {
+        false
+    }
+
     /// The session id a key of this store's keyspace stands for (Redis keyspace notifications
     /// name keys): by default the key is the id itself.
     fn id_for_key(&self, key: &str) -> Option<Id> {

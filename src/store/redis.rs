@@ -182,6 +182,11 @@ impl ConditionalStore for RedisStore {
         true
     }
 
+    // Its versions are the records' MessagePack, as stored.
+    fn versions_hold_records(&self) -> bool {
+        true
+    }
+
     fn write_timeout(&self) -> Option<Duration> {
         Some(write_bound(self.write_within, self.wait))
     }

@@ -241,6 +241,11 @@ macro_rules! conditional_sql_store {
 
         #[async_trait::async_trait]
         impl $crate::store::ConditionalStore for $store {
+            // Its versions are the records' MessagePack, as stored.
+            fn versions_hold_records(&self) -> bool {
+                true
+            }
+
             async fn load_versioned(
                 &self,
                 id: &tower_sessions::session::Id,

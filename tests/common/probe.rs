@@ -178,6 +178,10 @@ impl<S: ConditionalStore + Clone + 'static> ConditionalStore for Probe<S> {
     fn refuses_late_saves(&self) -> bool {
         self.inner.refuses_late_saves()
     }
+    // Records and versions pass through unchanged.
+    fn versions_hold_records(&self) -> bool {
+        self.inner.versions_hold_records()
+    }
 }
 
 #[async_trait]
