@@ -169,6 +169,87 @@ pub(crate) fn late() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::redis_pool::{connect_pool, eval_once};
+    use crate::store::redis_url::redis_config;
+    use fred::interfaces::KeysInterface;
+
+    /// A redis-server of the test's own on a free port, killed when dropped.
+    struct OwnRedis(std::process::Child, u16);
+
+    impl OwnRedis {
+        /// `None` when redis-server is missing and not every real part is required.
+        fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            match child {
+                Ok(child) => Some(OwnRedis(child, port)),
+                Err(e) if std::env::var("SOCKETIO_SESSIONS_REQUIRE_ALL").as_deref() == Ok("1") => {
+                    panic!("redis-server is required: {e}")
+                }
+                Err(_) => None,
+            }
+        }
+    }
+
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_save_refused_as_late_before_its_deadline_retakes_the_anchor_and_lands() {
+        let Some(redis) = OwnRedis::start() else {
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", redis.1);
+        let started = Instant::now();
+        let pool = loop {
+            match connect_pool(redis_config(&url).unwrap(), 1).await {
+                Ok(pool) => break pool,
+                Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("{e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let client = pool.next();
+        let fence = Fence::default();
+        // An anchor that puts the server's clock a minute behind its own: every deadline it
+        // gives is already past when the script reads the server's clock.
+        let now = server_time(client, "k", Duration::from_secs(2))
+            .await
+            .unwrap();
+        *locked(&fence.anchor) = Some(Anchor {
+            at: now.at,
+            server_micros: now.server_micros - 60_000_000,
+        });
+        const SET: &str = fenced_script!(
+            "redis.call('SET', KEYS[1], ARGV[1])
+return 1"
+        );
+        let args = vec![Value::from("saved"), Value::from(0), Value::from(0)];
+        let answer = eval_once(client, &fence, SET, "k", args, Duration::from_secs(2)).await;
+        assert_eq!(
+            answer.unwrap(),
+            1,
+            "refused once, then sent again on a fresh anchor"
+        );
+        let stored: Option<String> = client.get("k").await.unwrap();
+        assert_eq!(stored.as_deref(), Some("saved"));
+        let retaken = locked(&fence.anchor).expect("the anchor was taken again");
+        assert!(
+            (retaken.server_micros - now.server_micros).abs() < 10_000_000,
+            "the new anchor reads the server's clock"
+        );
+    }
 
     #[test]
     fn the_deadline_is_the_callers_less_the_margin_in_the_servers_clock() {
