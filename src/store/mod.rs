@@ -103,13 +103,17 @@ enum Repr {
     Counter([u8; 8]),
     Bytes(Vec<u8>),
     /// The record's own MessagePack, as this crate's stores keep it: the version can rebuild
-    /// its record, so a live session may drop the decoded one between handlers.
-    #[cfg(any(
-        feature = "redis",
-        feature = "sqlite",
-        feature = "postgres",
-        feature = "mysql"
-    ))]
+    /// its record, so a live session may drop the decoded one between handlers. Built only by
+    /// those stores' features.
+    #[cfg_attr(
+        not(any(
+            feature = "redis",
+            feature = "sqlite",
+            feature = "postgres",
+            feature = "mysql"
+        )),
+        allow(dead_code)
+    )]
     Msgpack(Vec<u8>),
 }
 
@@ -140,37 +144,20 @@ impl Version {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Counter(bytes) => bytes,
-            Repr::Bytes(bytes) => bytes,
-            #[cfg(any(
-                feature = "redis",
-                feature = "sqlite",
-                feature = "postgres",
-                feature = "mysql"
-            ))]
-            Repr::Msgpack(bytes) => bytes,
+            Repr::Bytes(bytes) | Repr::Msgpack(bytes) => bytes,
         }
     }
 
     /// Whether [`record`](Self::record) can rebuild the record this version was read or
     /// written at.
     pub(crate) fn holds_record(&self) -> bool {
-        match &self.0 {
-            Repr::Counter(_) | Repr::Bytes(_) => false,
-            #[cfg(any(
-                feature = "redis",
-                feature = "sqlite",
-                feature = "postgres",
-                feature = "mysql"
-            ))]
-            Repr::Msgpack(_) => true,
-        }
+        matches!(self.0, Repr::Msgpack(_))
     }
 
     /// The record this version was read or written at, decoded again from the stored bytes;
     /// `None` when the version does not [hold it](Self::holds_record) or does not decode.
     pub(crate) fn record(&self) -> Option<Record> {
         match &self.0 {
-            Repr::Counter(_) | Repr::Bytes(_) => None,
             #[cfg(any(
                 feature = "redis",
                 feature = "sqlite",
@@ -178,6 +165,7 @@ impl Version {
                 feature = "mysql"
             ))]
             Repr::Msgpack(bytes) => rmp_serde::from_slice(bytes).ok(),
+            _ => None,
         }
     }
 }
