@@ -600,15 +600,10 @@ impl Drop for Hold {
             return;
         };
         let live = &self.binding.live;
-        if st.ops.is_empty() {
-            // What this handler read matters to no later save, and a view it copied without
-            // changing (an `update` whose closure failed) is the base again.
-            st.discard();
-            live.rest(&mut st);
-            return;
-        }
-        if std::thread::panicking() {
-            // A handler that panicked half-way must not persist half its changes.
+        // Nothing to save: what this handler read matters to no later save, and a view it
+        // copied without changing (an `update` whose closure failed) is the base again. A
+        // handler that panicked half-way must not persist half its changes.
+        if st.ops.is_empty() || std::thread::panicking() {
             st.discard();
             live.rest(&mut st);
             return;
