@@ -21,7 +21,9 @@ use crate::client::ClientAddr;
 use crate::error::{ConnectRejection, InvalidReason};
 use crate::guard::{Failures, InFlight};
 use crate::id::{CookieConfig, SessionKey, auth_sid};
-use crate::lifecycle::{BoundUser, IoBroadcaster, Lifecycle, session_room, user_room};
+use crate::lifecycle::{
+    BoundUser, IoBroadcaster, Lifecycle, session_room, session_rooms, user_room,
+};
 use crate::observe::{self, BINDS, REFUSALS};
 use crate::origin::OriginChecked;
 use crate::session::{Binding, Connected, LiveSession, Policy, Registry};
@@ -342,8 +344,11 @@ impl Connect {
                     self.lifecycle.set_broadcaster(Arc::new(IoBroadcaster(io)));
                 }
                 self.lifecycle.start();
-                // Rooms by hashes, so that an end reaches this socket from any node.
-                s.join(session_room(&id));
+                // Rooms by hashes, so that an end reaches this socket from any node (on one
+                // node its live session knows it: the binding counts it there).
+                if session_rooms::<A>() {
+                    s.join(session_room(&id));
+                }
                 if let Some(user) = user {
                     s.join(user_room(&user));
                     s.extensions.insert(BoundUser(user));
@@ -357,7 +362,7 @@ impl Connect {
                 }
                 tracing::debug!(session = %live.tag(), socket = %s.id, "socket bound to session");
                 let socket: std::sync::Weak<dyn Connected> = Arc::downgrade(s) as _;
-                Ok(Binding::new(live, socket))
+                Ok(Binding::new(live, socket, s.id))
             }
             Ok(None) => {
                 if let Some(slot) = slot {

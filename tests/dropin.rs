@@ -162,6 +162,17 @@ async fn one_layer_installs_it_all_and_ends_say_why() {
 
     let mut second = socket(addr, Some(&cookie)).await;
     assert_eq!(second.outcome, Outcome::Connected);
+    // On the local adapter a session's live copy knows its sockets: only the user's room is
+    // kept (an end still reaches the socket, below).
+    let rooms = io.rooms().await.unwrap();
+    assert!(
+        rooms.iter().any(|r| r.starts_with("user:")),
+        "the user's room: {rooms:?}"
+    );
+    assert!(
+        !rooms.iter().any(|r| r.starts_with("session:")),
+        "no room per session: {rooms:?}"
+    );
     post_to(addr, "/logout", Some(&cookie)).await;
     second
         .event_with("sinvalid", &json!({ "reason": "session_revoked" }))

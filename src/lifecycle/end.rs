@@ -3,11 +3,13 @@
 //! A socket whose session ends first receives the event [`SINVALID_EVENT`] with
 //! `{"reason": ...}` ([`EndReason`]); the server disconnects it once the client acknowledged
 //! the event or [`SINVALID_FLUSH`] passed, so that the event is written before the disconnect
-//! even while the client still has events in flight. Every socket joins a
-//! room named by a hash of its session id (and one per user, when the session has the
-//! configured user key), so that the end reaches it on every node through the Socket.IO
-//! adapter (socketioxide-redis across nodes).
+//! even while the client still has events in flight. With an adapter that spans nodes, every
+//! socket joins a room named by a hash of its session id (and one per user, when the session
+//! has the configured user key), so that the end reaches it on every node through the adapter
+//! (socketioxide-redis). On socketioxide's local adapter a session's sockets are found through
+//! its live copy on this node, and only user rooms are kept.
 
+use std::any::TypeId;
 use std::fmt;
 use std::pin::Pin;
 use std::time::Duration;
@@ -16,7 +18,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
+use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide::operators::BroadcastOperators;
+use socketioxide::socket::Sid;
 use tower_sessions::session::Id;
 
 use super::ended::EndHook;
@@ -100,11 +104,29 @@ pub(crate) enum Reach {
     ThisNode,
 }
 
-/// Ends the sockets of a room, on every namespace, through one `SocketIo` of any adapter.
+/// Whose sockets an end reaches.
+#[derive(Debug)]
+pub(crate) enum SocketsOf {
+    /// A session's: its id, and its sockets on this node (by Socket.IO id).
+    Session(Id, Vec<Sid>),
+    /// A room's (a user's sockets).
+    Room(String),
+}
+
+/// Whether sockets must join rooms for an end to reach them: with socketioxide's local
+/// adapter every socket is on this node, and the session's live copy knows its sockets, so no
+/// room per session is kept (its tables, name and map entry are most of what a session costs
+/// socketioxide). Any other adapter may carry an end to other nodes, which find their sockets
+/// by the session's room.
+pub(crate) fn session_rooms<A: Adapter>() -> bool {
+    TypeId::of::<A>() != TypeId::of::<LocalAdapter>()
+}
+
+/// Ends sockets, on every namespace, through one `SocketIo` of any adapter.
 pub(crate) trait Broadcaster: Send + Sync + 'static {
     fn end(
         &self,
-        room: String,
+        sockets: SocketsOf,
         reason: EndReason,
         reach: Reach,
         hook: Option<EndHook>,
@@ -116,57 +138,94 @@ pub(crate) struct IoBroadcaster<A: Adapter>(pub(crate) SocketIo<A>);
 impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
     fn end(
         &self,
-        room: String,
+        sockets: SocketsOf,
         reason: EndReason,
         reach: Reach,
         hook: Option<EndHook>,
     ) -> BoxFuture {
         let namespaces = self.0.nsps();
-        Box::pin(async move {
-            let data = json!({ "reason": reason.as_str() });
-            for ns in namespaces {
-                // This node's sockets learn why before they go; other nodes' are disconnected
-                // through the adapter, which carries no reason.
-                for socket in ns.clone().local().to(room.clone()).sockets() {
-                    super::ended::mark(&socket, reason, hook.as_ref());
-                }
-                let ns = match reach {
-                    Reach::ThisNode => ns.local(),
-                    Reach::AllNodes => ns,
-                };
-                // The event goes out with an ack request: the disconnect waits until every
-                // client acknowledged it or the flush time passed, so that a late packet from
-                // the client cannot close the connection before the event is written.
-                let acks = ns
-                    .clone()
-                    .to(room.clone())
-                    .timeout(SINVALID_FLUSH)
-                    .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
-                    .await;
-                match acks {
-                    // Bounded here too: with a cluster adapter, the stream of a room that has no
-                    // socket on the other nodes may only end at the adapter's request timeout.
-                    Ok(acks) => {
-                        // One answer (or ack timeout) per socket, on any node: the count of
-                        // sockets this end reached.
-                        let reached = &std::sync::atomic::AtomicU64::new(0);
-                        let all = acks.for_each(|_| async move {
-                            reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        });
-                        let _ = tokio::time::timeout(SINVALID_FLUSH * 2, all).await;
-                        let reached = reached.load(std::sync::atomic::Ordering::Relaxed);
-                        tracing::debug!(%reason, sockets = reached, "sockets told of a session's end");
-                        observe::count_n(ENDS, "reason", reason.as_str(), reached);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "could not announce the end of a session")
-                    }
-                }
-                if let Err(e) = ns.to(room.clone()).disconnect().await {
-                    tracing::warn!(error = %e, "could not disconnect the sockets of a session");
-                }
+        match sockets {
+            SocketsOf::Session(_, sids) if !session_rooms::<A>() => {
+                Box::pin(end_sockets(namespaces, sids, reason, hook))
             }
-        })
+            SocketsOf::Session(id, _) => {
+                Box::pin(end_room(namespaces, session_room(&id), reason, reach, hook))
+            }
+            SocketsOf::Room(room) => Box::pin(end_room(namespaces, room, reason, reach, hook)),
+        }
+    }
+}
+
+/// Ends this node's sockets `sids`, each told why and disconnected once it acknowledged or the
+/// flush time passed, all at once.
+async fn end_sockets<A: Adapter>(
+    namespaces: Vec<BroadcastOperators<A>>,
+    sids: Vec<Sid>,
+    reason: EndReason,
+    hook: Option<EndHook>,
+) {
+    let sockets = namespaces
+        .iter()
+        .flat_map(|ns| sids.iter().filter_map(|sid| ns.get_socket(*sid)));
+    let ends: Vec<_> = sockets
+        .map(|socket| super::ended::end_socket(socket, reason, hook.as_ref()))
+        .collect();
+    let reached = ends.len() as u64;
+    futures_util::future::join_all(ends).await;
+    tracing::debug!(%reason, sockets = reached, "sockets told of a session's end");
+    observe::count_n(ENDS, "reason", reason.as_str(), reached);
+}
+
+/// Ends the sockets of a room, through the adapter when `reach` is every node.
+async fn end_room<A: Adapter>(
+    namespaces: Vec<BroadcastOperators<A>>,
+    room: String,
+    reason: EndReason,
+    reach: Reach,
+    hook: Option<EndHook>,
+) {
+    let data = json!({ "reason": reason.as_str() });
+    for ns in namespaces {
+        // This node's sockets learn why before they go; other nodes' are disconnected
+        // through the adapter, which carries no reason.
+        for socket in ns.clone().local().to(room.clone()).sockets() {
+            super::ended::mark(&socket, reason, hook.as_ref());
+        }
+        let ns = match reach {
+            Reach::ThisNode => ns.local(),
+            Reach::AllNodes => ns,
+        };
+        // The event goes out with an ack request: the disconnect waits until every
+        // client acknowledged it or the flush time passed, so that a late packet from
+        // the client cannot close the connection before the event is written.
+        let acks = ns
+            .clone()
+            .to(room.clone())
+            .timeout(SINVALID_FLUSH)
+            .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
+            .await;
+        match acks {
+            // Bounded here too: with a cluster adapter, the stream of a room that has no
+            // socket on the other nodes may only end at the adapter's request timeout.
+            Ok(acks) => {
+                // One answer (or ack timeout) per socket, on any node: the count of
+                // sockets this end reached.
+                let reached = &std::sync::atomic::AtomicU64::new(0);
+                let all = acks.for_each(|_| async move {
+                    reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
+                let _ = tokio::time::timeout(SINVALID_FLUSH * 2, all).await;
+                let reached = reached.load(std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%reason, sockets = reached, "sockets told of a session's end");
+                observe::count_n(ENDS, "reason", reason.as_str(), reached);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not announce the end of a session")
+            }
+        }
+        if let Err(e) = ns.to(room.clone()).disconnect().await {
+            tracing::warn!(error = %e, "could not disconnect the sockets of a session");
+        }
     }
 }
 

@@ -87,7 +87,6 @@ pub(crate) fn mark<A: Adapter>(socket: &SocketRef<A>, reason: EndReason, hook: O
 
 /// Ends one socket of this node: marked, told `sinvalid`, disconnected once it acknowledged or
 /// the flush time passed.
-#[cfg(feature = "axum-login")]
 pub(crate) async fn end_socket<A: Adapter>(
     socket: SocketRef<A>,
     reason: EndReason,

@@ -26,7 +26,9 @@ use crate::session::{Expiries, Registry};
 use crate::store::StoreHandle;
 use crate::task::Stop;
 
-pub(crate) use end::{Broadcaster, IoBroadcaster, Reach, session_room, user_room};
+pub(crate) use end::{
+    Broadcaster, IoBroadcaster, Reach, SocketsOf, session_room, session_rooms, user_room,
+};
 pub use end::{EndReason, SINVALID_EVENT};
 #[cfg(feature = "axum-login")]
 pub(crate) use ended::end_socket;
@@ -116,14 +118,20 @@ impl Lifecycle {
 
     /// Ends the sockets of session `id` with `reason`.
     pub(crate) async fn end(&self, id: &Id, reason: EndReason, reach: Reach) {
-        self.end_room(session_room(id), reason, reach).await;
+        let here = self.registry.get(id).map(|live| live.sockets());
+        let sockets = SocketsOf::Session(*id, here.unwrap_or_default());
+        self.end_sockets(sockets, reason, reach).await;
     }
 
     /// Ends the sockets of a room with `reason`.
     pub(crate) async fn end_room(&self, room: String, reason: EndReason, reach: Reach) {
+        self.end_sockets(SocketsOf::Room(room), reason, reach).await;
+    }
+
+    async fn end_sockets(&self, sockets: SocketsOf, reason: EndReason, reach: Reach) {
         let broadcaster = crate::task::locked_read(&self.broadcaster).clone();
         match broadcaster {
-            Some(b) => b.end(room, reason, reach, self.on_end.clone()).await,
+            Some(b) => b.end(sockets, reason, reach, self.on_end.clone()).await,
             None => tracing::debug!(
                 %reason,
                 "no Socket.IO instance known yet (call `attach`): nothing to disconnect"

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use socketioxide::socket::Sid;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 
@@ -39,6 +40,8 @@ struct BindingInner {
     /// Weak: the socket holds the binding in its extensions, so a strong pointer would keep the
     /// socket alive forever. Handlers ask it whether their socket is gone before their turn.
     socket: Weak<dyn Connected>,
+    /// The socket's id, counted among its live session's sockets while the binding lives.
+    sid: Sid,
     /// The socket's refused events, counted by its handlers' holds (which hold the binding).
     flood: FloodWatch,
     /// One unit of the bound-sockets gauge, given back when the socket's binding is dropped
@@ -53,10 +56,13 @@ impl fmt::Debug for Binding {
 }
 
 impl Binding {
-    pub(crate) fn new(live: Arc<LiveSession>, socket: Weak<dyn Connected>) -> Self {
+    /// Binds socket `sid` to `live` (counted among its sockets until the binding is dropped).
+    pub(crate) fn new(live: Arc<LiveSession>, socket: Weak<dyn Connected>, sid: Sid) -> Self {
+        live.bind(sid);
         Binding(Arc::new(BindingInner {
             live,
             socket,
+            sid,
             flood: FloodWatch::default(),
             _bound: Held::new(BOUND_SOCKETS),
         }))
@@ -87,6 +93,7 @@ impl Binding {
 
 impl Drop for BindingInner {
     fn drop(&mut self) {
+        self.live.unbind(self.sid);
         // Nothing unsaved (the common case): no task to spawn for a save with nothing to do.
         if self.live.mode() == Mode::PerConnection && self.live.has_unsaved() {
             let live = self.live.clone();
@@ -748,13 +755,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_live_session_knows_its_sockets_until_their_bindings_go() {
+        let (sqlite, id) = sqlite_with_a_session().await;
+        let live = loaded(Arc::new(sqlite), id).await;
+        let socket: Arc<dyn Connected> = Arc::new(Open);
+        let (a, b) = (Sid::new(), Sid::new());
+        let first = Binding::new(live.clone(), Arc::downgrade(&socket), a);
+        let second = Binding::new(live.clone(), Arc::downgrade(&socket), b);
+        let handler = first.clone();
+        assert_eq!(live.sockets(), [a, b]);
+        drop(first);
+        assert_eq!(live.sockets(), [a, b], "a handler's clone keeps it bound");
+        drop(handler);
+        assert_eq!(live.sockets(), [b]);
+        drop(second);
+        assert!(live.sockets().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_per_message_session_keeps_only_its_stored_bytes_between_handlers() {
         let (sqlite, id) = sqlite_with_a_session().await;
         let live = loaded(Arc::new(sqlite), id).await;
         assert!(at_rest(&live), "at rest after the handshake's load");
 
         let socket: Arc<dyn Connected> = Arc::new(Open);
-        let binding = Binding::new(live.clone(), Arc::downgrade(&socket));
+        let binding = Binding::new(live.clone(), Arc::downgrade(&socket), Sid::new());
         // The connect handler reads the handshake's load; an update is saved before it returns.
         let session = binding.handle(true);
         assert_eq!(session.get::<u64>("count").await.unwrap(), Some(1));

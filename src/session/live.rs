@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use socketioxide::socket::Sid;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tower_sessions::session::Id;
@@ -62,6 +63,10 @@ pub(crate) struct LiveSession {
     last_extended: std::sync::Mutex<Instant>,
     /// Whether a rolling-expiry touch is in flight.
     touch_pending: AtomicBool,
+    /// This node's sockets of the session, by Socket.IO id: how an end finds them where no
+    /// room per session is kept (socketioxide's local adapter). A std mutex, held to add,
+    /// remove or copy one; a `Vec` because a session has one socket or a few.
+    sockets: std::sync::Mutex<Vec<Sid>>,
     /// One unit of the live-sessions gauge, given back when the last handle is dropped.
     _live: Held,
 }
@@ -99,6 +104,7 @@ impl LiveSession {
             expiries,
             last_extended: std::sync::Mutex::new(Instant::now()),
             touch_pending: AtomicBool::new(false),
+            sockets: std::sync::Mutex::default(),
             _live: Held::new(LIVE_SESSIONS),
         }
     }
@@ -111,6 +117,29 @@ impl LiveSession {
 
     pub(crate) fn mode(&self) -> Mode {
         self.policy.mode
+    }
+
+    /// Counts `sid` among this node's sockets of the session, until [`unbind`](Self::unbind).
+    pub(crate) fn bind(&self, sid: Sid) {
+        let mut sockets = locked(&self.sockets);
+        if sockets.capacity() == 0 {
+            // Room for the one socket most sessions have, not the four a first push makes.
+            sockets.reserve_exact(1);
+        }
+        sockets.push(sid);
+    }
+
+    /// `sid` is no longer bound to the session.
+    pub(crate) fn unbind(&self, sid: Sid) {
+        let mut sockets = locked(&self.sockets);
+        if let Some(at) = sockets.iter().position(|s| *s == sid) {
+            sockets.swap_remove(at);
+        }
+    }
+
+    /// This node's sockets of the session, by Socket.IO id.
+    pub(crate) fn sockets(&self) -> Vec<Sid> {
+        locked(&self.sockets).clone()
     }
 
     fn owner(&self) -> Owner {
