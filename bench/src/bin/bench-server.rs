@@ -55,11 +55,11 @@ use socketio_sessions::store::sqlx::sqlite::{
 };
 use socketio_sessions::store::sqlx::{self, MySqlPool, PgPool, SqlitePool};
 use socketio_sessions::store::{MemoryStore, MySqlStore, PostgresStore, RedisStore, SqliteStore};
-use socketio_sessions::{HttpScopeLayer, Mode, SessionError, SocketSession, SocketSessions};
+use socketio_sessions::{Mode, SessionError, SocketSession, SocketSessions};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, Extension, SocketRef};
 use socketioxide::handler::ConnectHandler;
-use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions::{Expiry, Session};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -347,15 +347,13 @@ async fn sessions_app(args: &Args, origin: &str) -> Result<Router, BoxError> {
     io.ns("/", (async |_: SocketRef| {}).with(middleware));
     sessions.attach(&io);
 
-    let http_sessions = SessionManagerLayer::new(sessions.http_store())
-        .with_secure(false)
-        .with_expiry(expiry);
+    // Installed as the README installs it: two layers (the session layer, then the origin
+    // gate, Socket.IO and the HTTP scope as one), not one `Router::layer` per part, each of
+    // which axum boxes and clones again on every request.
     Ok(Router::new()
         .route("/login", post(login))
-        .layer(http_sessions)
-        .layer(HttpScopeLayer::new())
-        .layer(layer)
-        .layer(sessions.origin_layer()))
+        .layer(sessions.session_layer().with_secure(false))
+        .layer(sessions.layer(layer)))
 }
 
 fn error_ack(ack: AckSender, e: &SessionError) {
