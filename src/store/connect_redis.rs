@@ -25,7 +25,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::merge::Target;
-use super::redis_fence::{Fence, fenced_script};
+use super::redis_fence::{Fence, Script, fenced_script};
 use super::redis_pool::{WRITE_WITHIN, connect_pool, eval_once, write_options};
 use super::redis_url::redis_config;
 use super::replica_wait::{ReplicaWait, write_bound};
@@ -45,7 +45,7 @@ return {v, redis.call('PTTL', KEYS[1])}
 /// SET with `EX ARGV[3]` only if the key still holds exactly ARGV[1].
 /// Returns 1 when written, 0 when the value differs, -1 when the key is gone, -2 (writing
 /// nothing) past the deadline in ARGV[4] ([fenced](super::redis_fence)).
-const SAVE_IF: &str = fenced_script!(
+static SAVE_IF: Script = Script::new(fenced_script!(
     r#"
 local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
@@ -53,7 +53,7 @@ if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 "#
-);
+));
 
 /// connect-redis's TTL without `cookie.expires`: one day.
 const DEFAULT_TTL_SECS: i64 = 86_400;
@@ -454,7 +454,7 @@ impl ConditionalStore for ConnectRedisStore {
         let key = self.key(&record.id)?;
         // One client for the write and the wait: `WAIT` counts its own connection's writes.
         let client = self.pool.next();
-        let answer = eval_once(client, &self.fence, SAVE_IF, &key, args, self.write_within)
+        let answer = eval_once(client, &self.fence, &SAVE_IF, &key, args, self.write_within)
             .await
             .map_err(backend_error)?;
         Ok(match answer {

@@ -15,14 +15,16 @@
 //! which NTP keeps within milliseconds. A server whose clock is behind by more than the margin
 //! lets such a late save land, as it would without a fence.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use fred::bytes_utils::Str;
 use fred::clients::Client;
 use fred::error::{Error, ErrorKind};
 use fred::interfaces::ClientLike;
 use fred::types::cluster::ClusterRouting;
 use fred::types::{ClusterHash, CustomCommand, Value};
+use sha1::{Digest, Sha1};
 
 use super::redis_pool::send_once;
 use crate::task::locked;
@@ -41,6 +43,38 @@ macro_rules! fenced_script {
     };
 }
 pub(crate) use fenced_script;
+
+/// A save script, sent by name (`EVALSHA`, its SHA-1) to a server that has it: its text is
+/// sent, and hashed by Redis, only when a server does not know it yet (started, restarted or
+/// flushed since, or a cluster node that has not run it).
+pub(crate) struct Script {
+    body: &'static str,
+    /// The body's SHA-1 in hex, as Redis names the script; computed on first use.
+    sha1: OnceLock<Str>,
+}
+
+impl Script {
+    pub(crate) const fn new(body: &'static str) -> Self {
+        Script {
+            body,
+            sha1: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn body(&self) -> Str {
+        Str::from_static(self.body)
+    }
+
+    pub(crate) fn sha1(&self) -> Str {
+        self.sha1
+            .get_or_init(|| {
+                let mut hex = String::with_capacity(40);
+                crate::tag::push_hex(&mut hex, &Sha1::digest(self.body.as_bytes()));
+                Str::from(hex)
+            })
+            .clone()
+    }
+}
 
 /// A fenced script's answer when it ran past its deadline, and wrote nothing.
 pub(crate) const LATE: i64 = -2;
@@ -206,20 +240,98 @@ mod tests {
         }
     }
 
+    /// Sets `KEYS[1]` to `ARGV[1]`, fenced.
+    static SET: Script = Script::new(fenced_script!(
+        "redis.call('SET', KEYS[1], ARGV[1])
+return 1"
+    ));
+
+    /// A pool of one client on the test's own server, once it answers.
+    async fn client_of(redis: &OwnRedis) -> fred::clients::Pool {
+        let url = format!("redis://127.0.0.1:{}", redis.1);
+        let started = Instant::now();
+        loop {
+            match connect_pool(redis_config(&url).unwrap(), 1).await {
+                Ok(pool) => return pool,
+                Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("{e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_script_the_server_does_not_know_is_sent_with_its_text_then_by_name() {
+        let Some(redis) = OwnRedis::start() else {
+            return;
+        };
+        let pool = client_of(&redis).await;
+        let client = pool.next();
+        let fence = Fence::default();
+        let within = Duration::from_secs(2);
+        let exists = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
+        let known = async || -> i64 {
+            let answer: Vec<i64> = client
+                .custom(
+                    exists.clone(),
+                    vec![Value::from("EXISTS"), Value::from(SET.sha1())],
+                )
+                .await
+                .unwrap();
+            answer[0]
+        };
+        assert_eq!(known().await, 0, "a new server knows no script");
+        // Unknown to the server: refused by name (running nothing), then sent with its text.
+        let args = |v: &str| vec![Value::from(v), Value::from(0), Value::from(0)];
+        let answer = eval_once(client, &fence, &SET, "k", args("first"), within).await;
+        assert_eq!(answer.unwrap(), 1);
+        assert_eq!(known().await, 1, "the text loaded it");
+        let stored: Option<String> = client.get("k").await.unwrap();
+        assert_eq!(stored.as_deref(), Some("first"));
+        // Flushed (as a restart or a failover to a replica would): loaded again.
+        let flush = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
+        let _: Value = client
+            .custom(flush, vec![Value::from("FLUSH")])
+            .await
+            .unwrap();
+        assert_eq!(known().await, 0);
+        let answer = eval_once(client, &fence, &SET, "k", args("second"), within).await;
+        assert_eq!(answer.unwrap(), 1);
+        let stored: Option<String> = client.get("k").await.unwrap();
+        assert_eq!(stored.as_deref(), Some("second"));
+        // Known now: sent by name alone.
+        let (evals, by_name) = (calls(client, "eval").await, calls(client, "evalsha").await);
+        let answer = eval_once(client, &fence, &SET, "k", args("third"), within).await;
+        assert_eq!(answer.unwrap(), 1);
+        assert_eq!(calls(client, "eval").await, evals, "no text sent");
+        assert_eq!(calls(client, "evalsha").await, by_name + 1);
+    }
+
+    /// How many times the server ran `command`, from `INFO commandstats`.
+    async fn calls(client: &fred::clients::Client, command: &str) -> u64 {
+        let info = CustomCommand::new_static("INFO", ClusterHash::FirstKey, false);
+        let text: String = client
+            .custom(info, vec![Value::from("commandstats")])
+            .await
+            .unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    }
+
+    #[test]
+    fn a_script_is_named_by_the_sha1_of_its_text_as_redis_names_it() {
+        static EMPTY: Script = Script::new("");
+        assert_eq!(&*EMPTY.sha1(), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(EMPTY.sha1().len(), 40);
+    }
+
     #[tokio::test]
     async fn a_save_refused_as_late_before_its_deadline_retakes_the_anchor_and_lands() {
         let Some(redis) = OwnRedis::start() else {
             return;
         };
-        let url = format!("redis://127.0.0.1:{}", redis.1);
-        let started = Instant::now();
-        let pool = loop {
-            match connect_pool(redis_config(&url).unwrap(), 1).await {
-                Ok(pool) => break pool,
-                Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("{e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
+        let pool = client_of(&redis).await;
         let client = pool.next();
         let fence = Fence::default();
         // An anchor that puts the server's clock a minute behind its own: every deadline it
@@ -231,12 +343,8 @@ mod tests {
             at: now.at,
             server_micros: now.server_micros - 60_000_000,
         });
-        const SET: &str = fenced_script!(
-            "redis.call('SET', KEYS[1], ARGV[1])
-return 1"
-        );
         let args = vec![Value::from("saved"), Value::from(0), Value::from(0)];
-        let answer = eval_once(client, &fence, SET, "k", args, Duration::from_secs(2)).await;
+        let answer = eval_once(client, &fence, &SET, "k", args, Duration::from_secs(2)).await;
         assert_eq!(
             answer.unwrap(),
             1,

@@ -4,14 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use fred::bytes_utils::Str;
 use fred::clients::Client;
 use fred::error::{Error, ErrorKind};
 use fred::prelude::{ClientLike, Config, ConnectionConfig, Options, Pool, ReconnectPolicy};
 use fred::types::cluster::ClusterRouting;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use super::redis_fence::{Fence, LATE, late};
+use super::redis_fence::{Fence, LATE, Script, late};
 use crate::task::spawn_detached;
 
 /// A command that is sent once or not at all: never queued while the client reconnects, never
@@ -35,13 +34,16 @@ pub(crate) fn send_once(within: Duration) -> Options {
 /// by the local clock proves the anchor wrong (the server's clock stepped forward): the anchor
 /// is taken again and the save sent once more, which is safe because the script wrote nothing.
 ///
-/// Sent as a custom `EVAL`, because fred's `eval` ignores per-command options (its Lua
+/// The script goes by name (`EVALSHA`); a server that does not know it refuses that without
+/// running anything, and it is sent once more with its text (`EVAL`, which loads it).
+///
+/// Sent as a custom command, because fred's `eval` ignores per-command options (its Lua
 /// interface is not implemented for `WithOptions`, so the call goes to the plain client, which
 /// queues while reconnecting and replays afterwards).
 pub(crate) async fn eval_once(
     client: &Client,
     fence: &Fence,
-    script: &'static str,
+    script: &Script,
     key: &str,
     args: Vec<Value>,
     within: Duration,
@@ -49,15 +51,20 @@ pub(crate) async fn eval_once(
     let started = Instant::now();
     let slot = ClusterRouting::hash_key(key.as_bytes());
     let mut retried = false;
+    let mut by_name = true;
     loop {
         let deadline = fence.deadline(client, key, started, within).await?;
         let left = deadline.gives_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(late());
         }
-        let eval = CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false);
+        let (command, script_arg) = match by_name {
+            true => ("EVALSHA", script.sha1()),
+            false => ("EVAL", script.body()),
+        };
+        let eval = CustomCommand::new_static(command, ClusterHash::Custom(slot), false);
         let mut all = Vec::with_capacity(4 + args.len());
-        all.push(Value::String(Str::from_static(script)));
+        all.push(Value::String(script_arg));
         all.push(Value::Integer(1));
         all.push(Value::String(key.into()));
         all.extend(args.iter().cloned());
@@ -65,7 +72,14 @@ pub(crate) async fn eval_once(
         let answer = client
             .with_options(&write_options(client, left))
             .custom(eval, all)
-            .await?;
+            .await;
+        let answer = match answer {
+            Err(e) if by_name && e.details().starts_with("NOSCRIPT") => {
+                by_name = false;
+                continue;
+            }
+            answer => answer?,
+        };
         match answer {
             LATE if !retried && Instant::now() < deadline.fence => {
                 // The server's clock is ahead of what the anchor says.
