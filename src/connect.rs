@@ -22,7 +22,7 @@ use crate::error::{ConnectRejection, InvalidReason};
 use crate::guard::{Failures, InFlight};
 use crate::id::{CookieConfig, SessionKey, auth_sid};
 use crate::lifecycle::{
-    BoundUser, IoBroadcaster, Lifecycle, session_room, session_rooms, user_room,
+    BoundUser, IoBroadcaster, Lifecycle, keeps_session_rooms, session_room, user_room,
 };
 use crate::observe::{self, BINDS, REFUSALS};
 use crate::origin::OriginChecked;
@@ -344,9 +344,9 @@ impl Connect {
                     self.lifecycle.set_broadcaster(Arc::new(IoBroadcaster(io)));
                 }
                 self.lifecycle.start();
-                // Rooms by hashes, so that an end reaches this socket from any node (on one
-                // node its live session knows it: the binding counts it there).
-                if session_rooms::<A>() {
+                // Rooms by hashes, so that an end reaches this socket from any node. On the
+                // local adapter the binding registers the socket in its live session instead.
+                if keeps_session_rooms::<A>() {
                     s.join(session_room(&id));
                 }
                 if let Some(user) = user {

@@ -195,6 +195,89 @@ async fn one_layer_installs_it_all_and_ends_say_why() {
     );
 }
 
+/// Long-polls the raw Engine.IO session at `url` until `done` holds for the packets seen, and
+/// returns them.
+async fn poll_until(url: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let body = http().get(url).send().await.unwrap().text().await.unwrap();
+        seen.extend(body.split('\u{1e}').map(str::to_owned));
+        if done(&seen) {
+            return seen;
+        }
+    }
+    panic!("never seen: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_end_reaches_the_bound_namespace_not_the_others_of_the_same_connection() {
+    let sessions = SocketSessions::builder(MemoryStore::default())
+        .with_any_origin()
+        .build()
+        .unwrap();
+    let (sio_layer, io) = SocketIo::new_layer();
+    // A public namespace without sessions beside one bound to them: a Socket.IO client opens
+    // both over one Engine.IO connection, whose id socketioxide gives both sockets.
+    io.ns("/", async |_: SocketRef| {});
+    io.ns(
+        "/app",
+        (async |_: SocketRef| {}).with(sessions.middleware()),
+    );
+    sessions.attach(&io);
+    let app = routes()
+        .layer(sessions.session_layer())
+        .layer(sessions.layer(sio_layer));
+    let addr = serve(app, true).await;
+    let cookie = post_to(addr, "/login", None).await.unwrap();
+
+    let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
+    let open = http()
+        .get(&base)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let connect = http()
+        .post(&url)
+        .body("40\u{1e}40/app,")
+        .send()
+        .await
+        .unwrap();
+    assert!(connect.status().is_success());
+    let connected = |seen: &[String]| {
+        seen.iter().any(|p| p.starts_with("40{")) && seen.iter().any(|p| p.starts_with("40/app,{"))
+    };
+    poll_until(&url, connected).await;
+
+    post_to(addr, "/logout", Some(&cookie)).await;
+    let seen = poll_until(&url, |seen| seen.iter().any(|p| p == "41/app,")).await;
+    assert!(
+        seen.iter()
+            .any(|p| p.starts_with("42/app,") && p.contains("session_revoked")),
+        "the bound socket is told why: {seen:?}"
+    );
+    let sinvalid_told = seen.iter().filter(|p| p.contains("\"sinvalid\"")).count();
+    assert_eq!(
+        sinvalid_told, 1,
+        "told once, in its namespace only: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|p| p == "41"),
+        "the public namespace stays connected: {seen:?}"
+    );
+    let default_ns = io.of("/").unwrap();
+    assert_eq!(
+        default_ns.sockets().len(),
+        1,
+        "the public socket is still there"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scope_inside_the_session_layer_is_reported_once() {
     log_buffer();

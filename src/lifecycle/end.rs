@@ -12,6 +12,7 @@
 use std::any::TypeId;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -25,6 +26,7 @@ use tower_sessions::session::Id;
 
 use super::ended::EndHook;
 use crate::observe::{self, ENDS};
+use crate::session::{Binding, LiveSession};
 
 /// The event a socket receives right before the server disconnects it because its session
 /// ended; its data is `{"reason": "session_revoked" | "session_expired" | "session_rotated"}`.
@@ -107,18 +109,18 @@ pub(crate) enum Reach {
 /// Whose sockets an end reaches.
 #[derive(Debug)]
 pub(crate) enum SocketsOf {
-    /// A session's: its id, and its sockets on this node (by Socket.IO id).
-    Session(Id, Vec<Sid>),
+    /// A session's, by its id; with its live copy on this node when it has sockets here.
+    Session(Id, Option<Arc<LiveSession>>),
     /// A room's (a user's sockets).
     Room(String),
 }
 
-/// Whether sockets must join rooms for an end to reach them: with socketioxide's local
-/// adapter every socket is on this node, and the session's live copy knows its sockets, so no
-/// room per session is kept (its tables, name and map entry are most of what a session costs
+/// Whether sockets join a room per session for an end to reach them. With socketioxide's local
+/// adapter every socket is on this node and the session's live copy knows them, so no room per
+/// session is kept (its tables, name and map entry are most of what a session costs
 /// socketioxide). Any other adapter may carry an end to other nodes, which find their sockets
 /// by the session's room.
-pub(crate) fn session_rooms<A: Adapter>() -> bool {
+pub(crate) fn keeps_session_rooms<A: Adapter>() -> bool {
     TypeId::of::<A>() != TypeId::of::<LocalAdapter>()
 }
 
@@ -145,9 +147,10 @@ impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
     ) -> BoxFuture {
         let namespaces = self.0.nsps();
         match sockets {
-            SocketsOf::Session(_, sids) if !session_rooms::<A>() => {
-                Box::pin(end_sockets(namespaces, sids, reason, hook))
-            }
+            SocketsOf::Session(_, live) if !keeps_session_rooms::<A>() => match live {
+                Some(live) => Box::pin(end_bound(namespaces, live, reason, hook)),
+                None => Box::pin(std::future::ready(())),
+            },
             SocketsOf::Session(id, _) => {
                 Box::pin(end_room(namespaces, session_room(&id), reason, reach, hook))
             }
@@ -156,22 +159,45 @@ impl<A: Adapter> Broadcaster for IoBroadcaster<A> {
     }
 }
 
-/// Ends this node's sockets `sids`, each told why and disconnected once it acknowledged or the
-/// flush time passed, all at once.
-async fn end_sockets<A: Adapter>(
+/// Ends this node's sockets bound to `live`, all at once, each told why and disconnected once it
+/// acknowledged or the flush time passed. A socket id names one connection in every namespace
+/// it joined, bound or not (or bound to another session): only a socket whose own binding is
+/// `live` is ended, once. A handshake that was binding while the others were told (not yet in
+/// its namespace) is ended in a second pass.
+async fn end_bound<A: Adapter>(
     namespaces: Vec<BroadcastOperators<A>>,
-    sids: Vec<Sid>,
+    live: Arc<LiveSession>,
     reason: EndReason,
     hook: Option<EndHook>,
 ) {
-    let sockets = namespaces
-        .iter()
-        .flat_map(|ns| sids.iter().filter_map(|sid| ns.get_socket(*sid)));
-    let ends: Vec<_> = sockets
-        .map(|socket| super::ended::end_socket(socket, reason, hook.as_ref()))
-        .collect();
-    let reached = ends.len() as u64;
-    futures_util::future::join_all(ends).await;
+    let mut ended: Vec<(usize, Sid)> = Vec::new();
+    for _pass in 0..2 {
+        let sids = live.sockets();
+        let mut ends = Vec::new();
+        for (n, ns) in namespaces.iter().enumerate() {
+            for &sid in &sids {
+                if ended.contains(&(n, sid)) {
+                    continue;
+                }
+                let Some(socket) = ns.get_socket(sid) else {
+                    continue;
+                };
+                let bound_here = socket
+                    .extensions
+                    .get::<Binding>()
+                    .is_some_and(|b| Arc::ptr_eq(b.live(), &live));
+                if bound_here {
+                    ended.push((n, sid));
+                    ends.push(super::ended::end_socket(socket, reason, hook.as_ref()));
+                }
+            }
+        }
+        if ends.is_empty() {
+            break;
+        }
+        futures_util::future::join_all(ends).await;
+    }
+    let reached = ended.len() as u64;
     tracing::debug!(%reason, sockets = reached, "sockets told of a session's end");
     observe::count_n(ENDS, "reason", reason.as_str(), reached);
 }

@@ -27,7 +27,7 @@ use crate::store::StoreHandle;
 use crate::task::Stop;
 
 pub(crate) use end::{
-    Broadcaster, IoBroadcaster, Reach, SocketsOf, session_room, session_rooms, user_room,
+    Broadcaster, IoBroadcaster, Reach, SocketsOf, keeps_session_rooms, session_room, user_room,
 };
 pub use end::{EndReason, SINVALID_EVENT};
 #[cfg(feature = "axum-login")]
@@ -118,8 +118,7 @@ impl Lifecycle {
 
     /// Ends the sockets of session `id` with `reason`.
     pub(crate) async fn end(&self, id: &Id, reason: EndReason, reach: Reach) {
-        let here = self.registry.get(id).map(|live| live.sockets());
-        let sockets = SocketsOf::Session(*id, here.unwrap_or_default());
+        let sockets = SocketsOf::Session(*id, self.registry.get(id));
         self.end_sockets(sockets, reason, reach).await;
     }
 
