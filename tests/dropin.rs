@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::routing::post;
-use common::{Dial, Outcome, RedisServer, TestSocket, Transport, eventually, http};
+use common::{Dial, Outcome, RedisServer, TestSocket, Transport, eventually, http, polling_open};
 use serde_json::json;
 use socketio_sessions::store::{ConditionalStore, MemoryStore, RedisStore, SqliteStore};
 use socketio_sessions::{EndReason, HttpScopeLayer, SessionEnded, SocketSessions};
@@ -231,17 +231,7 @@ async fn an_end_reaches_the_bound_namespace_not_the_others_of_the_same_connectio
     let cookie = post_to(addr, "/login", None).await.unwrap();
 
     let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
-    let open = http()
-        .get(&base)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let open: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
-    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let url = polling_open(&http(), &base, &cookie).await;
     let connect = http()
         .post(&url)
         .body("40\u{1e}40/app,")

@@ -268,11 +268,11 @@ return 1"
         let client = pool.next();
         let fence = Fence::default();
         let within = Duration::from_secs(2);
-        let exists = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
+        let script = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
         let known = async || -> i64 {
             let answer: Vec<i64> = client
                 .custom(
-                    exists.clone(),
+                    script.clone(),
                     vec![Value::from("EXISTS"), Value::from(SET.sha1())],
                 )
                 .await
@@ -288,9 +288,8 @@ return 1"
         let stored: Option<String> = client.get("k").await.unwrap();
         assert_eq!(stored.as_deref(), Some("first"));
         // Flushed (as a restart or a failover to a replica would): loaded again.
-        let flush = CustomCommand::new_static("SCRIPT", ClusterHash::FirstKey, false);
         let _: Value = client
-            .custom(flush, vec![Value::from("FLUSH")])
+            .custom(script.clone(), vec![Value::from("FLUSH")])
             .await
             .unwrap();
         assert_eq!(known().await, 0);

@@ -274,6 +274,20 @@ pub async fn websocket_handshake(server: &TestServer, headers: &[(&str, &str)]) 
     req.send().await.unwrap().status().as_u16()
 }
 
+/// Opens a raw Engine.IO polling session at `base` (`.../socket.io/?EIO=4&transport=polling`)
+/// with `cookie`; returns the session's URL, for its posts and long polls.
+pub async fn polling_open(client: &reqwest::Client, base: &str, cookie: &str) -> String {
+    let open = client
+        .get(base)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let body = open.text().await.unwrap();
+    let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+    format!("{base}&sid={}", open["sid"].as_str().unwrap())
+}
+
 /// A Socket.IO connect over raw Engine.IO polling, without a Socket.IO client: the open
 /// request with `cookie`, the `40` connect packet, then long polls until the server's answer.
 /// Light enough for hundreds of handshakes at once; `client` keeps its connections for reuse.
@@ -283,15 +297,7 @@ pub async fn polling_connect(
     cookie: &str,
 ) -> Outcome {
     let base = server.url("/socket.io/?EIO=4&transport=polling");
-    let open = client
-        .get(&base)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let body = open.text().await.unwrap();
-    let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
-    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let url = polling_open(client, &base, cookie).await;
     let posted = client.post(&url).body("40").send().await.unwrap();
     assert!(posted.status().is_success());
     // Long-polls until the connect answer (`40…` or `44…`) arrives; pings may come first.

@@ -43,7 +43,7 @@ pub use app::DemoOptions;
 pub use backend::{Backend, TestStore};
 pub use client::{
     Dial, Outcome, TRANSPORTS, TestSocket, Transport, connected, dial, polling_connect,
-    polling_handshake, websocket_handshake,
+    polling_handshake, polling_open, websocket_handshake,
 };
 pub(crate) use forward::session_store_via_inner;
 pub use probe::Probe;
