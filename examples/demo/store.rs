@@ -201,21 +201,6 @@ impl ConditionalStore for DemoStore {
             DemoStore::Express(s) => s.save_if(record, expected).await,
         }
     }
-    // Passed on so that the memory store keeps the record a socket saved rather than a copy.
-    async fn save_if_shared(
-        &self,
-        record: &std::sync::Arc<Record>,
-        expected: &Version,
-    ) -> session_store::Result<SaveOutcome> {
-        match self {
-            DemoStore::Memory(s) => s.save_if_shared(record, expected).await,
-            DemoStore::Sqlite(s) => s.save_if_shared(record, expected).await,
-            DemoStore::Postgres(s) => s.save_if_shared(record, expected).await,
-            DemoStore::MySql(s) => s.save_if_shared(record, expected).await,
-            DemoStore::Redis(s) => s.save_if_shared(record, expected).await,
-            DemoStore::Express(s) => s.save_if_shared(record, expected).await,
-        }
-    }
     // A wrapper passes on how long its store may still send a write, for `build` to check.
     fn write_timeout(&self) -> Option<std::time::Duration> {
         match self {

@@ -607,9 +607,8 @@ impl Drop for Hold {
             return;
         };
         let live = &self.binding.live;
-        // Nothing to save: what this handler read matters to no later save, and a view it
-        // copied without changing (an `update` whose closure failed) is the base again. A
-        // handler that panicked half-way must not persist half its changes.
+        // Nothing to save: what this handler read matters to no later save. A handler that
+        // panicked half-way must not persist half its changes: they are undone.
         if st.ops.is_empty() || std::thread::panicking() {
             st.discard();
             live.rest(&mut st);
@@ -651,7 +650,7 @@ mod tests {
     use crate::session::policy::Policy;
     use crate::store::sqlx::sqlite::SqlitePoolOptions;
     use crate::store::{
-        ConditionalStore, SaveOutcome, SqliteStore, StoreHandle, Version, Versioned,
+        ConditionalStore, MemoryStore, SaveOutcome, SqliteStore, StoreHandle, Version, Versioned,
     };
     use crate::task::Stop;
 
@@ -773,6 +772,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_handler_that_panics_half_way_leaves_none_of_its_changes_behind() {
+        let store = MemoryStore::default();
+        let mut record = Record {
+            id: Id::default(),
+            data: [("count".to_owned(), json!(1))].into_iter().collect(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        store.create(&mut record).await.unwrap();
+        let live = loaded(Arc::new(store.clone()), record.id).await;
+        let socket: Arc<dyn Connected> = Arc::new(Open);
+        let binding = Binding::new(live.clone(), Arc::downgrade(&socket), Sid::new());
+        let handler = binding.clone();
+        let panicked = tokio::spawn(async move {
+            let session = handler.handle(false);
+            session.insert("half", 1).await.unwrap();
+            session.insert("count", 5).await.unwrap();
+            session.remove::<u64>("count").await.unwrap();
+            panic!("half-way");
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        // The next handler sees the session as stored, and its own save carries only its own.
+        let session = binding.handle(false);
+        assert_eq!(session.get::<u64>("half").await.unwrap(), None);
+        assert_eq!(session.get::<u64>("count").await.unwrap(), Some(1));
+        session.insert("next", 2).await.unwrap();
+        drop(session);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let stored = loop {
+            let stored = store.load(&record.id).await.unwrap().unwrap();
+            if stored.data.contains_key("next") {
+                break stored;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never saved");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(stored.data.get("half"), None);
+        assert_eq!(stored.data["count"], json!(1));
+    }
+
+    #[tokio::test]
     async fn a_per_message_session_keeps_only_its_stored_bytes_between_handlers() {
         let (sqlite, id) = sqlite_with_a_session().await;
         let live = loaded(Arc::new(sqlite), id).await;
@@ -790,7 +830,7 @@ mod tests {
         assert_eq!(count.await.unwrap(), 2);
         drop(session);
         assert!(at_rest(&live), "at rest after an update");
-        // An update refused by the value limit copied the record and changed nothing.
+        // An update refused by the value limit changed nothing.
         let session = binding.handle(false);
         let big = session.update("blob", |_: Option<String>| "x".repeat(128 * 1024));
         assert!(matches!(big.await, Err(SessionError::TooLarge { .. })));

@@ -216,7 +216,7 @@ impl LiveSession {
             let mut st = live.state.lock().await;
             st.unpack();
             if st.base.is_some() {
-                st.log(Op::Touch);
+                st.log(Op::Touch, None);
                 if let Err(e) = live.persist(&mut st).await {
                     tracing::debug!(session = %live.tag(), error = %e, "could not extend the session");
                 }
@@ -337,14 +337,13 @@ impl LiveSession {
             Ok(Merged::Saved {
                 record, version, ..
             }) => {
-                let record = match record {
-                    Some(record) => record,
-                    None => st.changed.take().expect("the saved view is the state's"),
-                };
-                st.reset(Some(Known {
-                    record: Some(record),
-                    version,
-                }));
+                match record {
+                    Some(record) => st.reset(Some(Known {
+                        record: Some(record),
+                        version,
+                    })),
+                    None => st.saved(version),
+                }
                 self.track(st);
                 if self.policy.rolling.is_some() {
                     *locked(&self.last_extended) = Instant::now();

@@ -26,13 +26,32 @@ pub(crate) enum Op {
     Touch,
 }
 
+/// One logged change: when it was made, what it was, and the key's value before it, so that
+/// an unsaved change can be undone without a copy of the record kept beside it.
+pub(crate) struct Change {
+    made: SystemTime,
+    op: Op,
+    before: Option<Value>,
+}
+
+impl Change {
+    /// The key this change wrote, if it wrote one.
+    fn key(&self) -> Option<&str> {
+        match &self.op {
+            Op::Set(key, _) | Op::Update(key, _) => Some(key),
+            Op::Touch => None,
+        }
+    }
+}
+
 /// The record as last read from or written to the store, with its version.
 pub(crate) struct Known {
-    /// Shared, not owned: a store that keeps records in this process (`MemoryStore`) keeps the
-    /// very record a save gave it, so the state and the store hold one copy between them.
-    /// `None` while [packed](State::pack): the version holds the record's stored bytes, which
-    /// [`unpack`](State::unpack) decodes again.
+    /// The record with this state's unsaved changes applied in place (the log can undo them).
+    /// A pointer, not the record: every live session has the slot, and a merged save hands back
+    /// the record it saved without a copy. `None` while [packed](State::pack): the version
+    /// holds the record's stored bytes, which [`unpack`](State::unpack) decodes again.
     pub(crate) record: Option<Arc<Record>>,
+    /// The version the record had before the unsaved changes.
     pub(crate) version: Version,
 }
 
@@ -48,18 +67,15 @@ impl From<Versioned> for Known {
 /// The session's state as this node knows it.
 #[derive(Default)]
 pub(crate) struct State {
-    /// The record as last read from or written to the store, with its version; `None` once the
-    /// session is known to be gone.
+    /// The record as last read from or written to the store, with its version, and this
+    /// state's unsaved changes applied (the local view); `None` once the session is known to be
+    /// gone. Changed in place: a written message copies no record.
     pub(crate) base: Option<Known>,
-    /// The local view when it differs from `base` (`base` with `ops` applied). Copied from
-    /// `base` on the first change only, so that reads and saves do not copy the record. A
-    /// pointer: every live session has the slot and few have a change at any moment (8 bytes,
-    /// not a record's 80); shared, so that a save hands the store this record, not a copy.
-    pub(crate) changed: Option<Arc<Record>>,
     /// Changes not saved yet, in order, each with when it was made (only changes made before an
-    /// id rotation follow the session to its new id). A `SystemTime`: reading it is a clock
-    /// call, while an `OffsetDateTime` adds a calendar conversion on every change.
-    pub(crate) ops: Vec<(SystemTime, Op)>,
+    /// id rotation follow the session to its new id) and what it replaced (to undo it). A
+    /// `SystemTime`: reading it is a clock call, while an `OffsetDateTime` adds a calendar
+    /// conversion on every change.
+    pub(crate) ops: Vec<Change>,
     /// Per-message mode: keys read since `base`; a save fails if one of them changed meanwhile.
     /// A handler reads a few keys: a list is cheaper than a hashed set.
     pub(crate) reads: Vec<String>,
@@ -71,15 +87,36 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn reset(&mut self, loaded: Option<Known>) {
         self.base = loaded;
-        self.changed = None;
         self.ops.clear();
         self.reads.clear();
     }
 
-    /// Drops unsaved changes, back to the last stored state.
+    /// The local view was saved as it is, at `version`.
+    pub(crate) fn saved(&mut self, version: Version) {
+        if let Some(base) = &mut self.base {
+            base.version = version;
+        }
+        self.ops.clear();
+        self.reads.clear();
+    }
+
+    /// Drops unsaved changes, back to the last stored state: each is undone, the last first.
     pub(crate) fn discard(&mut self) {
-        let base = self.base.take();
-        self.reset(base);
+        let record = self.base.as_mut().and_then(|b| b.record.as_mut());
+        if let Some(record) = record.filter(|_| !self.ops.is_empty()) {
+            let record = Arc::make_mut(record);
+            for Change { op, before, .. } in self.ops.drain(..).rev() {
+                let (Op::Set(key, _) | Op::Update(key, _)) = op else {
+                    continue;
+                };
+                match before {
+                    Some(v) => record.data.insert(key, v),
+                    None => record.data.remove(&key),
+                };
+            }
+        }
+        self.ops.clear();
+        self.reads.clear();
     }
 
     /// Between per-message handlers, with nothing unsaved: drops the decoded record when its
@@ -88,7 +125,7 @@ impl State {
     /// handler decodes them again ([`unpack`](Self::unpack)), one decode more per handler
     /// than a reload of unchanged bytes costs.
     pub(crate) fn pack(&mut self) {
-        if !self.ops.is_empty() || self.changed.is_some() {
+        if !self.ops.is_empty() {
             return;
         }
         if let Some(known) = &mut self.base
@@ -116,8 +153,9 @@ impl State {
         }
     }
 
-    /// The record as last stored; `None` once the session is known to be gone. Never asked
-    /// of a packed state: every path that takes the state unpacks it first.
+    /// The local view: the record as last stored with the unsaved changes; `None` once the
+    /// session is known to be gone. Never asked of a packed state: every path that takes the
+    /// state unpacks it first.
     pub(crate) fn base_record(&self) -> Option<&Arc<Record>> {
         let base = self.base.as_ref()?;
         debug_assert!(
@@ -129,23 +167,12 @@ impl State {
 
     /// The local view; `None` once the session is known to be gone.
     pub(crate) fn record(&self) -> Option<&Record> {
-        self.changed
-            .as_deref()
-            .or_else(|| self.base_record().map(|r| &**r))
+        self.base_record().map(|r| &**r)
     }
 
-    /// The local view, to change it: copied from `base` (or from the store, which may share a
-    /// saved view) the first time only.
-    pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
-        self.view().map(Arc::make_mut)
-    }
-
-    /// The local view as shared: `base`'s record itself until the first change copies it.
-    fn view(&mut self) -> Option<&mut Arc<Record>> {
-        if self.changed.is_none() {
-            self.changed = Some(self.base_record()?.clone());
-        }
-        self.changed.as_mut()
+    /// The local view, to change it in place (nothing else holds it: no copy).
+    fn record_mut(&mut self) -> Option<&mut Record> {
+        self.base.as_mut()?.record.as_mut().map(Arc::make_mut)
     }
 
     /// The value under `key` in the local view, noting the read when `track` (a per-message
@@ -170,11 +197,12 @@ impl State {
             _ => {}
         }
         let record = self.record_mut().ok_or(SessionError::Gone)?;
-        let old = match &value {
-            Some(v) => record.data.insert(key.to_owned(), v.clone()),
-            None => record.data.remove(key),
+        let old = match (&value, record.data.get_mut(key)) {
+            (Some(v), Some(slot)) => Some(std::mem::replace(slot, v.clone())),
+            (Some(v), None) => record.data.insert(key.to_owned(), v.clone()),
+            (None, _) => record.data.remove(key),
         };
-        self.log(Op::Set(key.to_owned(), value));
+        self.log(Op::Set(key.to_owned(), value), old.clone());
         Ok(old)
     }
 
@@ -195,34 +223,34 @@ impl State {
             Ok(new) => new,
             Err(e) => return Err((e, f)),
         };
-        match slot {
-            Some(slot) => *slot = new.clone(),
-            None => {
-                record.data.insert(key.to_owned(), new.clone());
-            }
-        }
-        self.log(Op::Update(key.to_owned(), f));
+        let before = match slot {
+            Some(slot) => Some(std::mem::replace(slot, new.clone())),
+            None => record.data.insert(key.to_owned(), new.clone()),
+        };
+        self.log(Op::Update(key.to_owned(), f), before);
         Ok(new)
     }
 
-    /// Logs a change, made now.
-    pub(crate) fn log(&mut self, op: Op) {
-        self.ops.push((SystemTime::now(), op));
+    /// Logs a change, made now, with the key's value before it.
+    pub(crate) fn log(&mut self, op: Op, before: Option<Value>) {
+        self.ops.push(Change {
+            made: SystemTime::now(),
+            op,
+            before,
+        });
     }
 
-    /// What a save needs from the state, borrowed apart: the local view to try first (a copy of
-    /// `base` is made only for a save without changes to the view, a touch), its version, and
-    /// the changes to re-apply.
+    /// What a save needs from the state, borrowed apart: the local view, the version it was
+    /// made on, and the changes to re-apply.
     pub(crate) fn pending(&mut self, check_reads: bool) -> Option<Pending<'_>> {
-        self.view()?;
-        let base = self.base.as_ref()?;
-        let read_from = base.record.as_deref()?;
+        let base = self.base.as_mut()?;
         Some(Pending {
-            view: self.changed.as_mut()?,
+            view: base.record.as_mut()?,
             version: &base.version,
             log: OpLog {
                 ops: &mut self.ops,
-                reads: check_reads.then_some((&self.reads[..], read_from)),
+                rotated_at: None,
+                reads: check_reads.then_some(&self.reads[..]),
             },
         })
     }
@@ -230,7 +258,7 @@ impl State {
 
 /// The parts of a [`State`] a save works on.
 pub(crate) struct Pending<'a> {
-    /// Changed through `Arc::make_mut`: a copy only if the store or `base` still shares it.
+    /// The local view, saved as it is first (its expiry set through `Arc::make_mut`, in place).
     pub(crate) view: &'a mut Arc<Record>,
     pub(crate) version: &'a Version,
     pub(crate) log: OpLog<'a>,
@@ -238,19 +266,38 @@ pub(crate) struct Pending<'a> {
 
 /// A socket's unsaved changes, as the merged save re-applies them.
 pub(crate) struct OpLog<'a> {
-    ops: &'a mut Vec<(SystemTime, Op)>,
-    /// Per-message mode: the keys the handler read and the record it read them from.
-    reads: Option<(&'a [String], &'a Record)>,
+    ops: &'a mut [Change],
+    /// Set once the session was found rotated at this time: only earlier changes follow it.
+    /// The log itself is kept whole, so that the changes can still be undone.
+    rotated_at: Option<SystemTime>,
+    /// Per-message mode: the keys the handler read.
+    reads: Option<&'a [String]>,
+}
+
+impl OpLog<'_> {
+    /// Whether a change is to be applied: every change, or those made before a rotation.
+    fn follows(&self, change: &Change) -> bool {
+        self.rotated_at.is_none_or(|at| change.made < at)
+    }
+
+    /// The value `key` had when the handler read it: before the first change to it, or the
+    /// view's when it has not changed.
+    fn as_read<'r>(&'r self, key: &str, view: &'r Record) -> Option<&'r Value> {
+        match self.ops.iter().find(|c| c.key() == Some(key)) {
+            Some(first) => first.before.as_ref(),
+            None => view.data.get(key),
+        }
+    }
 }
 
 impl Changes for OpLog<'_> {
-    fn check(&self, fresh: &Record) -> Result<(), SessionError> {
-        let Some((reads, base)) = self.reads else {
+    fn check(&self, view: Option<&Record>, fresh: &Record) -> Result<(), SessionError> {
+        let (Some(reads), Some(view)) = (self.reads, view) else {
             return Ok(());
         };
         match reads
             .iter()
-            .find(|k| base.data.get(*k) != fresh.data.get(*k))
+            .find(|k| self.as_read(k, view) != fresh.data.get(*k))
         {
             Some(key) => Err(SessionError::Conflict { key: key.clone() }),
             None => Ok(()),
@@ -258,8 +305,12 @@ impl Changes for OpLog<'_> {
     }
 
     fn reapply(&mut self, record: &mut Record) -> Result<(), SessionError> {
-        for (_, op) in self.ops.iter_mut() {
-            match op {
+        let until = self.rotated_at;
+        for change in self.ops.iter_mut() {
+            if until.is_some_and(|at| change.made >= at) {
+                continue;
+            }
+            match &mut change.op {
                 Op::Set(key, Some(v)) => {
                     record.data.insert(key.clone(), v.clone());
                 }
@@ -278,8 +329,8 @@ impl Changes for OpLog<'_> {
 
     fn follow_rotation(&mut self, at: OffsetDateTime) -> bool {
         let at = SystemTime::from(at);
-        self.ops.retain(|(made, _)| *made < at);
-        !self.ops.is_empty()
+        self.rotated_at = Some(self.rotated_at.map_or(at, |earlier| earlier.min(at)));
+        self.ops.iter().any(|c| self.follows(c))
     }
 }
 
@@ -306,10 +357,10 @@ mod tests {
     }
 
     #[test]
-    fn changes_copy_the_record_once_and_replay_on_a_fresher_one() {
+    fn changes_are_made_in_place_and_replay_on_a_fresher_one() {
         let mut st = State::default();
         st.reset(Some(known(json!({"count": 1, "name": "ann"}))));
-        assert!(st.changed.is_none(), "reading does not copy");
+        let record = Arc::as_ptr(st.base_record().unwrap());
         assert_eq!(st.read("count", false), Some(&json!(1)));
         let inc: Updater = Box::new(|_, v| Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1)));
         assert_eq!(st.update("count", inc).ok(), Some(json!(2)));
@@ -319,6 +370,11 @@ mod tests {
         // Setting a key to its current value logs nothing.
         st.set("same", Some(json!(1))).unwrap();
         assert_eq!(st.ops.len(), 3);
+        assert_eq!(
+            Arc::as_ptr(st.base_record().unwrap()),
+            record,
+            "changed in place, not copied"
+        );
 
         let mut fresh = loaded(json!({"count": 10, "name": "bob", "other": true})).record;
         let pending = st.pending(false).unwrap();
@@ -364,11 +420,24 @@ mod tests {
         let unchanged_a = loaded(json!({"a": 1, "b": 5})).record;
         let changed_a = loaded(json!({"a": 2, "b": 1})).record;
         let pending = st.pending(true).unwrap();
-        assert!(pending.log.check(&unchanged_a).is_ok());
+        let view = Some(&**pending.view);
+        assert!(pending.log.check(view, &unchanged_a).is_ok());
         assert!(matches!(
-            pending.log.check(&changed_a),
+            pending.log.check(view, &changed_a),
             Err(SessionError::Conflict { key }) if key == "a"
         ));
+        // A key the handler read, then changed: compared as it was read, not as changed.
+        let mut st = State::default();
+        st.reset(Some(known(json!({"a": 1}))));
+        st.read("a", true);
+        st.set("a", Some(json!(2))).unwrap();
+        st.set("a", Some(json!(3))).unwrap();
+        let pending = st.pending(true).unwrap();
+        let view = Some(&**pending.view);
+        let as_read = loaded(json!({"a": 1, "b": 5})).record;
+        assert!(pending.log.check(view, &as_read).is_ok());
+        let moved = loaded(json!({"a": 3})).record;
+        assert!(pending.log.check(view, &moved).is_err());
     }
 
     #[cfg(any(
@@ -423,10 +492,38 @@ mod tests {
             st.set("k", Some(json!(1))),
             Err(SessionError::Gone)
         ));
-        st.reset(Some(known(json!({"k": 1}))));
+        st.reset(Some(known(json!({"k": 1, "gone": "x"}))));
+        let stored = st.record().unwrap().clone();
         st.set("k", Some(json!(2))).unwrap();
+        st.set("new", Some(json!(true))).unwrap();
+        st.set("gone", None).unwrap();
+        let inc: Updater = Box::new(|_, v| Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1)));
+        st.update("k", inc).ok().unwrap();
+        st.set("new", Some(json!(false))).unwrap();
         st.discard();
         assert!(st.ops.is_empty());
         assert_eq!(st.read("k", false), Some(&json!(1)));
+        assert_eq!(
+            st.record().unwrap().data,
+            stored.data,
+            "every change undone"
+        );
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_whole_log_so_that_it_can_still_be_undone() {
+        let mut st = State::default();
+        st.reset(Some(known(json!({"a": 1}))));
+        st.set("a", Some(json!(2))).unwrap();
+        let rotated = OffsetDateTime::now_utc() + time::Duration::nanoseconds(1);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        st.set("a", Some(json!(3))).unwrap();
+        let mut log = st.pending(false).unwrap().log;
+        assert!(log.follow_rotation(rotated));
+        let mut fresh = loaded(json!({})).record;
+        log.reapply(&mut fresh).unwrap();
+        assert_eq!(fresh.data.get("a"), Some(&json!(2)));
+        st.discard();
+        assert_eq!(st.read("a", false), Some(&json!(1)));
     }
 }

@@ -316,21 +316,6 @@ impl StoreHandle {
         }
     }
 
-    /// [`save_if`](Self::save_if) for a record the caller keeps (a store may keep it shared).
-    pub(crate) async fn save_if_shared(
-        &self,
-        record: &Arc<Record>,
-        expected: &Version,
-    ) -> Result<SaveOutcome, StoreFailure> {
-        match &self.backend {
-            Backend::Conditional(s) => {
-                self.bounded(StoreOp::SaveIf, s.save_if_shared(record, expected))
-                    .await
-            }
-            Backend::Plain(_) => self.save_if(record, expected).await,
-        }
-    }
-
     /// Writes `record` unconditionally.
     pub(crate) async fn save(&self, record: &Record) -> Result<(), StoreFailure> {
         self.bounded(StoreOp::Save, self.as_plain().save(record))
@@ -398,13 +383,5 @@ impl Target for StoreHandle {
         expected: &Version,
     ) -> Result<SaveOutcome, StoreFailure> {
         StoreHandle::save_if(self, record, expected).await
-    }
-
-    async fn save_if_shared(
-        &self,
-        record: &Arc<Record>,
-        expected: &Version,
-    ) -> Result<SaveOutcome, StoreFailure> {
-        StoreHandle::save_if_shared(self, record, expected).await
     }
 }

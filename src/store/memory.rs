@@ -18,12 +18,12 @@ use super::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 /// Expired records are invisible and removed when a new session is created.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    /// Each record with its version. Shared: a live session's state holds the record it saved,
-    /// the same one the map holds, so that a socket's save copies nothing.
+    /// Each record with its version. The records are the store's own: a save changes the
+    /// stored record in place, key by key, so that a written message copies no record.
     records: Arc<Mutex<HashMap<Id, Entry>>>,
 }
 
-type Entry = (Arc<Record>, u64);
+type Entry = (Record, u64);
 
 impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Entry>> {
@@ -58,7 +58,7 @@ fn is_version(known: &Version, n: u64) -> bool {
 /// A stored entry as handed out: a copy of the record, with its version.
 fn versioned((record, n): &Entry) -> Versioned {
     Versioned {
-        record: Record::clone(record),
+        record: record.clone(),
         version: Version::from_counter(*n),
     }
 }
@@ -70,6 +70,25 @@ fn next_version() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Makes `stored` equal to `record` by changing only what differs: a save that changed one
+/// number allocates nothing and frees nothing.
+fn update_in_place(stored: &mut Record, record: &Record) {
+    stored.expiry_date = record.expiry_date;
+    for (key, value) in &record.data {
+        match stored.data.get_mut(key) {
+            Some(slot) if slot == value => {}
+            Some(slot) => slot.clone_from(value),
+            None => {
+                stored.data.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    // Every key of `record` is stored now: more keys means some were removed.
+    if stored.data.len() != record.data.len() {
+        stored.data.retain(|key, _| record.data.contains_key(key));
+    }
+}
+
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
@@ -79,18 +98,26 @@ impl SessionStore for MemoryStore {
         while map.contains_key(&record.id) {
             record.id = Id::default();
         }
-        map.insert(record.id, (Arc::new(record.clone()), next_version()));
+        map.insert(record.id, (record.clone(), next_version()));
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.lock()
-            .insert(record.id, (Arc::new(record.clone()), next_version()));
+        let mut map = self.lock();
+        match map.get_mut(&record.id) {
+            Some((stored, n)) => {
+                update_in_place(stored, record);
+                *n = next_version();
+            }
+            None => {
+                map.insert(record.id, (record.clone(), next_version()));
+            }
+        }
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        Ok(live(self.lock().get(id)).map(|(r, _)| Record::clone(r)))
+        Ok(live(self.lock().get(id)).map(|(r, _)| r.clone()))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -123,40 +150,16 @@ impl ConditionalStore for MemoryStore {
         record: &Record,
         expected: &Version,
     ) -> session_store::Result<SaveOutcome> {
-        self.swap_if(expected, record.id, || Arc::new(record.clone()))
-    }
-
-    async fn save_if_shared(
-        &self,
-        record: &Arc<Record>,
-        expected: &Version,
-    ) -> session_store::Result<SaveOutcome> {
-        self.swap_if(expected, record.id, || record.clone())
-    }
-}
-
-impl MemoryStore {
-    /// Stores `record()` under `id` if the live record there is at `expected`: one lookup.
-    fn swap_if(
-        &self,
-        expected: &Version,
-        id: Id,
-        record: impl FnOnce() -> Arc<Record>,
-    ) -> session_store::Result<SaveOutcome> {
         let mut map = self.lock();
-        let Some((stored, current)) = map.get_mut(&id).filter(|e| alive(e)) else {
+        let Some((stored, current)) = map.get_mut(&record.id).filter(|e| alive(e)) else {
             return Ok(SaveOutcome::Gone);
         };
         if !is_version(expected, *current) {
             return Ok(SaveOutcome::Conflict);
         }
+        update_in_place(stored, record);
         *current = next_version();
-        let saved = Version::from_counter(*current);
-        let replaced = std::mem::replace(stored, record());
-        // The record replaced may be its last copy: freed after the lock, not under it.
-        drop(map);
-        drop(replaced);
-        Ok(SaveOutcome::Saved(saved))
+        Ok(SaveOutcome::Saved(Version::from_counter(*current)))
     }
 }
 
@@ -167,35 +170,55 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_shared_save_is_kept_and_never_changed_through_the_callers_copy() {
+    async fn a_save_changes_the_stored_record_key_by_key_and_only_at_its_version() {
         let store = MemoryStore::default();
         let mut record = Record {
             id: Id::default(),
-            data: [("count".to_owned(), json!(1))].into_iter().collect(),
+            data: [
+                ("count".to_owned(), json!(1)),
+                ("user".to_owned(), json!("ann")),
+                ("gone".to_owned(), json!(true)),
+            ]
+            .into_iter()
+            .collect(),
             expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
         };
         store.create(&mut record).await.unwrap();
         let loaded = store.load_versioned(&record.id).await.unwrap().unwrap();
-        let mut mine = Arc::new(loaded.record);
-        Arc::make_mut(&mut mine)
-            .data
-            .insert("count".into(), json!(2));
-        let saved = store.save_if_shared(&mine, &loaded.version).await.unwrap();
+        let mut mine = loaded.record.clone();
+        mine.data.insert("count".into(), json!(2));
+        mine.data.insert("theme".into(), json!("dark"));
+        mine.data.remove("gone");
+        mine.expiry_date += time::Duration::minutes(5);
+        let saved = store.save_if(&mine, &loaded.version).await.unwrap();
         let SaveOutcome::Saved(version) = saved else {
             panic!("not saved: {saved:?}");
         };
-        assert_eq!(Arc::strong_count(&mine), 2, "kept, not copied");
-        // The caller's next change copies: the stored record stays as saved.
-        Arc::make_mut(&mut mine)
-            .data
-            .insert("count".into(), json!(3));
         let stored = store.load_versioned(&record.id).await.unwrap().unwrap();
-        assert_eq!(stored.record.data["count"], json!(2));
+        assert_eq!(
+            stored.record.data, mine.data,
+            "changed, added and removed keys"
+        );
+        assert_eq!(stored.record.expiry_date, mine.expiry_date);
         assert_eq!(stored.version, version);
-        // A stale version conflicts and keeps nothing.
-        let stale = store.save_if_shared(&mine, &loaded.version).await.unwrap();
+        // A stale version conflicts and changes nothing.
+        mine.data.insert("count".into(), json!(3));
+        let stale = store.save_if(&mine, &loaded.version).await.unwrap();
         assert_eq!(stale, SaveOutcome::Conflict);
-        assert_eq!(Arc::strong_count(&mine), 1);
+        let unchanged = store.load(&record.id).await.unwrap().unwrap();
+        assert_eq!(unchanged.data["count"], json!(2));
+        // An unconditional save replaces the data the same way.
+        mine.data.clear();
+        store.save(&mine).await.unwrap();
+        assert!(
+            store
+                .load(&record.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .data
+                .is_empty()
+        );
     }
 
     #[test]

@@ -36,22 +36,15 @@ pub(crate) trait Target: Sync {
         record: &Record,
         expected: &Version,
     ) -> impl Future<Output = Result<SaveOutcome, Self::Error>> + Send;
-
-    /// [`save_if`](Self::save_if) for a record the writer keeps (a store may keep it shared).
-    fn save_if_shared(
-        &self,
-        record: &Arc<Record>,
-        expected: &Version,
-    ) -> impl Future<Output = Result<SaveOutcome, Self::Error>> + Send {
-        self.save_if(record, expected)
-    }
 }
 
 /// The changes a writer made, which can be applied again to a fresher record.
 pub(crate) trait Changes: Send {
     /// Refuses a fresher record that the changes must not be applied to (a key the handler read
-    /// has changed meanwhile).
-    fn check(&self, _fresh: &Record) -> Result<(), SessionError> {
+    /// has changed meanwhile). `view` is the writer's own record with the changes, when it
+    /// has one.
+    fn check(&self, view: Option<&Record>, fresh: &Record) -> Result<(), SessionError> {
+        let _ = (view, fresh);
         Ok(())
     }
 
@@ -118,7 +111,7 @@ async fn backoff(attempt: u32) {
 /// Saves `changes` to session `id`.
 ///
 /// `local` is the writer's own view with the version it was made on: a conditional store gets
-/// it first, as it is (no copy, no re-run of `update` closures). When that conflicts, and
+/// it first, as it is (no copy, no re-run of `update` closures; its expiry is set in place). When that conflicts, and
 /// always for a plain store, the changes are applied to the record as stored now and saved
 /// conditionally on that, until one save goes through. A record that forwards a rotated id is
 /// followed to the new session. `date` gives the saved record its expiry.
@@ -130,11 +123,11 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
     date: &(dyn Fn() -> OffsetDateTime + Sync),
 ) -> Result<Merged, MergeError<T::Error>> {
     let mut tried = false;
-    if let Some((view, version)) = local.filter(|_| target.conditional()) {
+    let mut local = local;
+    if let Some((view, version)) = local.as_mut().filter(|_| target.conditional()) {
         tried = true;
-        // A view that `base` or the store still shares (a save without changes) is copied here.
         let kept = std::mem::replace(&mut Arc::make_mut(view).expiry_date, date());
-        let outcome = target.save_if_shared(view, version).await;
+        let outcome = target.save_if(view, version).await;
         if let Ok(SaveOutcome::Saved(version)) = outcome {
             observe::count(SAVES);
             return Ok(Merged::Saved {
@@ -171,14 +164,16 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
             tried = false;
             continue;
         }
-        changes.check(&fresh.record).map_err(MergeError::Changes)?;
-        // Shared from here: a store that keeps records keeps this one (not yet shared: no copy).
-        let mut next = Arc::new(fresh.record);
-        let record = Arc::make_mut(&mut next);
-        changes.reapply(record).map_err(MergeError::Changes)?;
+        let view = local.as_ref().map(|(view, _)| &***view);
+        changes
+            .check(view, &fresh.record)
+            .map_err(MergeError::Changes)?;
+        let mut record = fresh.record;
+        changes.reapply(&mut record).map_err(MergeError::Changes)?;
         record.expiry_date = date();
+        let next = Arc::new(record);
         match target
-            .save_if_shared(&next, &fresh.version)
+            .save_if(&next, &fresh.version)
             .await
             .map_err(MergeError::Store)?
         {

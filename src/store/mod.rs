@@ -246,19 +246,6 @@ pub trait ConditionalStore: SessionStore {
         expected: &Version,
     ) -> session_store::Result<SaveOutcome>;
 
-    /// [`save_if`](Self::save_if) for a record the caller keeps: a live session's state goes on
-    /// reading the record it saved. A store that keeps records in this process can keep this
-    /// one, shared, rather than a copy (`MemoryStore` does); the default saves it by reference
-    /// through `save_if`. A wrapper store implements it as it does `save_if` (passing it on to
-    /// the wrapped store) or leaves the default, which is correct, only slower.
-    async fn save_if_shared(
-        &self,
-        record: &Arc<Record>,
-        expected: &Version,
-    ) -> session_store::Result<SaveOutcome> {
-        self.save_if(record, expected).await
-    }
-
     /// Told while a live session uses `id` for a record the store keys by something else (an
     /// express-session sid): `ConnectRedisStore` keeps the sid to find the record. Every
     /// call is matched by one [`release_external_key`](Self::release_external_key). Most
