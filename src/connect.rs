@@ -161,27 +161,7 @@ impl<A: Adapter> Connected for Socket<A> {
         Socket::connected(self)
     }
     fn disconnect(self: Arc<Self>) {
-        // The DISCONNECT packet needs room in the socket's outgoing buffer, which a flooding
-        // client that does not read may have filled: socketioxide then refuses (and does not
-        // close). Tried again while the socket lives, for a client that reads a little.
-        if let Err(socketioxide::SocketError::InternalChannelFull) =
-            Socket::disconnect(self.clone())
-        {
-            crate::task::spawn_detached(async move {
-                for _ in 0..250 {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    if !self.connected()
-                        || !matches!(
-                            Socket::disconnect(self.clone()),
-                            Err(socketioxide::SocketError::InternalChannelFull)
-                        )
-                    {
-                        return;
-                    }
-                }
-                tracing::debug!(socket = %self.id, "a flooding socket could not be told to disconnect");
-            });
-        }
+        crate::lifecycle::disconnect(self.into());
     }
 }
 

@@ -269,6 +269,76 @@ async fn an_end_reaches_the_bound_namespace_not_the_others_of_the_same_connectio
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_ended_socket_that_does_not_read_hears_nothing_more_and_goes_once_it_reads() {
+    let sessions = SocketSessions::builder(MemoryStore::default())
+        .with_any_origin()
+        .build()
+        .unwrap();
+    let (sio_layer, io) = SocketIo::new_layer();
+    io.ns(
+        "/",
+        (async |socket: SocketRef| {
+            socket.join("news");
+            socket.on("ping", async |ack: socketioxide::extract::AckSender| {
+                ack.send(&"pong").ok();
+            });
+        })
+        .with(sessions.middleware()),
+    );
+    sessions.attach(&io);
+    let app = routes()
+        .layer(sessions.session_layer())
+        .layer(sessions.layer(sio_layer));
+    let addr = serve(app, true).await;
+    let cookie = post_to(addr, "/login", None).await.unwrap();
+    let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
+    let url = polling_open(&http(), &base, &cookie).await;
+    http().post(&url).body("40").send().await.unwrap();
+    poll_until(&url, |seen| seen.iter().any(|p| p.starts_with("40{"))).await;
+
+    // Twice socketioxide's outgoing buffer (128 packets) of acknowledged events, never read:
+    // the answers fill the buffer, where the end's `sinvalid` and DISCONNECT need room.
+    let pings: Vec<String> = (0..256).map(|i| format!("42{i}[\"ping\"]")).collect();
+    let posted = http()
+        .post(&url)
+        .body(pings.join("\u{1e}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success());
+    let ns = || io.of("/").unwrap();
+    eventually("the answers fill the buffer", || async {
+        ns().sockets()[0].emit("probe", &1).is_err().then_some(())
+    })
+    .await;
+
+    post_to(addr, "/logout", Some(&cookie)).await;
+    eventually("the ended socket leaves its rooms", || async {
+        ns().rooms().await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        ns().sockets().len(),
+        1,
+        "still connected while it reads nothing"
+    );
+    // Once the client reads, it is told why, then disconnected.
+    let seen = poll_until(&url, |seen| seen.iter().any(|p| p == "41")).await;
+    assert!(
+        seen.iter()
+            .any(|p| p.contains("[\"sinvalid\",{\"reason\":\"session_revoked\"}]")),
+        "told why: {:?}",
+        seen.iter()
+            .filter(|p| !p.starts_with("43"))
+            .collect::<Vec<_>>()
+    );
+    eventually("the socket is gone", || async {
+        ns().sockets().is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_scope_inside_the_session_layer_is_reported_once() {
     log_buffer();
     let sessions = SocketSessions::builder(MemoryStore::default())

@@ -4,12 +4,14 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::FromDisconnectParts;
 use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::{SendError, SocketError};
 
 use super::end::EndReason;
 use crate::session::Binding;
@@ -86,20 +88,84 @@ pub(crate) fn mark<A: Adapter>(socket: &SocketRef<A>, reason: EndReason, hook: O
 }
 
 /// Ends one socket of this node: marked, told `sinvalid`, disconnected once it acknowledged or
-/// the flush time passed.
+/// the flush time passed. A socket whose outgoing buffer is full (a flooding client that does not
+/// read) leaves its rooms at once, so that nothing more is broadcast to it, and is told and
+/// disconnected in the background as soon as it reads; the end does not wait for it.
 pub(crate) async fn end_socket<A: Adapter>(
     socket: SocketRef<A>,
     reason: EndReason,
     hook: Option<&EndHook>,
 ) {
-    use super::end::{SINVALID_EVENT, SINVALID_FLUSH};
     mark(&socket, reason, hook);
+    if let Told::Full = tell_and_disconnect(&socket, reason).await {
+        socket.leave_all();
+        crate::task::spawn_detached(async move {
+            for pause in retry_pauses() {
+                tokio::time::sleep(pause).await;
+                if !socket.connected() {
+                    return;
+                }
+                if let Told::Done = tell_and_disconnect(&socket, reason).await {
+                    return;
+                }
+            }
+            tracing::debug!(socket = %socket.id, "an ended socket that does not read could not be told");
+        });
+    }
+}
+
+/// Whether an ended socket was told and disconnected.
+enum Told {
+    Done,
+    /// Its outgoing buffer is full: nothing was sent.
+    Full,
+}
+
+/// Sends `sinvalid` with an ack request, waits for the ack or the flush time, then disconnects.
+async fn tell_and_disconnect<A: Adapter>(socket: &SocketRef<A>, reason: EndReason) -> Told {
+    use super::end::{SINVALID_EVENT, SINVALID_FLUSH};
     let data = serde_json::json!({ "reason": reason.as_str() });
-    if let Ok(ack) = socket
+    match socket
         .timeout(SINVALID_FLUSH)
         .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
     {
-        let _ = ack.await;
+        Ok(ack) => {
+            let _ = ack.await;
+        }
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => return Told::Full,
+        // Closed meanwhile, or an event that cannot be encoded (never: it is built here).
+        Err(_) => {}
     }
-    socket.disconnect().ok();
+    disconnect(socket.clone());
+    Told::Done
+}
+
+/// Disconnects a socket. The DISCONNECT packet needs room in the socket's outgoing buffer, which
+/// a flooding client that does not read may have filled: socketioxide then refuses and does not
+/// close. The disconnect is then tried again in the background while the socket lives, for a
+/// client that reads a little.
+pub(crate) fn disconnect<A: Adapter>(socket: SocketRef<A>) {
+    if let Err(SocketError::InternalChannelFull) = socket.clone().disconnect() {
+        crate::task::spawn_detached(async move {
+            for pause in retry_pauses() {
+                tokio::time::sleep(pause).await;
+                if !socket.connected()
+                    || !matches!(
+                        socket.clone().disconnect(),
+                        Err(SocketError::InternalChannelFull)
+                    )
+                {
+                    return;
+                }
+            }
+            tracing::debug!(socket = %socket.id, "a flooding socket could not be told to disconnect");
+        });
+    }
+}
+
+/// The pauses between tries to reach a socket whose outgoing buffer is full: from 20 ms, doubling
+/// to a second, for about a minute in all, past Engine.IO's default heartbeat (25 s + 20 s),
+/// which closes a connection whose client reads nothing at all.
+fn retry_pauses() -> impl Iterator<Item = Duration> {
+    (0..70u32).map(|n| Duration::from_millis(20u64 << n.min(6)).min(Duration::from_secs(1)))
 }
