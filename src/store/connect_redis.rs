@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
+use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::Pool;
 use fred::types::Value as RedisValue;
 use serde::Deserialize;
@@ -36,11 +36,13 @@ use crate::id::express;
 use crate::task::locked;
 
 /// GET with the remaining TTL in ms, in one round trip.
-const LOAD: &str = r#"
+static LOAD: Script = Script::new(
+    r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return nil end
 return {v, redis.call('PTTL', KEYS[1])}
-"#;
+"#,
+);
 
 /// SET with `EX ARGV[3]` only if the key still holds exactly ARGV[1].
 /// Returns 1 when written, 0 when the value differs, -1 when the key is gone, -2 (writing
@@ -411,9 +413,8 @@ impl ConditionalStore for ConnectRedisStore {
 
     async fn load_versioned(&self, id: &Id) -> session_store::Result<Option<Versioned>> {
         let key = self.key(id)?;
-        let answer: RedisValue = self
-            .pool
-            .eval(LOAD, vec![key], Vec::<RedisValue>::new())
+        let answer: RedisValue = LOAD
+            .read(&self.pool, vec![key.into()])
             .await
             .map_err(backend_error)?;
         let RedisValue::Array(parts) = answer else {

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use fred::bytes_utils::Str;
 use fred::clients::Client;
 use fred::error::{Error, ErrorKind};
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, LuaInterface};
 use fred::types::cluster::ClusterRouting;
-use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::types::{ClusterHash, CustomCommand, FromValue, Key, Value};
 use sha1::{Digest, Sha1};
 
 use super::redis_pool::send_once;
@@ -44,7 +44,7 @@ macro_rules! fenced_script {
 }
 pub(crate) use fenced_script;
 
-/// A save script, sent by name (`EVALSHA`, its SHA-1) to a server that has it: its text is
+/// A Lua script, sent by name (`EVALSHA`, its SHA-1) to a server that has it: its text is
 /// sent, and hashed by Redis, only when a server does not know it yet (started, restarted or
 /// flushed since, or a cluster node that has not run it).
 pub(crate) struct Script {
@@ -73,6 +73,23 @@ impl Script {
                 Str::from(hex)
             })
             .clone()
+    }
+
+    /// Runs a script that only reads, on `keys`, by name; a server that does not know it
+    /// answers `NOSCRIPT`, running nothing, and gets its text. (A save goes through
+    /// [`eval_once`](super::redis_pool::eval_once), which keeps its deadline across the resend.)
+    pub(crate) async fn read<R: FromValue>(
+        &self,
+        client: &(impl LuaInterface + Sync),
+        keys: Vec<Key>,
+    ) -> Result<R, Error> {
+        let no_args = Vec::<Value>::new;
+        match client.evalsha(self.sha1(), keys.clone(), no_args()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                client.eval(self.body(), keys, no_args()).await
+            }
+            answer => answer,
+        }
     }
 }
 
@@ -301,6 +318,28 @@ return 1"
         let (evals, by_name) = (calls(client, "eval").await, calls(client, "evalsha").await);
         let answer = eval_once(client, &fence, &SET, "k", args("third"), within).await;
         assert_eq!(answer.unwrap(), 1);
+        assert_eq!(calls(client, "eval").await, evals, "no text sent");
+        assert_eq!(calls(client, "evalsha").await, by_name + 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_script_is_sent_by_name_once_the_server_knows_it() {
+        let Some(redis) = OwnRedis::start() else {
+            return;
+        };
+        let pool = client_of(&redis).await;
+        let client = pool.next();
+        static GET: Script = Script::new("return redis.call('GET', KEYS[1])");
+        let _: () = client.set("k", "v", None, None, false).await.unwrap();
+        let read = async || -> Option<String> { GET.read(client, vec!["k".into()]).await.unwrap() };
+        assert_eq!(
+            read().await.as_deref(),
+            Some("v"),
+            "unknown: its text is sent"
+        );
+        let (evals, by_name) = (calls(client, "eval").await, calls(client, "evalsha").await);
+        assert_eq!(evals, 1);
+        assert_eq!(read().await.as_deref(), Some("v"));
         assert_eq!(calls(client, "eval").await, evals, "no text sent");
         assert_eq!(calls(client, "evalsha").await, by_name + 1);
     }
