@@ -322,8 +322,14 @@ async fn an_ended_socket_that_does_not_read_hears_nothing_more_and_goes_once_it_
         1,
         "still connected while it reads nothing"
     );
-    // Once the client reads, it is told why, then disconnected.
-    let seen = poll_until(&url, |seen| seen.iter().any(|p| p == "41")).await;
+    // The client reads what was queued; a broadcast to its room then finds room in the buffer
+    // but must not reach it. Then it is told why, and disconnected.
+    let read = http().get(&url).send().await.unwrap().text().await.unwrap();
+    ns().to("news").emit("after", &1).await.ok();
+    let mut seen: Vec<String> = read.split('\u{1e}').map(str::to_owned).collect();
+    if !seen.iter().any(|p| p == "41") {
+        seen.extend(poll_until(&url, |seen| seen.iter().any(|p| p == "41")).await);
+    }
     assert!(
         seen.iter()
             .any(|p| p.contains("[\"sinvalid\",{\"reason\":\"session_revoked\"}]")),
@@ -331,6 +337,12 @@ async fn an_ended_socket_that_does_not_read_hears_nothing_more_and_goes_once_it_
         seen.iter()
             .filter(|p| !p.starts_with("43"))
             .collect::<Vec<_>>()
+    );
+    let told = seen.iter().filter(|p| p.contains("\"sinvalid\"")).count();
+    assert_eq!(told, 1, "told once");
+    assert!(
+        !seen.iter().any(|p| p.contains("\"after\"")),
+        "a broadcast to its room after the end reached it"
     );
     eventually("the socket is gone", || async {
         ns().sockets().is_empty().then_some(())

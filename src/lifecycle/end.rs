@@ -249,8 +249,14 @@ async fn end_room<A: Adapter>(
                 tracing::debug!(error = %e, "could not announce the end of a session")
             }
         }
-        if let Err(e) = ns.to(room.clone()).disconnect().await {
+        if let Err(e) = ns.clone().to(room.clone()).disconnect().await {
             tracing::warn!(error = %e, "could not disconnect the sockets of a session");
+        }
+        // This node's sockets that are still there had a full outgoing buffer (a client that
+        // floods without reading): out of their rooms now, told and disconnected once they
+        // read. (One whose buffer filled between the event and the disconnect is told twice.)
+        for socket in ns.local().to(room.clone()).sockets() {
+            super::ended::cut_off(socket);
         }
     }
 }

@@ -70,21 +70,26 @@ impl<A: Adapter> FromDisconnectParts<A> for SessionEnded {
     }
 }
 
-/// Marks a socket as ended by `reason` and tells the hook, before the disconnect.
-pub(crate) fn mark<A: Adapter>(socket: &SocketRef<A>, reason: EndReason, hook: Option<&EndHook>) {
+/// Marks a socket as ended by `reason` and tells the hook, before the disconnect. `false` when
+/// this node had already ended it (two triggers at once): that end tells it, once.
+pub(crate) fn mark<A: Adapter>(
+    socket: &SocketRef<A>,
+    reason: EndReason,
+    hook: Option<&EndHook>,
+) -> bool {
     if socket.extensions.insert(Ended(reason)).is_some() {
-        return; // already ended (two triggers at once): told once
+        return false;
     }
-    let (Some(hook), Some(binding)) = (hook, socket.extensions.get::<Binding>()) else {
-        return;
-    };
-    hook(&SessionEnd {
-        reason,
-        session: binding.live().tag().clone(),
-        user: socket.extensions.get::<BoundUser>().map(|u| u.0),
-        namespace: socket.ns().to_owned(),
-        socket_id: socket.id.to_string(),
-    });
+    if let (Some(hook), Some(binding)) = (hook, socket.extensions.get::<Binding>()) {
+        hook(&SessionEnd {
+            reason,
+            session: binding.live().tag().clone(),
+            user: socket.extensions.get::<BoundUser>().map(|u| u.0),
+            namespace: socket.ns().to_owned(),
+            socket_id: socket.id.to_string(),
+        });
+    }
+    true
 }
 
 /// Ends one socket of this node: marked, told `sinvalid`, disconnected once it acknowledged or
@@ -96,71 +101,95 @@ pub(crate) async fn end_socket<A: Adapter>(
     reason: EndReason,
     hook: Option<&EndHook>,
 ) {
-    mark(&socket, reason, hook);
-    if let Told::Full = tell_and_disconnect(&socket, reason).await {
-        socket.leave_all();
-        crate::task::spawn_detached(async move {
-            for pause in retry_pauses() {
-                tokio::time::sleep(pause).await;
-                if !socket.connected() {
-                    return;
-                }
-                if let Told::Done = tell_and_disconnect(&socket, reason).await {
-                    return;
-                }
-            }
-            tracing::debug!(socket = %socket.id, "an ended socket that does not read could not be told");
-        });
+    if mark(&socket, reason, hook) && reach(&socket).await == Reached::Full {
+        cut_off(socket);
     }
 }
 
-/// Whether an ended socket was told and disconnected.
-enum Told {
+/// An ended socket that a disconnect could not reach: out of its rooms, and reached later.
+pub(crate) fn cut_off<A: Adapter>(socket: SocketRef<A>) {
+    socket.leave_all();
+    keep_trying(socket);
+}
+
+/// Whether a socket got what it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// Told (when ended) and disconnected, or gone already.
     Done,
-    /// Its outgoing buffer is full: nothing was sent.
+    /// Its outgoing buffer is full: what was refused is still to send.
     Full,
 }
 
-/// Sends `sinvalid` with an ack request, waits for the ack or the flush time, then disconnects.
-async fn tell_and_disconnect<A: Adapter>(socket: &SocketRef<A>, reason: EndReason) -> Told {
+/// The end's `sinvalid` was sent to this socket: a later try only disconnects it.
+#[derive(Debug, Clone, Copy)]
+struct Told;
+
+/// A task is trying to reach this socket: one per socket, whatever asked.
+#[derive(Debug, Clone, Copy)]
+struct Reaching;
+
+/// Sends an ended socket `sinvalid` (once) with an ack request and waits for the ack or the
+/// flush time, then disconnects it; any other socket is only disconnected.
+async fn reach<A: Adapter>(socket: &SocketRef<A>) -> Reached {
     use super::end::{SINVALID_EVENT, SINVALID_FLUSH};
-    let data = serde_json::json!({ "reason": reason.as_str() });
-    match socket
-        .timeout(SINVALID_FLUSH)
-        .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
+    if let Some(Ended(reason)) = socket.extensions.get::<Ended>()
+        && socket.extensions.get::<Told>().is_none()
     {
-        Ok(ack) => {
-            let _ = ack.await;
+        let data = serde_json::json!({ "reason": reason.as_str() });
+        match socket
+            .timeout(SINVALID_FLUSH)
+            .emit_with_ack::<_, Value>(SINVALID_EVENT, &data)
+        {
+            Ok(ack) => {
+                socket.extensions.insert(Told);
+                let _ = ack.await;
+            }
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => return Reached::Full,
+            // Closed meanwhile, or an event that cannot be encoded (never: it is built here).
+            Err(_) => {}
         }
-        Err(SendError::Socket(SocketError::InternalChannelFull)) => return Told::Full,
-        // Closed meanwhile, or an event that cannot be encoded (never: it is built here).
-        Err(_) => {}
     }
-    disconnect(socket.clone());
-    Told::Done
+    match socket.clone().disconnect() {
+        Err(SocketError::InternalChannelFull) => Reached::Full,
+        _ => Reached::Done,
+    }
 }
 
-/// Disconnects a socket. The DISCONNECT packet needs room in the socket's outgoing buffer, which
-/// a flooding client that does not read may have filled: socketioxide then refuses and does not
-/// close. The disconnect is then tried again in the background while the socket lives, for a
-/// client that reads a little.
+/// Disconnects a socket (the flood cut-off). The DISCONNECT packet needs room in the socket's
+/// outgoing buffer, which a flooding client that does not read may have filled: socketioxide
+/// then refuses and does not close, and the disconnect is tried again in the background. An
+/// ended socket is left to that task, which tells it why first.
 pub(crate) fn disconnect<A: Adapter>(socket: SocketRef<A>) {
-    if let Err(SocketError::InternalChannelFull) = socket.clone().disconnect() {
-        crate::task::spawn_detached(async move {
-            for pause in retry_pauses() {
-                tokio::time::sleep(pause).await;
-                if !socket.connected()
-                    || !matches!(
-                        socket.clone().disconnect(),
-                        Err(SocketError::InternalChannelFull)
-                    )
-                {
-                    return;
-                }
-            }
-            tracing::debug!(socket = %socket.id, "a flooding socket could not be told to disconnect");
-        });
+    let ended = socket.extensions.get::<Ended>().is_some();
+    if ended
+        || matches!(
+            socket.clone().disconnect(),
+            Err(SocketError::InternalChannelFull)
+        )
+    {
+        keep_trying(socket);
     }
+}
+
+/// Tries again to reach a socket whose outgoing buffer was full, while it lives, for a client
+/// that reads a little: in one task per socket, which reads at each try whether the socket has
+/// ended meanwhile (and is then to be told).
+fn keep_trying<A: Adapter>(socket: SocketRef<A>) {
+    if socket.extensions.insert(Reaching).is_some() {
+        return;
+    }
+    crate::task::spawn_detached(async move {
+        for pause in retry_pauses() {
+            tokio::time::sleep(pause).await;
+            if !socket.connected() || reach(&socket).await == Reached::Done {
+                socket.extensions.remove::<Reaching>();
+                return;
+            }
+        }
+        socket.extensions.remove::<Reaching>();
+        tracing::debug!(socket = %socket.id, "a socket whose client reads nothing could not be reached");
+    });
 }
 
 /// The pauses between tries to reach a socket whose outgoing buffer is full: from 20 ms, doubling

@@ -30,10 +30,11 @@ pub(crate) use end::{
     Broadcaster, IoBroadcaster, Reach, SocketsOf, keeps_session_rooms, session_room, user_room,
 };
 pub use end::{EndReason, SINVALID_EVENT};
+pub(crate) use ended::disconnect;
+#[cfg(feature = "axum-login")]
+pub(crate) use ended::end_socket;
 pub(crate) use ended::{BoundUser, EndHook};
 pub use ended::{SessionEnd, SessionEnded};
-#[cfg(feature = "axum-login")]
-pub(crate) use ended::{disconnect, end_socket};
 pub use shutdown::ShutdownReport;
 
 /// Keyspace notifications for this node's sessions from the Redis that `config` names: one

@@ -292,6 +292,10 @@ impl OpLog<'_> {
 
 impl Changes for OpLog<'_> {
     fn check(&self, view: Option<&Record>, fresh: &Record) -> Result<(), SessionError> {
+        debug_assert!(
+            view.is_some() || self.reads.is_none_or(<[String]>::is_empty),
+            "reads are checked against the view they were made on"
+        );
         let (Some(reads), Some(view)) = (self.reads, view) else {
             return Ok(());
         };
