@@ -209,6 +209,16 @@ async fn poll_until(url: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> 
     panic!("never seen: {seen:?}");
 }
 
+/// Serves `app`, logs in, and opens a raw Engine.IO polling session with the login's cookie: the
+/// server's address, the cookie, and the polling URL.
+async fn login_and_open(app: Router) -> (SocketAddr, String, String) {
+    let addr = serve(app, true).await;
+    let cookie = post_to(addr, "/login", None).await.unwrap();
+    let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
+    let url = polling_open(&http(), &base, &cookie).await;
+    (addr, cookie, url)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_end_reaches_the_bound_namespace_not_the_others_of_the_same_connection() {
     let sessions = SocketSessions::builder(MemoryStore::default())
@@ -227,11 +237,7 @@ async fn an_end_reaches_the_bound_namespace_not_the_others_of_the_same_connectio
     let app = routes()
         .layer(sessions.session_layer())
         .layer(sessions.layer(sio_layer));
-    let addr = serve(app, true).await;
-    let cookie = post_to(addr, "/login", None).await.unwrap();
-
-    let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
-    let url = polling_open(&http(), &base, &cookie).await;
+    let (addr, cookie, url) = login_and_open(app).await;
     let connect = http()
         .post(&url)
         .body("40\u{1e}40/app,")
@@ -289,10 +295,7 @@ async fn an_ended_socket_that_does_not_read_hears_nothing_more_and_goes_once_it_
     let app = routes()
         .layer(sessions.session_layer())
         .layer(sessions.layer(sio_layer));
-    let addr = serve(app, true).await;
-    let cookie = post_to(addr, "/login", None).await.unwrap();
-    let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
-    let url = polling_open(&http(), &base, &cookie).await;
+    let (addr, cookie, url) = login_and_open(app).await;
     http().post(&url).body("40").send().await.unwrap();
     poll_until(&url, |seen| seen.iter().any(|p| p.starts_with("40{"))).await;
 
