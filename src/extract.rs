@@ -9,21 +9,14 @@ use socketioxide::handler::{FromConnectParts, FromDisconnectParts, FromMessagePa
 use socketioxide::socket::{DisconnectReason, Socket};
 
 use crate::error::SessionError;
-use crate::session::{Binding, SocketSession};
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Connect,
-    Message,
-    Disconnect,
-}
+use crate::session::{Binding, Phase, SocketSession};
 
 fn handle<A: Adapter>(s: &Arc<Socket<A>>, phase: Phase) -> Option<SocketSession> {
     s.extensions.get::<Binding>().map(|b| {
         if phase == Phase::Message {
             b.live().activity();
         }
-        b.handle(phase == Phase::Connect)
+        b.handle(phase)
     })
 }
 

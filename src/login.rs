@@ -25,7 +25,7 @@ use tower_sessions::session_store;
 use crate::config::Mode;
 use crate::error::SessionError;
 use crate::lifecycle::{EndHook, EndReason, end_socket};
-use crate::session::{Binding, SocketSession};
+use crate::session::{Binding, Phase, SocketSession};
 
 /// The session key under which axum-login keeps the login (its default data key; a key set
 /// with `AuthManagerLayerBuilder::with_data_key` is not followed).
@@ -212,7 +212,7 @@ pub(crate) fn connect_check<B: AuthnBackend + 'static>()
         ) else {
             return Box::pin(async { Some(false) });
         };
-        let session = binding.handle(true);
+        let session = binding.handle(Phase::Connect);
         Box::pin(async move {
             match verify(&session, &state.backend).await {
                 Ok(Login::Valid(user)) => {
@@ -234,7 +234,7 @@ pub(crate) fn connect_check<B: AuthnBackend + 'static>()
 
 fn extract<A: Adapter, B: AuthnBackend + 'static>(
     s: &Arc<Socket<A>>,
-    at_connect: bool,
+    phase: Phase,
 ) -> Result<SocketAuth<B>, SessionError> {
     let binding = s
         .extensions
@@ -244,10 +244,10 @@ fn extract<A: Adapter, B: AuthnBackend + 'static>(
         .extensions
         .get::<LoginState<B>>()
         .ok_or(SessionError::NotEnabled)?;
-    if !at_connect {
+    if phase == Phase::Message {
         binding.live().activity();
     }
-    let session = binding.handle(at_connect);
+    let session = binding.handle(phase);
     let user = match session.mode() {
         Mode::PerConnection => login.user.clone(),
         _ => Arc::new(OnceCell::new()),
@@ -272,7 +272,7 @@ impl<A: Adapter, B: AuthnBackend + 'static> FromConnectParts<A> for SocketAuth<B
         s: &Arc<Socket<A>>,
         _: &Option<socketioxide::handler::Value>,
     ) -> Result<Self, SessionError> {
-        extract(s, true)
+        extract(s, Phase::Connect)
     }
 }
 
@@ -283,6 +283,6 @@ impl<A: Adapter, B: AuthnBackend + 'static> FromMessageParts<A> for SocketAuth<B
         _: &mut socketioxide::handler::Value,
         _: &Option<i64>,
     ) -> Result<Self, SessionError> {
-        extract(s, false)
+        extract(s, Phase::Message)
     }
 }

@@ -30,6 +30,17 @@ pub(crate) trait Connected: Send + Sync {
     fn disconnect(self: Arc<Self>);
 }
 
+/// Which of a socket's handlers a handle is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The connect handler: it may use the state the handshake just loaded.
+    Connect,
+    /// A message handler: dropped if its socket is gone before its turn.
+    Message,
+    /// The disconnect handler: its socket is gone, and it still gets its turn.
+    Disconnect,
+}
+
 /// A socket's tie to its live session, kept in the socket's extensions. In per-connection mode,
 /// dropping it (when the socket is gone) saves what the socket changed.
 #[derive(Clone)]
@@ -72,9 +83,8 @@ impl Binding {
         &self.0.live
     }
 
-    /// A handler's handle; `at_connect` lets the connect handler use the state the handshake
-    /// just loaded.
-    pub(crate) fn handle(&self, at_connect: bool) -> SocketSession {
+    /// A handler's handle, for the handler's phase.
+    pub(crate) fn handle(&self, phase: Phase) -> SocketSession {
         let live = self.0.live.clone();
         let access = match live.mode() {
             // Per connection a handle is just the live session: nothing to allocate per event.
@@ -82,7 +92,7 @@ impl Binding {
             Mode::PerMessage => Access::PerMessage(Arc::new(Hold {
                 binding: self.0.clone(),
                 guard: Mutex::new(None),
-                at_connect,
+                phase,
                 unverified: AtomicBool::new(false),
                 span: handler_span(&live),
             })),
@@ -142,7 +152,7 @@ struct Hold {
     /// and its refused events. Shared, not copied field by field: one pointer per handler.
     binding: Arc<BindingInner>,
     guard: Mutex<Option<OwnedMutexGuard<State>>>,
-    at_connect: bool,
+    phase: Phase,
     /// The held state was not reloaded for this handler (its first operation was an `update`
     /// on a store that refuses late saves) and no save has confirmed it: the next operation
     /// reloads first, so that a handler whose update failed never reads a stale record.
@@ -506,7 +516,7 @@ impl Hold {
                     Err(_) => self.wait_turn().await?,
                 };
                 st.unpack();
-                if self.at_connect && st.fresh {
+                if self.phase == Phase::Connect && st.fresh {
                     // Loaded by the handshake just now.
                 } else if catch == CatchUp::SaveChecks
                     && live.store.refuses_late_saves()
@@ -594,7 +604,9 @@ impl Hold {
         }
         let st = live.state.clone().lock_owned().await;
         drop(waiting);
-        if !socket.upgrade().is_some_and(|s| s.connected()) {
+        // A message handler queued behind others is dropped once its socket is gone; the
+        // disconnect handler runs after the socket is gone by definition, and gets its turn.
+        if self.phase != Phase::Disconnect && !socket.upgrade().is_some_and(|s| s.connected()) {
             return Err(SessionError::SocketClosed);
         }
         Ok(st)
@@ -771,6 +783,56 @@ mod tests {
         assert!(live.sockets().is_empty());
     }
 
+    /// A socket that closes when told.
+    struct Closing(AtomicBool);
+
+    impl Connected for Closing {
+        fn connected(&self) -> bool {
+            !self.0.load(Ordering::Acquire)
+        }
+        fn disconnect(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn the_disconnect_handler_waits_its_turn_and_reads_a_message_handler_queued_is_dropped() {
+        let store = MemoryStore::default();
+        let mut record = Record {
+            id: Id::default(),
+            data: [
+                ("user".to_owned(), json!("bob")),
+                ("count".to_owned(), json!(1)),
+            ]
+            .into_iter()
+            .collect(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        store.create(&mut record).await.unwrap();
+        let live = loaded(Arc::new(store), record.id).await;
+        let socket = Arc::new(Closing(AtomicBool::new(false)));
+        let weak = Arc::downgrade(&(socket.clone() as Arc<dyn Connected>));
+        let binding = Binding::new(live.clone(), weak, Sid::new());
+        // The socket's last message handler still holds the state when the socket goes away.
+        let last = binding.handle(Phase::Message);
+        assert_eq!(
+            last.get::<String>("user").await.unwrap().as_deref(),
+            Some("bob")
+        );
+        socket.0.store(true, Ordering::Release);
+        let (queued, at_disconnect) = (
+            binding.handle(Phase::Message),
+            binding.handle(Phase::Disconnect),
+        );
+        let queued = tokio::spawn(async move { queued.get::<String>("user").await });
+        let read = tokio::spawn(async move { at_disconnect.get::<String>("user").await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(last);
+        assert!(matches!(
+            queued.await.unwrap(),
+            Err(SessionError::SocketClosed)
+        ));
+        assert_eq!(read.await.unwrap().unwrap().as_deref(), Some("bob"));
+    }
+
     #[tokio::test]
     async fn a_handler_that_panics_half_way_leaves_none_of_its_changes_behind() {
         let store = MemoryStore::default();
@@ -785,7 +847,7 @@ mod tests {
         let binding = Binding::new(live.clone(), Arc::downgrade(&socket), Sid::new());
         let handler = binding.clone();
         let panicked = tokio::spawn(async move {
-            let session = handler.handle(false);
+            let session = handler.handle(Phase::Message);
             session.insert("half", 1).await.unwrap();
             session.insert("count", 5).await.unwrap();
             session.remove::<u64>("count").await.unwrap();
@@ -794,7 +856,7 @@ mod tests {
         .await;
         assert!(panicked.unwrap_err().is_panic());
         // The next handler sees the session as stored, and its own save carries only its own.
-        let session = binding.handle(false);
+        let session = binding.handle(Phase::Message);
         assert_eq!(session.get::<u64>("half").await.unwrap(), None);
         assert_eq!(session.get::<u64>("count").await.unwrap(), Some(1));
         session.insert("next", 2).await.unwrap();
@@ -821,23 +883,23 @@ mod tests {
         let socket: Arc<dyn Connected> = Arc::new(Open);
         let binding = Binding::new(live.clone(), Arc::downgrade(&socket), Sid::new());
         // The connect handler reads the handshake's load; an update is saved before it returns.
-        let session = binding.handle(true);
+        let session = binding.handle(Phase::Connect);
         assert_eq!(session.get::<u64>("count").await.unwrap(), Some(1));
         drop(session);
         assert!(at_rest(&live), "at rest after a handler that read");
-        let session = binding.handle(false);
+        let session = binding.handle(Phase::Message);
         let count = session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1);
         assert_eq!(count.await.unwrap(), 2);
         drop(session);
         assert!(at_rest(&live), "at rest after an update");
         // An update refused by the value limit changed nothing.
-        let session = binding.handle(false);
+        let session = binding.handle(Phase::Message);
         let big = session.update("blob", |_: Option<String>| "x".repeat(128 * 1024));
         assert!(matches!(big.await, Err(SessionError::TooLarge { .. })));
         drop(session);
         assert!(at_rest(&live), "at rest after a refused update");
         // An insert is saved after its handler, by a task of its own.
-        let session = binding.handle(false);
+        let session = binding.handle(Phase::Message);
         session.insert("name", "ann").await.unwrap();
         drop(session);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -848,7 +910,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let session = binding.handle(false);
+        let session = binding.handle(Phase::Message);
         assert_eq!(session.get::<u64>("count").await.unwrap(), Some(2));
         assert_eq!(
             session.get::<String>("name").await.unwrap().as_deref(),

@@ -12,7 +12,7 @@ mod state;
 
 pub(crate) use expiries::Expiries;
 pub use handle::SocketSession;
-pub(crate) use handle::{Binding, Connected};
+pub(crate) use handle::{Binding, Connected, Phase};
 pub(crate) use live::LiveSession;
 pub(crate) use policy::Policy;
 pub(crate) use registry::Registry;
