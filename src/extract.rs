@@ -12,12 +12,7 @@ use crate::error::SessionError;
 use crate::session::{Binding, Phase, SocketSession};
 
 fn handle<A: Adapter>(s: &Arc<Socket<A>>, phase: Phase) -> Option<SocketSession> {
-    s.extensions.get::<Binding>().map(|b| {
-        if phase == Phase::Message {
-            b.live().activity();
-        }
-        b.handle(phase)
-    })
+    s.extensions.get::<Binding>().map(|b| b.handle(phase))
 }
 
 impl<A: Adapter> FromConnectParts<A> for SocketSession {

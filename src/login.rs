@@ -244,9 +244,6 @@ fn extract<A: Adapter, B: AuthnBackend + 'static>(
         .extensions
         .get::<LoginState<B>>()
         .ok_or(SessionError::NotEnabled)?;
-    if phase == Phase::Message {
-        binding.live().activity();
-    }
     let session = binding.handle(phase);
     let user = match session.mode() {
         Mode::PerConnection => login.user.clone(),

@@ -180,15 +180,18 @@ fn keep_trying<A: Adapter>(socket: SocketRef<A>) {
         return;
     }
     crate::task::spawn_detached(async move {
+        let mut reached = false;
         for pause in retry_pauses() {
             tokio::time::sleep(pause).await;
-            if !socket.connected() || reach(&socket).await == Reached::Done {
-                socket.extensions.remove::<Reaching>();
-                return;
+            reached = !socket.connected() || reach(&socket).await == Reached::Done;
+            if reached {
+                break;
             }
         }
         socket.extensions.remove::<Reaching>();
-        tracing::debug!(socket = %socket.id, "a socket whose client reads nothing could not be reached");
+        if !reached {
+            tracing::debug!(socket = %socket.id, "a socket whose client reads nothing could not be reached");
+        }
     });
 }
 

@@ -83,9 +83,13 @@ impl Binding {
         &self.0.live
     }
 
-    /// A handler's handle, for the handler's phase.
+    /// A handler's handle, for the handler's phase; a message counts as the session's activity
+    /// (rolling expiry).
     pub(crate) fn handle(&self, phase: Phase) -> SocketSession {
         let live = self.0.live.clone();
+        if phase == Phase::Message {
+            live.activity();
+        }
         let access = match live.mode() {
             // Per connection a handle is just the live session: nothing to allocate per event.
             Mode::PerConnection => Access::PerConnection,

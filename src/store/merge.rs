@@ -52,8 +52,9 @@ pub(crate) trait Changes: Send {
     fn reapply(&mut self, record: &mut Record) -> Result<(), SessionError>;
 
     /// The session was rotated at `at`: from now on only the changes made before then are
-    /// applied (they follow the session to its new id); `false` when nothing may follow (the default: a writer that
-    /// read the old session after its rotation must not write into the new one).
+    /// applied (they follow the session to its new id); `false` when nothing may follow (the
+    /// default: a writer that read the old session after its rotation must not write into the
+    /// new one).
     fn follow_rotation(&mut self, at: OffsetDateTime) -> bool {
         let _ = at;
         false
@@ -112,9 +113,10 @@ async fn backoff(attempt: u32) {
 ///
 /// `local` is the writer's own view with the version it was made on: a conditional store gets
 /// it first, as it is (no copy, no re-run of `update` closures; its expiry is set in place).
-/// When that conflicts, and always for a plain store, the changes are applied to the record as stored now and saved
-/// conditionally on that, until one save goes through. A record that forwards a rotated id is
-/// followed to the new session. `date` gives the saved record its expiry.
+/// When that conflicts, and always for a plain store, the changes are applied to the record as
+/// stored now and saved conditionally on that, until one save goes through. A record that
+/// forwards a rotated id is followed to the new session. `date` gives the saved record its
+/// expiry.
 pub(crate) async fn save_merged<T: Target, C: Changes>(
     target: &T,
     mut id: Id,

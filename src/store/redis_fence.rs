@@ -85,12 +85,15 @@ impl Script {
     ) -> Result<R, Error> {
         let no_args = Vec::<Value>::new;
         match client.evalsha(self.sha1(), keys.clone(), no_args()).await {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                client.eval(self.body(), keys, no_args()).await
-            }
+            Err(e) if is_noscript(&e) => client.eval(self.body(), keys, no_args()).await,
             answer => answer,
         }
     }
+}
+
+/// Whether the server refused a script by name because it does not know it (it ran nothing).
+pub(crate) fn is_noscript(e: &Error) -> bool {
+    e.details().starts_with("NOSCRIPT")
 }
 
 /// A fenced script's answer when it ran past its deadline, and wrote nothing.

@@ -10,7 +10,7 @@ use fred::prelude::{ClientLike, Config, ConnectionConfig, Options, Pool, Reconne
 use fred::types::cluster::ClusterRouting;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use super::redis_fence::{Fence, LATE, Script, late};
+use super::redis_fence::{Fence, LATE, Script, is_noscript, late};
 use crate::task::spawn_detached;
 
 /// A command that is sent once or not at all: never queued while the client reconnects, never
@@ -74,7 +74,7 @@ pub(crate) async fn eval_once(
             .custom(eval, all)
             .await;
         let answer = match answer {
-            Err(e) if by_name && e.details().starts_with("NOSCRIPT") => {
+            Err(e) if by_name && is_noscript(&e) => {
                 by_name = false;
                 continue;
             }
