@@ -201,6 +201,18 @@ impl ConditionalStore for DemoStore {
             DemoStore::Express(s) => s.save_if(record, expected).await,
         }
     }
+    // And a save its store answers at once (memory), or every written message allocates an
+    // async call.
+    fn save_if_now(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> Option<session_store::Result<SaveOutcome>> {
+        match self {
+            DemoStore::Memory(s) => s.save_if_now(record, expected),
+            _ => None,
+        }
+    }
     // A wrapper passes on how long its store may still send a write, for `build` to check.
     fn write_timeout(&self) -> Option<std::time::Duration> {
         match self {

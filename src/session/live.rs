@@ -267,7 +267,9 @@ impl LiveSession {
     /// Brings `st` up to date with the store, saving pending changes first.
     pub(crate) async fn refresh(&self, st: &mut State) -> Result<(), SessionError> {
         if !st.ops.is_empty() {
-            match self.persist(st).await {
+            // Boxed: changes are rarely pending here (a save failed), and a save's future
+            // inline would nearly double the future of every handler's first operation.
+            match Box::pin(self.persist(st)).await {
                 // Saved on top of the stored record: the state is current.
                 Ok(()) | Err(SessionError::Gone) => return Ok(()),
                 Err(SessionError::Conflict { .. } | SessionError::Contended { .. }) => {}

@@ -226,13 +226,13 @@ impl StoreHandle {
             }
         })
         .await;
-        let (result, end) = match answer {
-            Ok(Ok(v)) => (Ok(v), CallEnd::Answered),
-            Ok(Err(e)) => (Err(StoreFailure::Error(e)), CallEnd::Failed),
-            Err(_) => (Err(StoreFailure::Timeout(self.timeout)), CallEnd::TimedOut),
-        };
-        clock.finish(end);
-        result
+        match answer {
+            Ok(answer) => answered(clock, answer),
+            Err(()) => {
+                clock.finish(CallEnd::TimedOut);
+                Err(StoreFailure::Timeout(self.timeout))
+            }
+        }
     }
 
     /// The record as stored, forwarding records included; `None` when absent or expired.
@@ -305,10 +305,13 @@ impl StoreHandle {
         expected: &Version,
     ) -> Result<SaveOutcome, StoreFailure> {
         match &self.backend {
-            Backend::Conditional(s) => {
-                self.bounded(StoreOp::SaveIf, s.save_if(record, expected))
-                    .await
-            }
+            Backend::Conditional(s) => match s.save_if_now(record, expected) {
+                Some(answer) => answered(StoreCall::start(StoreOp::SaveIf), answer),
+                None => {
+                    self.bounded(StoreOp::SaveIf, s.save_if(record, expected))
+                        .await
+                }
+            },
             Backend::Plain(s) => {
                 self.bounded(StoreOp::Save, s.save(record)).await?;
                 Ok(SaveOutcome::Saved(Version::from_bytes(Vec::new())))
@@ -364,6 +367,15 @@ impl StoreHandle {
             Backend::Plain(_) => key.parse().ok(),
         }
     }
+}
+
+/// A store call's answer, counted.
+fn answered<T>(clock: StoreCall, answer: session_store::Result<T>) -> Result<T, StoreFailure> {
+    clock.finish(match answer {
+        Ok(_) => CallEnd::Answered,
+        Err(_) => CallEnd::Failed,
+    });
+    answer.map_err(StoreFailure::Error)
 }
 
 impl Target for StoreHandle {

@@ -119,7 +119,7 @@ async fn backoff(attempt: u32) {
 /// expiry.
 pub(crate) async fn save_merged<T: Target, C: Changes>(
     target: &T,
-    mut id: Id,
+    id: Id,
     local: Option<(&mut Arc<Record>, &Version)>,
     changes: &mut C,
     date: &(dyn Fn() -> OffsetDateTime + Sync),
@@ -145,6 +145,21 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
             SaveOutcome::Conflict | SaveOutcome::Saved(_) => observe::count(SAVE_CONFLICTS),
         }
     }
+    // Boxed: a conflict is rare, and its loads, pauses and saves inline would more than double
+    // the future of every save (and of every per-message handler's write, which holds one).
+    Box::pin(merge_and_save(target, id, local, changes, date, tried)).await
+}
+
+/// [`save_merged`] past its first try: loads the stored record, checks and re-applies the
+/// changes on it, and saves that, until a save goes through.
+async fn merge_and_save<T: Target, C: Changes>(
+    target: &T,
+    mut id: Id,
+    local: Option<(&mut Arc<Record>, &Version)>,
+    changes: &mut C,
+    date: &(dyn Fn() -> OffsetDateTime + Sync),
+    mut tried: bool,
+) -> Result<Merged, MergeError<T::Error>> {
     let mut forwards = 0;
     for attempt in 0..MAX_ATTEMPTS {
         if tried {

@@ -246,6 +246,19 @@ pub trait ConditionalStore: SessionStore {
         expected: &Version,
     ) -> session_store::Result<SaveOutcome>;
 
+    /// For a store that answers without waiting (one in this process's memory): the answer of
+    /// [`save_if`](Self::save_if), given at once, which is then not called. `None` (the
+    /// default) calls `save_if`. It spares each written message the allocation and the polls
+    /// of an async call; a wrapper store should pass it on, or its saves take that path.
+    fn save_if_now(
+        &self,
+        record: &Record,
+        expected: &Version,
+    ) -> Option<session_store::Result<SaveOutcome>> {
+        let _ = (record, expected);
+        None
+    }
+
     /// Told while a live session uses `id` for a record the store keys by something else (an
     /// express-session sid): `ConnectRedisStore` keeps the sid to find the record. Every
     /// call is matched by one [`release_external_key`](Self::release_external_key). Most
