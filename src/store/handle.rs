@@ -208,7 +208,15 @@ impl StoreHandle {
         op: StoreOp,
         call: impl Future<Output = session_store::Result<T>>,
     ) -> Result<T, StoreFailure> {
-        let clock = StoreCall::start(op);
+        self.timed(StoreCall::start(op), call).await
+    }
+
+    /// `call`, bounded by the store timeout and counted on `clock`.
+    async fn timed<T>(
+        &self,
+        clock: StoreCall,
+        call: impl Future<Output = session_store::Result<T>>,
+    ) -> Result<T, StoreFailure> {
         let mut call = std::pin::pin!(call);
         // Armed when the call first waits: one that answers on its first poll (an in-process
         // store's) reads no clock and sets no timer. The timeout counts from that first wait.
@@ -305,13 +313,15 @@ impl StoreHandle {
         expected: &Version,
     ) -> Result<SaveOutcome, StoreFailure> {
         match &self.backend {
-            Backend::Conditional(s) => match s.save_if_now(record, expected) {
-                Some(answer) => answered(StoreCall::start(StoreOp::SaveIf), answer),
-                None => {
-                    self.bounded(StoreOp::SaveIf, s.save_if(record, expected))
-                        .await
+            Backend::Conditional(s) => {
+                // Timed from before the call either way: waiting for the store's lock is part
+                // of the save.
+                let clock = StoreCall::start(StoreOp::SaveIf);
+                match s.save_if_now(record, expected) {
+                    Some(answer) => answered(clock, answer),
+                    None => self.timed(clock, s.save_if(record, expected)).await,
                 }
-            },
+            }
             Backend::Plain(s) => {
                 self.bounded(StoreOp::Save, s.save(record)).await?;
                 Ok(SaveOutcome::Saved(Version::from_bytes(Vec::new())))

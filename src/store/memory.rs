@@ -1,8 +1,6 @@
 //! An in-memory store with versioned records, usable by the HTTP layer and the socket side.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +9,7 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
+use super::id_hash::IdHashing;
 use super::{ConditionalStore, Reloaded, SaveOutcome, Version, Versioned};
 
 /// Sessions in this process's memory, like `tower_sessions::MemoryStore`, with a version per
@@ -27,58 +26,6 @@ pub struct MemoryStore {
 
 type Entry = (Record, u64);
 
-/// Hashes the store's session ids. An id is 128 random bits drawn by this process when it
-/// creates a session, so a multiply folded with a key random per store spreads ids as well as
-/// the default SipHash does, in a tenth of its instructions (one lookup per written message).
-#[derive(Debug, Clone)]
-struct IdHashing {
-    key: u64,
-}
-
-impl Default for IdHashing {
-    fn default() -> Self {
-        IdHashing {
-            key: RandomState::new().hash_one(0u8),
-        }
-    }
-}
-
-impl BuildHasher for IdHashing {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(self.key)
-    }
-}
-
-struct IdHasher(u64);
-
-impl IdHasher {
-    fn mix(&mut self, word: u64) {
-        let product = u128::from(self.0 ^ word) * 0x9E37_79B9_7F4A_7C15;
-        self.0 = (product as u64) ^ ((product >> 64) as u64);
-    }
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    // `Id` hashes its `i128`.
-    fn write_i128(&mut self, n: i128) {
-        self.mix(n as u64);
-        self.mix((n >> 64) as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Entry, IdHashing>> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
@@ -92,6 +39,20 @@ impl MemoryStore {
     /// Whether no record is stored.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
+    }
+
+    /// A conditional save, done at once (nothing in it waits).
+    fn save_at_version(&self, record: &Record, expected: &Version) -> SaveOutcome {
+        let mut map = self.lock();
+        let Some((stored, current)) = map.get_mut(&record.id).filter(|e| alive(e)) else {
+            return SaveOutcome::Gone;
+        };
+        if !is_version(expected, *current) {
+            return SaveOutcome::Conflict;
+        }
+        update_in_place(stored, record);
+        *current = next_version();
+        SaveOutcome::Saved(Version::from_counter(*current))
     }
 }
 
@@ -241,21 +202,6 @@ impl ConditionalStore for MemoryStore {
     }
 }
 
-impl MemoryStore {
-    fn save_at_version(&self, record: &Record, expected: &Version) -> SaveOutcome {
-        let mut map = self.lock();
-        let Some((stored, current)) = map.get_mut(&record.id).filter(|e| alive(e)) else {
-            return SaveOutcome::Gone;
-        };
-        if !is_version(expected, *current) {
-            return SaveOutcome::Conflict;
-        }
-        update_in_place(stored, record);
-        *current = next_version();
-        SaveOutcome::Saved(Version::from_counter(*current))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -356,6 +302,33 @@ mod tests {
             store.save_if_now(&mine, &version),
             Some(Ok(SaveOutcome::Gone))
         ));
+    }
+
+    #[test]
+    fn a_copy_with_values_changed_is_saved_side_by_side_and_a_swapped_key_falls_back() {
+        let stored = Record {
+            id: Id::default(),
+            data: (0..20).map(|i| (format!("k{i}"), json!(i))).collect(),
+            expiry_date: OffsetDateTime::now_utc(),
+        };
+        let mut copy = stored.clone();
+        for v in copy.data.values_mut() {
+            *v = json!("changed");
+        }
+        let mut target = stored.clone();
+        assert!(
+            same_keys_updated(&mut target, &copy),
+            "a copy keeps the order"
+        );
+        assert_eq!(target.data, copy.data);
+        // Every value changed and one key swapped: the walk copies values until it meets the
+        // swapped key, and the lookups finish the job.
+        copy.data.remove("k11");
+        copy.data.insert("other".into(), json!("new"));
+        let mut target = stored;
+        assert!(!same_keys_updated(&mut target, &copy));
+        update_in_place(&mut target, &copy);
+        assert_eq!(target.data, copy.data);
     }
 
     #[test]

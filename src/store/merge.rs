@@ -145,8 +145,10 @@ pub(crate) async fn save_merged<T: Target, C: Changes>(
             SaveOutcome::Conflict | SaveOutcome::Saved(_) => observe::count(SAVE_CONFLICTS),
         }
     }
-    // Boxed: a conflict is rare, and its loads, pauses and saves inline would more than double
-    // the future of every save (and of every per-message handler's write, which holds one).
+    // Boxed: this path (after a conflict; every save of a plain store, of a caller with no
+    // local view, of changes following a rotation) waits for a load and a save anyway, and
+    // inline its loads, pauses and saves would nearly double the future of every save,
+    // including the common first try (which every per-message handler's write holds).
     Box::pin(merge_and_save(target, id, local, changes, date, tried)).await
 }
 

@@ -18,6 +18,7 @@
 #[cfg(feature = "redis")]
 mod connect_redis;
 mod handle;
+mod id_hash;
 mod memory;
 mod merge;
 #[cfg(feature = "mysql")]
@@ -249,7 +250,9 @@ pub trait ConditionalStore: SessionStore {
     /// For a store that answers without waiting (one in this process's memory): the answer of
     /// [`save_if`](Self::save_if), given at once, which is then not called. `None` (the
     /// default) calls `save_if`. It spares each written message the allocation and the polls
-    /// of an async call; a wrapper store should pass it on, or its saves take that path.
+    /// of an async call. It must not block or do I/O: it runs on the handler's thread, with no
+    /// store timeout. A wrapper may pass it on only if its own `save_if` adds nothing (a cache
+    /// updated there would be skipped); one that does not stays correct, on the slower path.
     fn save_if_now(
         &self,
         record: &Record,
